@@ -1,0 +1,432 @@
+"""torchvision's video ResNets (R3D, MC3, R(2+1)D) with torchvision's exact key names.
+
+D. Tran, H. Wang, L. Torresani, J. Ray, Y. LeCun, M. Paluri. "A Closer Look at
+Spatiotemporal Convolutions for Action Recognition." CVPR 2018 (arXiv:1711.11248).
+Layout follows ``torchvision/models/video/resnet.py``, so torchvision's Kinetics-400 files
+(``r3d_18-b3b3357e.pth``, ...) load strictly.
+
+There is one network class, :class:`VideoResNet`; the variants are data. A conv maker
+(:class:`Conv3DSimple`, :class:`Conv3DNoTemporal`, :class:`Conv2Plus1D`) builds the 3×3×3 (or
+factorised) convolution of a block and says, through ``get_downsample_stride``, how the 1×1×1
+shortcut must stride to match it, so a single ``_make_layer`` builds every variant::
+
+    stem ─ layer1 ─ layer2 /2 ─ layer3 /2 ─ layer4 /2 ─ avgpool (global) ─ fc
+    (N, 3, T, H, W)                        (N, 512·e, t, h, w)    (N, 512·e)   (N, classes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from feat3d.backbones.registry import Backbone, register_backbone
+
+__all__ = [
+    "BasicBlock",
+    "BasicStem",
+    "Bottleneck",
+    "Conv2Plus1D",
+    "Conv3DNoTemporal",
+    "Conv3DSimple",
+    "R2Plus1dStem",
+    "VideoResNet",
+    "mc3_18",
+    "r2plus1d_18",
+    "r3d_18",
+]
+
+StrideTriple = tuple[int, int, int]
+
+
+class Conv3DSimple(nn.Conv3d):
+    """Full 3×3×3 convolution (R3D).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        midplanes: Unused; shared signature with :class:`Conv2Plus1D`.
+        stride: Stride in T, H and W.
+        padding: Padding in T, H and W.
+    """
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        midplanes: int | None = None,
+        stride: int = 1,
+        padding: int = 1,
+    ) -> None:
+        super().__init__(
+            in_planes, out_planes, kernel_size=(3, 3, 3), stride=stride, padding=padding, bias=False
+        )
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> StrideTriple:
+        """Shortcut stride matching this conv: ``(stride, stride, stride)``."""
+        return stride, stride, stride
+
+
+class Conv3DNoTemporal(nn.Conv3d):
+    """Spatial-only 1×3×3 convolution (the 2D stages of MC3).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        midplanes: Unused; shared signature with :class:`Conv2Plus1D`.
+        stride: Stride in H and W (never in T).
+        padding: Padding in H and W.
+    """
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        midplanes: int | None = None,
+        stride: int = 1,
+        padding: int = 1,
+    ) -> None:
+        super().__init__(
+            in_planes,
+            out_planes,
+            kernel_size=(1, 3, 3),
+            stride=(1, stride, stride),
+            padding=(0, padding, padding),
+            bias=False,
+        )
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> StrideTriple:
+        """Shortcut stride matching this conv: ``(1, stride, stride)``."""
+        return 1, stride, stride
+
+
+class Conv2Plus1D(nn.Sequential):
+    """(2+1)D factorisation: 1×3×3 spatial conv to ``midplanes``, BN, ReLU, 3×1×1 temporal conv.
+
+    Keys: ``0`` (spatial conv), ``1`` (BN), ``3`` (temporal conv).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        midplanes: Channels between the spatial and the temporal conv.
+        stride: Stride in T (temporal conv) and H, W (spatial conv).
+        padding: Padding in T, H and W.
+    """
+
+    def __init__(
+        self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1, padding: int = 1
+    ) -> None:
+        super().__init__(
+            nn.Conv3d(
+                in_planes,
+                midplanes,
+                kernel_size=(1, 3, 3),
+                stride=(1, stride, stride),
+                padding=(0, padding, padding),
+                bias=False,
+            ),
+            nn.BatchNorm3d(midplanes),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(
+                midplanes,
+                out_planes,
+                kernel_size=(3, 1, 1),
+                stride=(stride, 1, 1),
+                padding=(padding, 0, 0),
+                bias=False,
+            ),
+        )
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> StrideTriple:
+        """Shortcut stride matching this conv: ``(stride, stride, stride)``."""
+        return stride, stride, stride
+
+
+ConvMaker = type[Conv3DSimple] | type[Conv3DNoTemporal] | type[Conv2Plus1D]
+
+
+def _midplanes(in_planes: int, planes: int) -> int:
+    # Width that gives a (2+1)D conv the parameter count of a full 3×3×3 conv (Tran et al.,
+    # Sec. 3.5): t·d²·N_in·N_out / (d²·N_in + t·N_out) with t = d = 3.
+    return (in_planes * planes * 3 * 3 * 3) // (in_planes * 3 * 3 + 3 * planes)
+
+
+class BasicBlock(nn.Module):
+    """Two convs from ``conv_maker``: keys ``conv1.0``/``conv1.1`` and ``conv2.0``/``conv2.1``.
+
+    Args:
+        in_planes: Input channels.
+        planes: Output channels.
+        conv_maker: Conv class for both convs.
+        stride: Stride of the first conv.
+        downsample: Shortcut module, or ``None`` for the identity.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        conv_maker: ConvMaker,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        # torchvision computes midplanes once from the block's input width and uses it for
+        # both convs (layer2.0: 230 and 230).
+        mid = _midplanes(in_planes, planes)
+        self.conv1 = nn.Sequential(
+            conv_maker(in_planes, planes, mid, stride),
+            nn.BatchNorm3d(planes),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(conv_maker(planes, planes, mid), nn.BatchNorm3d(planes))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block on ``(N, C, T, H, W)``."""
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv2(self.conv1(x)) + identity)
+
+
+class Bottleneck(nn.Module):
+    """1×1×1 → ``conv_maker`` → 1×1×1 ×4, keys ``conv1``/``conv2``/``conv3`` (each ``.0``/``.1``).
+
+    Args:
+        in_planes: Input channels.
+        planes: Width of the middle conv; the block outputs ``4 * planes``.
+        conv_maker: Conv class for the middle conv.
+        stride: Stride of the middle conv.
+        downsample: Shortcut module, or ``None`` for the identity.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        conv_maker: ConvMaker,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        mid = _midplanes(in_planes, planes)
+        out = planes * self.expansion
+        self.conv1 = nn.Sequential(
+            nn.Conv3d(in_planes, planes, kernel_size=1, bias=False),
+            nn.BatchNorm3d(planes),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(
+            conv_maker(planes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
+        )
+        self.conv3 = nn.Sequential(
+            nn.Conv3d(planes, out, kernel_size=1, bias=False), nn.BatchNorm3d(out)
+        )
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block on ``(N, C, T, H, W)``."""
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+
+
+Block = type[BasicBlock] | type[Bottleneck]
+
+
+class BasicStem(nn.Sequential):
+    """R3D/MC3 stem: conv 3×7×7 /(1,2,2) to 64 channels, BN, ReLU (keys ``0``, ``1``)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv3d(
+                3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False
+            ),
+            nn.BatchNorm3d(64),
+            nn.ReLU(inplace=True),
+        )
+
+
+class R2Plus1dStem(nn.Sequential):
+    """R(2+1)D stem: conv 1×7×7 /(1,2,2) to 45, BN, ReLU, conv 3×1×1 to 64, BN, ReLU.
+
+    Keys ``0``, ``1``, ``3``, ``4``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv3d(
+                3, 45, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False
+            ),
+            nn.BatchNorm3d(45),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(
+                45, 64, kernel_size=(3, 1, 1), stride=(1, 1, 1), padding=(1, 0, 0), bias=False
+            ),
+            nn.BatchNorm3d(64),
+            nn.ReLU(inplace=True),
+        )
+
+
+class VideoResNet(Backbone):
+    """Generic video ResNet; R3D, MC3 and R(2+1)D differ only in the data passed here.
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        conv_makers: One conv class per stage.
+        layers: Blocks per stage.
+        stem: Stem class (:class:`BasicStem` or :class:`R2Plus1dStem`).
+        num_classes: Rows of ``fc``.
+        zero_init_residual: Zero the last BN of each bottleneck.
+    """
+
+    def __init__(
+        self,
+        block: Block,
+        conv_makers: Sequence[ConvMaker],
+        layers: Sequence[int],
+        stem: type[nn.Module],
+        num_classes: int = 400,
+        *,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(conv_makers) != 4 or len(layers) != 4:
+            raise ValueError("conv_makers and layers need one entry per stage (4)")
+        self.arch_kwargs = {"num_classes": num_classes}
+        self.num_classes = num_classes
+        self.feature_dim = 512 * block.expansion
+        self._in_planes = 64
+
+        self.stem = stem()
+        self.layer1 = self._make_layer(block, conv_makers[0], 64, layers[0], stride=1)
+        self.layer2 = self._make_layer(block, conv_makers[1], 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, conv_makers[2], 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, conv_makers[3], 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
+        self.fc = nn.Linear(self.feature_dim, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.conv3[1].weight)
+
+    def _make_layer(
+        self, block: Block, conv_maker: ConvMaker, planes: int, blocks: int, *, stride: int
+    ) -> nn.Sequential:
+        out_planes = planes * block.expansion
+        downsample: nn.Module | None = None
+        if stride != 1 or self._in_planes != out_planes:
+            downsample = nn.Sequential(
+                nn.Conv3d(
+                    self._in_planes,
+                    out_planes,
+                    kernel_size=1,
+                    stride=conv_maker.get_downsample_stride(stride),
+                    bias=False,
+                ),
+                nn.BatchNorm3d(out_planes),
+            )
+        stage = [block(self._in_planes, planes, conv_maker, stride, downsample)]
+        self._in_planes = out_planes
+        stage += [block(out_planes, planes, conv_maker) for _ in range(1, blocks)]
+        return nn.Sequential(*stage)
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, T, H, W)`` → layer4 output ``(N, D, t, h, w)``."""
+        x = self.stem(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)
+
+
+_COMMON = {
+    "family": "torchvision",
+    "block": "basic",
+    "layers": (2, 2, 2, 2),
+    "feature_dim": 512,
+    "default_meta": "torchvision",
+    "formats": ("torchvision", "feat3d"),
+    "paper": "Tran et al., CVPR 2018, arXiv:1711.11248",
+}
+
+# num_params from torchvision's weights metadata; gflops (multiply-accumulates ×1e9 per
+# 16×112×112 clip) from its ``_ops`` field; both re-measured in tests/backbones.
+
+
+@register_backbone(
+    "r3d_18",
+    stem="conv 3×7×7 /(1,2,2), BN, ReLU",
+    num_params=33371472,
+    gflops=40.697,
+    **_COMMON,
+)
+def r3d_18(*, num_classes: int = 400) -> VideoResNet:
+    """R3D-18: full 3×3×3 convs in every stage (Tran et al., 2018).
+
+    Args:
+        num_classes: Rows of ``fc``.
+
+    Returns:
+        A randomly initialized CPU model.
+    """
+    return VideoResNet(BasicBlock, [Conv3DSimple] * 4, [2, 2, 2, 2], BasicStem, num_classes)
+
+
+@register_backbone(
+    "mc3_18",
+    stem="conv 3×7×7 /(1,2,2), BN, ReLU",
+    num_params=11695440,
+    gflops=43.343,
+    **_COMMON,
+)
+def mc3_18(*, num_classes: int = 400) -> VideoResNet:
+    """MC3-18: 3D convs in layer1, spatial-only 1×3×3 convs after (Tran et al., 2018).
+
+    Args:
+        num_classes: Rows of ``fc``.
+
+    Returns:
+        A randomly initialized CPU model.
+    """
+    makers = [Conv3DSimple] + [Conv3DNoTemporal] * 3
+    return VideoResNet(BasicBlock, makers, [2, 2, 2, 2], BasicStem, num_classes)
+
+
+@register_backbone(
+    "r2plus1d_18",
+    stem="conv 1×7×7 /(1,2,2) to 45, BN, ReLU, conv 3×1×1 to 64, BN, ReLU",
+    num_params=31505325,
+    gflops=40.519,
+    **_COMMON,
+)
+def r2plus1d_18(*, num_classes: int = 400) -> VideoResNet:
+    """R(2+1)D-18: every 3×3×3 conv factorised into 1×3×3 then 3×1×1 (Tran et al., 2018).
+
+    Args:
+        num_classes: Rows of ``fc``.
+
+    Returns:
+        A randomly initialized CPU model.
+    """
+    return VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [2, 2, 2, 2], R2Plus1dStem, num_classes)

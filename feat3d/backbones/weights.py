@@ -1,0 +1,1024 @@
+"""Weights: metadata that travels with them, named downloads, checkpoint formats, strict loading.
+
+A checkpoint is read with ``torch.load(..., weights_only=True)`` (no arbitrary code), its
+format is detected and stated (feat3d's own, Hara et al. 2017, Hara et al. 2020, torchvision),
+``module.`` prefixes are stripped, and the architecture is inferred from the keys and shapes.
+The normalization the weights were trained with comes along as a :class:`WeightsMeta`.
+
+Example:
+    >>> from feat3d.backbones import get_backbone, load_checkpoint
+    >>> ckpt = load_checkpoint("resnet-34-kinetics.pth")  # doctest: +SKIP
+    >>> ckpt.description  # doctest: +SKIP
+    "Hara et al. 2017 checkpoint, 'module.' prefix stripped: resnet-34, shortcut A, 400 classes"
+    >>> model = get_backbone(ckpt.arch, weights="resnet-34-kinetics.pth")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import http.client
+import os
+import pickle
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from feat3d.backbones.registry import _REGISTRY, get_spec, list_backbones
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PRESETS",
+    "LoadedCheckpoint",
+    "NamedWeights",
+    "Preset",
+    "ResolvedWeights",
+    "WeightsError",
+    "WeightsMeta",
+    "categories_for",
+    "compute_sha256",
+    "default_meta",
+    "fetch_weights",
+    "kinetics400_categories",
+    "list_weights",
+    "load_checkpoint",
+    "load_state_dict_strict",
+    "resolve_weights",
+    "save_checkpoint",
+    "weights_cache_path",
+]
+
+#: Model used when neither ``--model`` nor a checkpoint names one.
+DEFAULT_MODEL = "r3d_18"
+
+
+class WeightsError(Exception):
+    """Weights cannot be found, downloaded, read, recognised or loaded; one-line message."""
+
+
+# --------------------------------------------------------------------------------------------
+# Normalization presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How clips must be prepared for a family of weights.
+
+    Attributes:
+        name: Preset name (``"hara2017"``, ``"hara2020"``, ``"torchvision"``).
+        mean: Per-channel RGB mean, in the units of ``value_scale``.
+        std: Per-channel RGB standard deviation, same units.
+        value_scale: 255.0 when pixels enter as 0–255, 1.0 when they enter as 0–1.
+        resize: Short side (int) or exact ``(H, W)`` before the centre crop.
+        crop: Side of the square centre crop.
+        clip_len: Frames per clip.
+        frame_rate: Frames per second the weights were evaluated at, ``None`` for native.
+        reference: Where the values come from.
+    """
+
+    name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    value_scale: float
+    resize: int | tuple[int, int]
+    crop: int
+    clip_len: int
+    frame_rate: float | None
+    reference: str
+
+
+PRESETS: dict[str, Preset] = {
+    # kenshohara/video-classification-3d-cnn-pytorch: mean.py get_mean() returns
+    # [114.7748, 107.7354, 99.4750] (ActivityNet); classify.py applies Scale(112) (short side),
+    # CenterCrop(112), ToTensor() without /255, Normalize(mean, [1, 1, 1]). The 2017-era
+    # 3D-ResNets-PyTorch opts.py: "--norm_value 1: range of inputs is [0-255]".
+    "hara2017": Preset(
+        name="hara2017",
+        mean=(114.7748, 107.7354, 99.4750),
+        std=(1.0, 1.0, 1.0),
+        value_scale=255.0,
+        resize=112,
+        crop=112,
+        clip_len=16,
+        frame_rate=None,
+        reference="kenshohara/video-classification-3d-cnn-pytorch mean.py, classify.py",
+    ),
+    # kenshohara/3D-ResNets-PyTorch: mean.py get_mean_std(value_scale, 'kinetics') gives
+    # mean [0.4345, 0.4051, 0.3775], std [0.2768, 0.2713, 0.2737]; main.py
+    # get_inference_utils: Resize(sample_size=112), CenterCrop(112), ToTensor() (0-1),
+    # ScaleValue(value_scale=1), Normalize(mean, std).
+    "hara2020": Preset(
+        name="hara2020",
+        mean=(0.4345, 0.4051, 0.3775),
+        std=(0.2768, 0.2713, 0.2737),
+        value_scale=1.0,
+        resize=112,
+        crop=112,
+        clip_len=16,
+        frame_rate=None,
+        reference="kenshohara/3D-ResNets-PyTorch mean.py, main.py get_inference_utils",
+    ),
+    # pytorch/vision: transforms/_presets.py VideoClassification defaults mean
+    # (0.43216, 0.394666, 0.37645), std (0.22803, 0.22145, 0.216989), input scaled to 0-1;
+    # models/video/resnet.py KINETICS400_V1: resize_size=(128, 171), crop_size=(112, 112);
+    # docs: "estimated on video-level with frame_rate=15, clips_per_video=5, clip_len=16".
+    "torchvision": Preset(
+        name="torchvision",
+        mean=(0.43216, 0.394666, 0.37645),
+        std=(0.22803, 0.22145, 0.216989),
+        value_scale=1.0,
+        resize=(128, 171),
+        crop=112,
+        clip_len=16,
+        frame_rate=15.0,
+        reference="pytorch/vision transforms/_presets.py VideoClassification",
+    ),
+}
+
+# Checkpoint format → preset of the weights stored in it.
+_FORMAT_PRESET = {"hara2017": "hara2017", "hara2020": "hara2020", "torchvision": "torchvision"}
+
+_FORMAT_TEXT = {
+    "feat3d": "feat3d checkpoint",
+    "hara2017": "Hara et al. 2017 checkpoint",
+    "hara2020": "Hara et al. 2020 checkpoint",
+    "torchvision": "torchvision state dict",
+}
+
+
+@cache
+def _kinetics400() -> tuple[str, ...]:
+    text = resources.files("feat3d").joinpath("data/kinetics400_classes.txt").read_text("utf-8")
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(labels) != 400:
+        raise RuntimeError(f"kinetics400_classes.txt has {len(labels)} labels, expected 400")
+    return labels
+
+
+def kinetics400_categories() -> list[str]:
+    """The 400 Kinetics labels in checkpoint (alphabetical) order."""
+    return list(_kinetics400())
+
+
+def categories_for(num_classes: int) -> list[str]:
+    """Labels for a classifier of ``num_classes`` rows.
+
+    Kinetics-400 for 400; ``class_0 .. class_{n-1}`` otherwise (no label file is shipped for
+    Kinetics-700 or fine-tuned heads).
+    """
+    if num_classes == 400:
+        return kinetics400_categories()
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata
+
+
+@dataclass
+class WeightsMeta:
+    """Everything needed to use a set of weights correctly; saved inside feat3d checkpoints.
+
+    Attributes:
+        name: Named weights (``"r3d_18.kinetics400_v1"``), file stem, or ``"random"``.
+        arch: Registry name of the architecture.
+        categories: One label per classifier row.
+        mean: Per-channel RGB mean in the units of ``value_scale``.
+        std: Per-channel RGB standard deviation, same units.
+        value_scale: 255.0 when input pixels are 0–255, 1.0 when they are 0–1.
+        clip_len: Frames per clip.
+        resize: Short side (int) or exact ``(H, W)`` resize before the crop.
+        crop: Side of the square centre crop.
+        frame_rate: Frames per second the weights expect, ``None`` for the native rate.
+        source: URL, file path, or ``"random"``.
+        format: ``"hara2017"``, ``"hara2020"``, ``"torchvision"``, ``"feat3d"`` or ``"random"``.
+        sha256: SHA-256 of the file the weights were read from.
+        arch_kwargs: Builder arguments that rebuild the layout (``num_classes``, ...).
+        metrics: Published accuracy, e.g. ``{"Kinetics-400": {"acc@1": 63.2}}``.
+        preset: Name of the normalization preset the values came from.
+    """
+
+    name: str
+    arch: str
+    categories: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    value_scale: float
+    clip_len: int = 16
+    resize: int | tuple[int, int] = 112
+    crop: int = 112
+    frame_rate: float | None = None
+    source: str = "random"
+    format: str = "random"
+    sha256: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists); inverse of :meth:`from_dict`."""
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        data["resize"] = list(self.resize) if isinstance(self.resize, tuple) else self.resize
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WeightsMeta:
+        """Rebuild from :meth:`to_dict` output; unknown keys are ignored.
+
+        Raises:
+            ValueError: A required field is missing or malformed.
+        """
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: copy.deepcopy(v) for k, v in data.items() if k in known}
+        try:
+            kwargs["categories"] = [str(c) for c in kwargs["categories"]]
+            kwargs["mean"] = tuple(float(v) for v in kwargs["mean"])
+            kwargs["std"] = tuple(float(v) for v in kwargs["std"])
+            kwargs["value_scale"] = float(kwargs["value_scale"])
+            resize = kwargs.get("resize", 112)
+            kwargs["resize"] = (
+                tuple(int(v) for v in resize) if isinstance(resize, list | tuple) else int(resize)
+            )
+            return cls(**kwargs)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed weights metadata: {exc}") from None
+
+
+def _preset_meta(
+    preset: str,
+    *,
+    name: str,
+    arch: str,
+    num_classes: int,
+    source: str,
+    format: str,
+    arch_kwargs: Mapping[str, Any],
+    sha256: str | None = None,
+    metrics: Mapping[str, Mapping[str, float]] | None = None,
+) -> WeightsMeta:
+    p = PRESETS[preset]
+    return WeightsMeta(
+        name=name,
+        arch=arch,
+        categories=categories_for(num_classes),
+        mean=p.mean,
+        std=p.std,
+        value_scale=p.value_scale,
+        clip_len=p.clip_len,
+        resize=p.resize,
+        crop=p.crop,
+        frame_rate=p.frame_rate,
+        source=source,
+        format=format,
+        sha256=sha256,
+        arch_kwargs=dict(arch_kwargs),
+        metrics={k: dict(v) for k, v in (metrics or {}).items()},
+        preset=p.name,
+    )
+
+
+def default_meta(arch: str, *, arch_kwargs: Mapping[str, Any] | None = None) -> WeightsMeta:
+    """Metadata of randomly initialized weights: the family's normalization preset.
+
+    Args:
+        arch: Registry name.
+        arch_kwargs: Builder arguments; missing ones are filled with the builder's defaults.
+
+    Returns:
+        A :class:`WeightsMeta` with ``format == source == "random"``.
+    """
+    spec = get_spec(arch)
+    kwargs = dict(arch_kwargs or {})
+    with torch.device("meta"):  # fill in the defaults without allocating weights
+        kwargs = dict(spec.builder(**kwargs).arch_kwargs)
+    return _preset_meta(
+        spec.default_meta,
+        name="random",
+        arch=arch,
+        num_classes=kwargs["num_classes"],
+        source="random",
+        format="random",
+        arch_kwargs=kwargs,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Named weights
+
+
+@dataclass(frozen=True)
+class NamedWeights:
+    """A downloadable set of weights (torchvision's ``WeightsEnum`` members, as data).
+
+    Attributes:
+        name: ``"<arch>.<tag>"``, e.g. ``"r3d_18.kinetics400_v1"``.
+        arch: Registry name.
+        url: Download address; the file name carries the SHA-256 prefix.
+        hash_prefix: Leading hex digits of the file's SHA-256.
+        preset: Normalization preset.
+        num_classes: Classifier rows.
+        metrics: Published accuracy.
+        default: What ``"DEFAULT"`` resolves to for ``arch``.
+    """
+
+    name: str
+    arch: str
+    url: str
+    hash_prefix: str
+    preset: str = "torchvision"
+    num_classes: int = 400
+    metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    default: bool = True
+
+    @property
+    def filename(self) -> str:
+        """Basename of the URL, also the cache file name."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+# URLs and metrics: pytorch/vision torchvision/models/video/resnet.py (R3D_18_Weights,
+# MC3_18_Weights, R2Plus1D_18_Weights .KINETICS400_V1) and the torchvision model docs;
+# video-level accuracy at frame_rate=15, clips_per_video=5, clip_len=16.
+_NAMED_WEIGHTS: dict[str, NamedWeights] = {
+    w.name: w
+    for w in (
+        NamedWeights(
+            name="r3d_18.kinetics400_v1",
+            arch="r3d_18",
+            url="https://download.pytorch.org/models/r3d_18-b3b3357e.pth",
+            hash_prefix="b3b3357e",
+            metrics={"Kinetics-400": {"acc@1": 63.2, "acc@5": 83.479}},
+        ),
+        NamedWeights(
+            name="mc3_18.kinetics400_v1",
+            arch="mc3_18",
+            url="https://download.pytorch.org/models/mc3_18-a90a0ba3.pth",
+            hash_prefix="a90a0ba3",
+            metrics={"Kinetics-400": {"acc@1": 63.96, "acc@5": 84.13}},
+        ),
+        NamedWeights(
+            name="r2plus1d_18.kinetics400_v1",
+            arch="r2plus1d_18",
+            url="https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth",
+            hash_prefix="91a641e6",
+            metrics={"Kinetics-400": {"acc@1": 67.463, "acc@5": 86.175}},
+        ),
+    )
+}
+
+
+def list_weights(model: str | None = None) -> list[NamedWeights]:
+    """The named weights table.
+
+    Args:
+        model: Only the weights of this registry name.
+
+    Returns:
+        Entries in name order.
+    """
+    return [w for _, w in sorted(_NAMED_WEIGHTS.items()) if model is None or w.arch == model]
+
+
+def weights_cache_path(named: NamedWeights) -> Path:
+    """Where named weights are cached: ``torch.hub.get_dir()/checkpoints/<filename>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / named.filename
+
+
+def compute_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_weights(name: str, *, progress: bool = True) -> Path:
+    """Path of named weights in the cache, downloading them if absent.
+
+    Args:
+        name: A name from :func:`list_weights`.
+        progress: Show a download progress bar on stderr.
+
+    Returns:
+        The cached file, its SHA-256 checked against the name's hash prefix.
+
+    Raises:
+        WeightsError: Unknown name, download failure (offline) or a hash mismatch.
+    """
+    named = _NAMED_WEIGHTS.get(name.lower())
+    if named is None:
+        raise WeightsError(f"unknown named weights {name!r}; known: {', '.join(_NAMED_WEIGHTS)}")
+    return _fetch(named, progress=progress)[0]
+
+
+def _fetch(named: NamedWeights, *, progress: bool) -> tuple[Path, str]:
+    dst = weights_cache_path(named)
+    if not dst.is_file():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Writes a temporary file next to dst, checks the hash prefix, then renames.
+            torch.hub.download_url_to_file(
+                named.url, str(dst), hash_prefix=named.hash_prefix, progress=progress
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            raise WeightsError(
+                f"cannot download {named.name} from {named.url} ({_first_line(exc)}); "
+                f"if this machine is offline, fetch that file elsewhere and put it at {dst}"
+            ) from None
+        except RuntimeError as exc:  # download_url_to_file's hash check
+            raise WeightsError(
+                f"the download of {named.name} from {named.url} is corrupt "
+                f"({_first_line(exc)}); try again"
+            ) from None
+    sha = compute_sha256(dst)
+    if not sha.startswith(named.hash_prefix):
+        raise WeightsError(
+            f"cached file {dst} is not {named.name} (sha256 {sha[:12]}..., expected a hash "
+            f"starting with {named.hash_prefix}); delete it to download again, or replace it "
+            f"with {named.url}"
+        )
+    return dst, sha
+
+
+def _no_default_message(arch: str) -> str:
+    spec = get_spec(arch)
+    if spec.family == "hara-resnet":
+        return (
+            f"{arch} has no downloadable default weights: Hara et al.'s checkpoints are on "
+            "Google Drive (links in github.com/kenshohara/3D-ResNets-PyTorch); download one "
+            "(e.g. r3d18_K_200ep.pth or resnet-34-kinetics.pth) and pass --weights PATH, "
+            "or --weights none for random initialization"
+        )
+    return f"{arch} has no default weights; pass --weights PATH, or --weights none"
+
+
+def _lookup_named(spec: str, *, model: str | None) -> NamedWeights | None:
+    key = spec.strip()
+    named: NamedWeights | None = None
+    if key.upper() == "DEFAULT":
+        arch = model or DEFAULT_MODEL
+        named = next((w for w in list_weights(arch) if w.default), None)
+        if named is None:
+            raise WeightsError(_no_default_message(arch))
+    else:
+        named = _NAMED_WEIGHTS.get(key.lower())
+        if named is None and model is not None:  # "--model r3d_18 --weights KINETICS400_V1"
+            named = _NAMED_WEIGHTS.get(f"{model}.{key.lower()}")
+    if named is not None and model is not None and named.arch != model:
+        raise WeightsError(
+            f"named weights {named.name} are for {named.arch}, not {model}; "
+            f"use --model {named.arch} or leave it out"
+        )
+    return named
+
+
+# --------------------------------------------------------------------------------------------
+# Reading checkpoints
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint read and understood.
+
+    Attributes:
+        arch: Registry name inferred from the keys (or recorded, for feat3d files).
+        arch_kwargs: Builder arguments for that layout (``num_classes``, ``shortcut_type``, ...).
+        state_dict: Tensors with ``module.`` prefixes stripped.
+        meta: Metadata, including the normalization of the format's preset.
+        format: ``"feat3d"``, ``"hara2017"``, ``"hara2020"`` or ``"torchvision"``.
+        description: One line saying what was recognised, for logs.
+    """
+
+    arch: str
+    arch_kwargs: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    meta: WeightsMeta
+    format: str
+    description: str = ""
+
+
+class _Unsupported(Exception):
+    """A layout recognised as an architecture that is not registered."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+# Hara et al.'s --model values → feat3d's names for them.
+_HARA_FAMILIES = {
+    "resnet": "resnet",
+    "preresnet": "preact-resnet",
+    "wideresnet": "wide-resnet",
+    "resnext": "resnext",
+    "densenet": "densenet",
+    "resnet2p1d": "resnet2p1d",
+}
+
+_LAYER_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _load_reason(exc: BaseException) -> str:
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if match:
+        return (
+            f"it contains a pickled Python object ({match.group(1)}), which weights-only "
+            "loading refuses for safety"
+        )
+    if isinstance(exc, pickle.UnpicklingError | EOFError | RuntimeError):
+        return f"not a readable PyTorch checkpoint ({_first_line(exc)})"
+    return _first_line(exc)
+
+
+def _strip_prefixes(sd: Mapping[str, Any], *, source: str) -> tuple[dict[str, Any], int]:
+    out: dict[str, Any] = {}
+    depth = 0
+    for key, value in sd.items():
+        k, n = str(key), 0
+        while True:
+            if k.startswith("module."):
+                k, n = k[len("module.") :], n + 1
+            elif k.startswith("_orig_mod."):
+                k = k[len("_orig_mod.") :]
+            else:
+                break
+        if k in out:
+            raise WeightsError(f"{source}: key {key!r} collides with another after stripping")
+        out[k] = value
+        depth = max(depth, n)
+    return out, depth
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _blocks_per_layer(sd: Mapping[str, Any]) -> tuple[int, ...]:
+    counts = [0, 0, 0, 0]
+    for key in sd:
+        m = _LAYER_KEY.match(key)
+        if m:
+            stage, index = int(m.group(1)) - 1, int(m.group(2))
+            counts[stage] = max(counts[stage], index + 1)
+    return tuple(counts)
+
+
+def _parse_hara_arch(arch: Any) -> tuple[str | None, int | None]:
+    if not isinstance(arch, str):
+        return None, None
+    m = re.fullmatch(r"([a-z0-9]+?)(?:-(\d+))?", arch.strip().lower())
+    if not m:
+        return None, None
+    return m.group(1), (int(m.group(2)) if m.group(2) else None)
+
+
+def _hara_registry_name(block: str, layers: tuple[int, ...]) -> str | None:
+    for spec in _REGISTRY.values():
+        if spec.family == "hara-resnet" and spec.block == block and spec.layers == layers:
+            return spec.name
+    return None
+
+
+def _infer_hara(sd: Mapping[str, torch.Tensor], *, family_hint: str | None) -> tuple[str, dict]:
+    layers = _blocks_per_layer(sd)
+    block = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
+    name = _hara_registry_name(block, layers)
+    depth = name.rsplit("-", 1)[1] if name else f"{block}{list(layers)}"
+
+    conv2 = sd.get("layer1.0.conv2.weight")
+    bn1, conv1 = sd.get("layer2.0.bn1.weight"), sd.get("layer2.0.conv1.weight")
+    if family_hint in ("resnext", "preresnet", "wideresnet", "densenet"):
+        raise _Unsupported(f"{_HARA_FAMILIES[family_hint]}-{depth}")
+    if conv2 is not None and conv2.ndim == 5 and conv2.shape[1] != conv2.shape[0]:
+        raise _Unsupported(f"resnext-{depth}")  # grouped 3×3×3 conv
+    if bn1 is not None and conv1 is not None and bn1.shape[0] != conv1.shape[0]:
+        raise _Unsupported(f"preact-resnet-{depth}")  # BN before the conv
+    first = sd.get("layer1.0.conv1.weight")
+    if block == "bottleneck" and first is not None and first.shape[0] != 64:
+        raise _Unsupported(f"wide-resnet-{depth}")
+    if name is None or "fc.weight" not in sd:
+        raise WeightsError(f"a Hara-style ResNet with {block} blocks {list(layers)}")
+    kwargs = {
+        "num_classes": int(sd["fc.weight"].shape[0]),
+        "shortcut_type": "B" if any(".downsample." in k for k in sd) else "A",
+        "conv1_t_size": int(sd["conv1.weight"].shape[2]),
+        # Not visible in the keys; Hara's defaults, which all published files use.
+        "conv1_t_stride": 1,
+        "no_max_pool": False,
+    }
+    return name, kwargs
+
+
+def _infer_torchvision(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
+    stem = tuple(sd["stem.0.weight"].shape)
+    if stem[2:] == (1, 7, 7):
+        variant = "r2plus1d"
+    else:
+        conv = sd.get("layer2.0.conv1.0.weight")
+        variant = "mc3" if conv is not None and conv.ndim == 5 and conv.shape[2] == 1 else "r3d"
+    layers = _blocks_per_layer(sd)
+    bottleneck = "layer1.0.conv3.0.weight" in sd
+    if bottleneck or layers != (2, 2, 2, 2):
+        kind = "bottleneck" if bottleneck else "basic"
+        raise _Unsupported(f"torchvision {variant} with {kind} blocks {list(layers)}")
+    return f"{variant}_18", {"num_classes": int(sd["fc.weight"].shape[0])}
+
+
+def _infer_layout(sd: Mapping[str, torch.Tensor], *, arch_hint: Any = None) -> tuple[str, dict]:
+    """Registry name and builder kwargs for a stripped state dict.
+
+    Raises:
+        _Unsupported: A known architecture that is not registered.
+        WeightsError: Unrecognised keys (the message is the layout description only).
+    """
+    family, depth = _parse_hara_arch(arch_hint)
+    if "stem.0.weight" in sd:
+        return _infer_torchvision(sd)
+    if "conv1_s.weight" in sd or family == "resnet2p1d":
+        layers = _blocks_per_layer(sd)
+        name = _hara_registry_name("basic", layers) or _hara_registry_name("bottleneck", layers)
+        d = depth or (name.rsplit("-", 1)[1] if name else list(layers))
+        raise _Unsupported(f"resnet2p1d-{d}")
+    if "features.conv0.weight" in sd or family == "densenet":
+        raise _Unsupported(f"densenet-{depth}" if depth else "densenet")
+    if "conv1.weight" in sd:
+        return _infer_hara(sd, family_hint=family)
+    keys = ", ".join(list(sd)[:3])
+    raise WeightsError(f"unrecognised keys ({keys}, ...)")
+
+
+def _detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) -> str:
+    if "feat3d_version" in obj:
+        return "feat3d"
+    if "stem.0.weight" in sd:
+        return "torchvision"
+    family, number = _parse_hara_arch(obj.get("arch"))
+    if "scheduler" in obj or (family is not None and number is None):
+        return (
+            "hara2020"  # 3D-ResNets-PyTorch (2020) saves epoch/arch/state_dict/optimizer/scheduler
+        )
+    if "arch" in obj:
+        return "hara2017"  # saved from nn.DataParallel, arch like "resnet-34"
+    if not any(k in sd for k in ("conv1.weight", "conv1_s.weight", "features.conv0.weight")):
+        return "unknown"
+    return "hara2017" if depth > 0 else "hara2020"
+
+
+def load_checkpoint(path: str | Path, *, sha256: str | None = None) -> LoadedCheckpoint:
+    """Read a checkpoint safely and work out what it holds.
+
+    Recognised formats:
+
+    - ``feat3d``: ``{"feat3d_version", "arch", "state_dict", "meta"}`` (:func:`save_checkpoint`);
+    - ``hara2017``: ``{"arch": "resnet-34", "state_dict"}`` with ``module.`` prefixes, maybe
+      ``epoch``/``optimizer`` (kenshohara/video-classification-3d-cnn-pytorch);
+    - ``hara2020``: ``{"epoch", "arch", "state_dict", "optimizer", "scheduler"}``
+      (kenshohara/3D-ResNets-PyTorch);
+    - ``torchvision``: a plain state dict with ``stem.0.weight``.
+
+    Args:
+        path: The file.
+        sha256: Its SHA-256 when already known (skips hashing it again).
+
+    Returns:
+        A :class:`LoadedCheckpoint`; ``meta.sha256`` holds the file's hash.
+
+    Raises:
+        WeightsError: Missing or unreadable file (including pickled Python objects, refused by
+            ``weights_only`` loading), unrecognised layout, or a recognised architecture that
+            this version does not provide.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for foreign or unsafe files
+        raise WeightsError(f"cannot load weights file {path}: {_load_reason(exc)}") from None
+    source = str(path)
+
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        raw = obj["state_dict"]
+        top: Mapping[str, Any] = obj
+    elif _is_state_dict(obj):
+        raw, top = obj, {}
+    else:
+        raise WeightsError(
+            f"{path} is not a model checkpoint: expected a state dict or a dict with "
+            f"'state_dict', got {type(obj).__name__}"
+        )
+    sd, depth = _strip_prefixes(raw, source=source)
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{path}: state_dict entry {bad[0]!r} is not a tensor")
+    fmt = _detect_format(top, sd, depth)
+    if fmt == "unknown":
+        raise WeightsError(
+            f"{path}: unrecognised checkpoint layout (keys {', '.join(list(sd)[:3])}, ...); "
+            "feat3d reads feat3d, Hara et al. 2017/2020 and torchvision checkpoints"
+        )
+    sha = sha256 or compute_sha256(path)
+
+    if fmt == "feat3d":
+        arch = top.get("arch")
+        if not isinstance(arch, str) or not isinstance(top.get("meta"), Mapping):
+            raise WeightsError(f"{path}: feat3d checkpoint without 'arch' or 'meta'")
+        if arch not in _REGISTRY:
+            raise WeightsError(
+                f"{path}: recognised as {arch} (format feat3d) but that architecture is not "
+                "available in this version"
+            )
+        try:
+            meta = WeightsMeta.from_dict(top["meta"])
+        except ValueError as exc:
+            raise WeightsError(f"{path}: {exc}") from None
+        meta = replace(meta, arch=arch, source=source, sha256=sha, format="feat3d")
+        kwargs = dict(meta.arch_kwargs)
+        description = f"{_FORMAT_TEXT[fmt]}: {_summary(arch, kwargs)}"
+        return LoadedCheckpoint(arch, kwargs, sd, meta, fmt, description)
+
+    arch_hint = top.get("arch")
+    try:
+        arch, kwargs = _infer_layout(sd, arch_hint=arch_hint)
+    except _Unsupported as exc:
+        raise WeightsError(
+            f"{path}: recognised as {exc.name} (format {fmt}) but that architecture is not "
+            f"available in this version (available: {', '.join(list_backbones())})"
+        ) from None
+    except WeightsError as exc:
+        raise WeightsError(f"{path} ({_FORMAT_TEXT[fmt]}): unsupported layout: {exc}") from None
+
+    notes = []
+    assumed = fmt != "torchvision" and "arch" not in top and "scheduler" not in top
+    if depth:
+        notes.append("'module.' prefix stripped" if depth == 1 else "'module.module.' stripped")
+    hint_family, hint_depth = _parse_hara_arch(arch_hint)
+    if hint_depth is not None and hint_family == "resnet" and arch != f"resnet-{hint_depth}":
+        notes.append(f"its 'arch' says {arch_hint!r} but the keys are {arch}")
+    if assumed:
+        note = f"no 'arch' recorded, normalization assumed to be {fmt}'s"
+        notes.append(note)
+        warnings.warn(f"{path}: {note}; check the results", stacklevel=2)
+    meta = _preset_meta(
+        _FORMAT_PRESET[fmt],
+        name=path.stem,
+        arch=arch,
+        num_classes=kwargs["num_classes"],
+        source=source,
+        format=fmt,
+        sha256=sha,
+        arch_kwargs=kwargs,
+    )
+    head = _FORMAT_TEXT[fmt] + (f", {', '.join(notes)}" if notes else "")
+    return LoadedCheckpoint(arch, kwargs, sd, meta, fmt, f"{head}: {_summary(arch, kwargs)}")
+
+
+def _summary(arch: str, kwargs: Mapping[str, Any]) -> str:
+    parts = [arch]
+    if "shortcut_type" in kwargs:
+        parts.append(f"shortcut {kwargs['shortcut_type']}")
+    parts.append(f"{kwargs.get('num_classes')} classes")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Strict loading
+
+
+def _listing(keys: list[str], what: str) -> str:
+    shown = ", ".join(keys[:5])
+    more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+    return f"{len(keys)} {what}: {shown}{more}"
+
+
+def load_state_dict_strict(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    model_name: str | None = None,
+) -> None:
+    """Load weights requiring every key and shape to match; explain any mismatch.
+
+    ``num_batches_tracked`` buffers absent from files saved before PyTorch 0.4.1 are filled
+    with zeros rather than reported.
+
+    Args:
+        model: Target module.
+        state_dict: Tensors, prefixes already stripped.
+        source: Where they came from, for the message.
+        model_name: Registry name of ``model``, for the message.
+
+    Raises:
+        WeightsError: Listing up to 5 missing and 5 unexpected keys, shape mismatches, and
+            ``likely --model NAME`` when the keys fit another registered layout.
+    """
+    expected = model.state_dict()
+    sd = dict(state_dict)
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in sd:
+            sd[key] = torch.zeros_like(value)
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in sd and sd[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(_listing(missing, "missing keys"))
+        if unexpected:
+            parts.append(_listing(unexpected, "unexpected keys"))
+        if mismatched:
+            parts.append(_listing(mismatched, "shape mismatches (weights vs model)"))
+        target = model_name or getattr(getattr(model, "meta", None), "arch", type(model).__name__)
+        raise WeightsError(
+            f"weights {source} do not fit {target}: {'; '.join(parts)}"
+            f"{_suggest(state_dict, target)}"
+        )
+    model.load_state_dict(sd, strict=True)
+
+
+def _suggest(sd: Mapping[str, torch.Tensor], target: str) -> str:
+    try:
+        arch, kwargs = _infer_layout(sd)
+    except (_Unsupported, WeightsError):
+        return ""
+    if arch != target:
+        return f"; likely --model {arch}"
+    options = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"; the weights are {arch} with {options}"
+
+
+# --------------------------------------------------------------------------------------------
+# Writing checkpoints
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, *, meta: WeightsMeta | None = None) -> Path:
+    """Write feat3d's checkpoint format, readable with ``weights_only=True``.
+
+    Layout: ``{"feat3d_version": str, "arch": str, "state_dict": {key: tensor},
+    "meta": WeightsMeta.to_dict()}``. DataParallel/DDP/compiled wrappers are unwrapped so
+    keys carry no prefix. The file is written to a temporary name and renamed.
+
+    Args:
+        model: A registry model (its ``arch_kwargs`` are recorded).
+        path: Destination file.
+        meta: Metadata to store; defaults to ``model.meta``.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: No metadata, unknown ``meta.arch``, or labels that do not match the
+            classifier (update ``meta.categories`` after ``reset_classifier``).
+    """
+    from feat3d import __version__  # late: feat3d/__init__ may import this package
+
+    module = _unwrap(model)
+    meta = meta if meta is not None else getattr(module, "meta", None)
+    if not isinstance(meta, WeightsMeta):
+        raise ValueError("no weights metadata: pass meta= or build the model with get_backbone()")
+    get_spec(meta.arch)
+    arch_kwargs = dict(getattr(module, "arch_kwargs", meta.arch_kwargs))
+    num_classes = arch_kwargs.get("num_classes")
+    if num_classes is not None and len(meta.categories) != num_classes:
+        raise ValueError(
+            f"meta has {len(meta.categories)} categories but the classifier has {num_classes} "
+            "rows; pass meta with matching categories"
+        )
+    record = replace(meta, arch_kwargs=arch_kwargs, sha256=None).to_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    payload = {
+        "feat3d_version": __version__,
+        "arch": meta.arch,
+        "state_dict": state,
+        "meta": record,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# The --weights / --model rule
+
+
+_CHECKPOINT_SUFFIXES = {".pth", ".pt", ".tar", ".ckpt", ".bin", ".pkl"}
+
+
+class ResolvedWeights(NamedTuple):
+    """What ``--weights`` (and ``--model``) resolved to; unpacks as ``(arch, state_dict, meta)``.
+
+    Pass it as ``weights=`` to :func:`~feat3d.backbones.registry.get_backbone` to build the
+    model without reading the file again.
+    """
+
+    arch: str
+    state_dict: dict[str, torch.Tensor] | None
+    meta: WeightsMeta
+
+
+def resolve_weights(
+    weights: str | Path | None, *, model: str | None = None, progress: bool = True
+) -> ResolvedWeights:
+    """Apply feat3d's model-selection rule to ``--weights`` and ``--model``.
+
+    - ``None`` / ``"none"``: random init of ``model`` (default :data:`DEFAULT_MODEL`) with its
+      family's default metadata (format ``"random"``, ``state_dict`` ``None``);
+    - ``"DEFAULT"`` or a named weights (``"r3d_18.kinetics400_v1"``, or its tag
+      ``"KINETICS400_V1"`` with ``model``): downloaded to / read from the torch hub cache;
+    - an existing path: :func:`load_checkpoint`; the checkpoint decides the architecture.
+
+    Args:
+        weights: The ``--weights`` value.
+        model: The ``--model`` value, if given.
+        progress: Show a progress bar when downloading.
+
+    Returns:
+        ``(arch, state_dict or None, meta)``.
+
+    Raises:
+        ValueError: Unknown ``model``.
+        WeightsError: Unknown name or missing file, no default weights for ``model``, offline
+            without a cached file, unreadable checkpoint, or a checkpoint of another
+            architecture than ``model``.
+    """
+    if model is not None:
+        get_spec(model)
+    if weights is None or (isinstance(weights, str) and weights.strip().lower() in ("", "none")):
+        arch = model or DEFAULT_MODEL
+        return ResolvedWeights(arch, None, default_meta(arch))
+
+    if isinstance(weights, str):
+        named = _lookup_named(weights, model=model)
+        if named is not None:
+            path, sha = _fetch(named, progress=progress)
+            ckpt = load_checkpoint(path, sha256=sha)
+            if ckpt.arch != named.arch:
+                raise WeightsError(f"{path} holds {ckpt.arch}, expected {named.arch}")
+            meta = _preset_meta(
+                named.preset,
+                name=named.name,
+                arch=named.arch,
+                num_classes=ckpt.arch_kwargs["num_classes"],
+                source=named.url,
+                format=ckpt.format,
+                sha256=sha,
+                arch_kwargs=ckpt.arch_kwargs,
+                metrics=named.metrics,
+            )
+            return ResolvedWeights(named.arch, ckpt.state_dict, meta)
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        text = str(weights)
+        if os.sep in text or "/" in text or path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+            raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(
+            f"unknown weights {text!r}: not a file, and not one of the named weights "
+            f"({', '.join(_NAMED_WEIGHTS)}, DEFAULT, none)"
+        )
+    ckpt = load_checkpoint(path)
+    if model is not None and ckpt.arch != model:
+        raise WeightsError(
+            f"{path} holds {ckpt.arch} weights ({_FORMAT_TEXT[ckpt.format]}) but the model is "
+            f"{model}; use --model {ckpt.arch} or leave it out"
+        )
+    return ResolvedWeights(ckpt.arch, ckpt.state_dict, ckpt.meta)

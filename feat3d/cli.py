@@ -1,0 +1,409 @@
+"""The ``feat3d`` command line: a thin click layer over ``feat3d.extract`` and ``classify``."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from . import __version__
+from .backbones import WeightsError, list_backbones
+from .classify import ClassifyReport, classify, write_json
+from .extract import RunEvents, extract
+from .io.decode import VideoDecodeError
+from .io.discover import InputError
+from .io.writers import FORMATS, OutputError, VideoFailure
+from .model import LAYERS, PRECISIONS, VideoModel, load_model
+
+F = TypeVar("F", bound=Callable[..., Any])
+err_console = Console(stderr=True)
+
+
+class SizeParam(click.ParamType):
+    """``112`` (short side) or ``128x171`` (exact height × width)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (int, tuple)):
+            return value
+        text = str(value).lower().strip()
+        try:
+            if "x" in text:
+                height, width = (int(part) for part in text.split("x", 1))
+                if height < 1 or width < 1:
+                    raise ValueError
+                return (height, width)
+            size = int(text)
+            if size < 1:
+                raise ValueError
+            return size
+        except ValueError:
+            self.fail(
+                f"{value!r} is not a size: give N (short side) or HxW, e.g. 128x171", param, ctx
+            )
+
+
+def model_options(func: F) -> F:
+    """Options that choose the network and where it runs (shared by every command)."""
+    options = [
+        click.option(
+            "--model", "-m", type=click.Choice(list_backbones()), default=None,
+            help="Architecture. Default: the one the weights record, else r3d_18.",
+        ),
+        click.option(
+            "--weights", "-w", default="DEFAULT", show_default=True, metavar="NAME|PATH|none",
+            help="Checkpoint path (Hara 2017/2020, torchvision or feat3d format), a named weights "
+            "(r3d_18.kinetics400_v1), DEFAULT (the model's published weights) or none (random).",
+        ),
+        click.option(
+            "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+            help="Where the model runs.",
+        ),
+        click.option(
+            "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+            help="bf16/fp16 run under autocast (fp16 needs CUDA).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def clip_options(func: F) -> F:
+    """Options that decide how videos become clips (shared by extract and classify)."""
+    options = [
+        click.option("--clip-len", type=click.IntRange(min=1), default=None,
+                     help="Frames per clip. Default: the weights' clip length (16)."),
+        click.option("--stride", type=click.IntRange(min=1), default=None,
+                     help="Frames between clip starts. Default: clip length (no overlap)."),
+        click.option("--tail", type=click.Choice(["pad", "drop"]), default="pad", show_default=True,
+                     help="Loop the last partial clip to full length, or drop it."),
+        click.option("--size", type=SizeParam(), default=None, metavar="N|HxW",
+                     help="Resize: short side N, or exactly HxW. Default: the weights' (112, or "
+                     "128x171 for torchvision weights)."),
+        click.option("--crop", type=SizeParam(), default=None, metavar="N|HxW",
+                     help="Centre crop. Default: the weights' (112)."),
+        click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Clips per forward pass; batches span videos."),
+        click.option("--workers", "-j", default="auto", show_default=True, metavar="N|auto",
+                     help="Decoding processes (0: decode in the main process)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+        click.option("--verbose", "-v", is_flag=True, help="Print each finished video."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _workers(value: str) -> int:
+    from .pipeline import resolve_workers
+
+    try:
+        return resolve_workers(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--workers") from error
+
+
+def errors_to_click(func: F) -> F:
+    """Turn feat3d's errors into one-line messages: usage errors exit 2, the rest exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InputError as error:
+            raise click.BadParameter(str(error), param_hint="INPUTS") from error
+        except (WeightsError, OutputError, VideoDecodeError, ValueError) as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+class CliEvents(RunEvents):
+    """Progress on stderr: a rich bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, *, quiet: bool, verbose: bool, what: str):
+        self.quiet = quiet
+        self.verbose = verbose
+        self.what = what
+        self.clips = 0
+        self.done = 0
+        self.total = 0
+        self.started = time.perf_counter()
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> CliEvents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def on_start(self, *, total: int, skipped: int) -> None:
+        self.total = total
+        self.started = time.perf_counter()
+        if skipped and not self.quiet:
+            err_console.print(
+                f"resuming: {skipped} video(s) already complete in the output, skipped"
+            )
+        if self.quiet or not err_console.is_terminal:
+            return
+        self.progress = Progress(
+            TextColumn(f"[bold]{self.what}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("videos · {task.fields[rate]} clips/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
+        self.task = self.progress.add_task(self.what, total=total, rate="–")
+        self.progress.start()
+
+    def _rate(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        return f"{self.clips / elapsed:.1f}" if elapsed > 0 else "–"
+
+    def on_clips(self, count: int) -> None:
+        self.clips += count
+        if self.progress is not None:
+            self.progress.update(self.task, rate=self._rate())
+
+    def _advance(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, rate=self._rate())
+
+    def on_video(self, key: str, n_clips: int) -> None:
+        self._advance()
+        if self.progress is None and not self.quiet:
+            click.echo(
+                f"[{self.done}/{self.total}] {key}: {n_clips} clips ({self._rate()} clips/s)",
+                err=True,
+            )
+        elif self.verbose and self.progress is not None:
+            self.progress.console.print(f"{key}: {n_clips} clips")
+
+    def on_failure(self, failure: VideoFailure) -> None:
+        self._advance()
+        line = f"error: {failure.source}: {failure.message}"
+        if self.progress is not None:
+            self.progress.console.print(line, style="red", markup=False, highlight=False)
+        else:
+            click.echo(line, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="feat3d")
+def cli() -> None:
+    """Spatio-temporal features and action labels from videos with 3D ResNets.
+
+    \b
+    Examples:
+      feat3d extract videos/ -o feats.h5 --weights r3d_18.kinetics400_v1
+      feat3d classify clip.mp4 --per-clip
+    """
+
+
+@cli.command("extract")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="HDF5 file (.h5), JSON Lines file (.json/.jsonl) or a folder for npy.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format. Default: from the output's extension (a folder → npy).",
+)
+@model_options
+@click.option(
+    "--layer",
+    type=click.Choice(LAYERS),
+    default="pool5",
+    show_default=True,
+    help="pool5 (pooled trunk features), logits or probs.",
+)
+@click.option("--average-only", is_flag=True, help="Store only the per-video mean, not each clip.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Stored feature type.",
+)
+@clip_options
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the output. Without it, videos already complete are skipped (resume).",
+)
+@errors_to_click
+def extract_command(
+    inputs: tuple[str, ...], output: Path, output_format: str | None, model: str | None,
+    weights: str, device: str, precision: str, layer: str, average_only: bool, dtype: str,
+    clip_len: int | None, stride: int | None, tail: str, size: Any, crop: Any, batch_size: int,
+    workers: str, quiet: bool, verbose: bool, overwrite: bool,
+) -> None:  # fmt: skip
+    """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
+
+    \b
+    Examples:
+      feat3d extract videos/ -o feats.h5
+      feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
+      feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
+    """
+    vm = _load(model, weights, device, precision, quiet)
+    with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
+        report = extract(
+            inputs, output, model=vm, layer=layer, clip_len=clip_len, stride=stride, tail=tail,
+            size=size, crop=crop, batch_size=batch_size, workers=_workers(workers), dtype=dtype,
+            average_only=average_only, format=output_format, overwrite=overwrite, events=events,
+        )  # fmt: skip
+    if not quiet:
+        click.echo(
+            f"{len(report.written)} video(s) written to {output}, {len(report.skipped)} skipped "
+            f"(already complete), {len(report.failures)} failed",
+            err=True,
+        )
+    if report.failures:
+        sys.exit(1)
+
+
+def _load(model: str | None, weights: str, device: str, precision: str, quiet: bool) -> VideoModel:
+    """Load the model, printing library warnings (random weights, ...) as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vm = load_model(model, weights, device=device, precision=precision)
+    if not quiet:
+        for warning in caught:
+            click.echo(f"warning: {warning.message}", err=True)
+        click.echo(f"model: {vm.meta.arch}, weights: {vm.meta.name} ({vm.meta.format})", err=True)
+    return vm
+
+
+@cli.command("classify")
+@click.argument("inputs", nargs=-1, required=True, metavar="VIDEOS...")
+@model_options
+@click.option(
+    "--top-k",
+    "-k",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Labels per video (and per clip).",
+)
+@click.option(
+    "--per-clip", is_flag=True, help="Also print each clip's top-k with its frames and times."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the predictions as JSON to this file ('-' for stdout).",
+)
+@click.option(
+    "--format",
+    "json_format",
+    type=click.Choice(["feat3d", "hara"]),
+    default="feat3d",
+    show_default=True,
+    help="JSON schema: feat3d's, or that of Hara et al.'s classify tool.",
+)
+@clip_options
+@errors_to_click
+def classify_command(
+    inputs: tuple[str, ...], model: str | None, weights: str, device: str, precision: str,
+    top_k: int, per_clip: bool, json_path: Path | None, json_format: str, clip_len: int | None,
+    stride: int | None, tail: str, size: Any, crop: Any, batch_size: int, workers: str,
+    quiet: bool, verbose: bool,
+) -> None:  # fmt: skip
+    """Top-k action labels of each video (mean of clip softmax scores) and, with --per-clip,
+    of each clip.
+
+    \b
+    Examples:
+      feat3d classify clip.mp4
+      feat3d classify videos/ --per-clip --json labels.json
+      feat3d classify clip.mp4 -w resnet-34-kinetics.pth --format hara --json out.json
+    """
+    vm = _load(model, weights, device, precision, quiet)
+    with CliEvents(quiet=quiet, verbose=verbose, what="classify") as events:
+        report = classify(
+            inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride, tail=tail, size=size,
+            crop=crop, batch_size=batch_size, workers=_workers(workers), events=events,
+        )  # fmt: skip
+    if json_path is not None:
+        if str(json_path) == "-":
+            import json
+
+            data = report.to_hara(vm.categories) if json_format == "hara" else report.to_json()
+            click.echo(json.dumps(data, indent=1, ensure_ascii=False))
+        else:
+            write_json(report, json_path, format=json_format, categories=vm.categories)
+    if json_path is None or str(json_path) != "-":
+        _print_predictions(report, per_clip=per_clip)
+    if report.failures:
+        sys.exit(1)
+
+
+def _print_predictions(report: ClassifyReport, *, per_clip: bool) -> None:
+    console = Console()
+    marker = escape(" [random weights]") if report.random_weights else ""
+    for video in report.videos:
+        title = escape(f"{video.video} — {report.arch} ({report.weights})") + marker
+        table = Table(title=title, title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("label")
+        table.add_column("score", justify="right")
+        for rank, label in enumerate(video.top_k, 1):
+            table.add_row(str(rank), escape(label.label) + marker, f"{label.score:.4f}")
+        console.print(table)
+        if per_clip:
+            clips = Table(title=escape(f"{video.video} — per clip"), title_justify="left")
+            clips.add_column("frames")
+            clips.add_column("seconds")
+            clips.add_column("top labels")
+            for clip in video.clips:
+                labels = escape(", ".join(f"{lab.label} {lab.score:.3f}" for lab in clip.top_k))
+                clips.add_row(
+                    f"{clip.segment[0]}–{clip.segment[1]}",
+                    f"{clip.time[0]:.2f}–{clip.time[1]:.2f}",
+                    labels + marker,
+                )
+            console.print(clips)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="feat3d")
+
+
+if __name__ == "__main__":
+    main()

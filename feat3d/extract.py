@@ -1,0 +1,222 @@
+"""``extract``: features of every clip and video, streamed to HDF5, JSON Lines or npy files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .io.discover import VideoSource, discover_videos
+from .io.writers import (
+    FeatureWriter,
+    VideoFailure,
+    VideoFeatures,
+    guess_format,
+    open_writer,
+)
+from .model import LAYERS, VideoModel, load_model
+from .pipeline import ClipOptions, run_videos
+
+
+class RunEvents:
+    """Progress hooks of a run; the CLI overrides them to draw a progress bar."""
+
+    def on_start(self, *, total: int, skipped: int) -> None:
+        """Called once, with the number of videos to process and those already done."""
+
+    def on_clips(self, count: int) -> None:
+        """Called after each batch with its number of clips."""
+
+    def on_video(self, key: str, n_clips: int) -> None:
+        """Called when a video is complete (and written)."""
+
+    def on_failure(self, failure: VideoFailure) -> None:
+        """Called when a video fails."""
+
+
+@dataclass
+class ExtractReport:
+    """What a run did.
+
+    Attributes:
+        output: The output path, or ``None`` when features were returned in memory.
+        videos: Features by key; filled only when no output was given.
+        written: Keys written (or returned) by this run.
+        skipped: Keys already complete in the output (resume).
+        failures: Videos that failed, with their reasons.
+    """
+
+    output: Path | None
+    videos: dict[str, VideoFeatures] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[VideoFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def clip_options_for(
+    model: VideoModel,
+    *,
+    clip_len: int | None = None,
+    stride: int | None = None,
+    tail: str = "pad",
+    size: int | tuple[int, int] | None = None,
+    crop: int | tuple[int, int] | None = None,
+) -> ClipOptions:
+    """Clip options, each left-out one taken from the weights' metadata."""
+    meta = model.meta
+    clip_len = clip_len or meta.clip_len
+    if tail not in ("pad", "drop"):
+        raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
+    if clip_len < 1 or (stride is not None and stride < 1):
+        raise ValueError("clip length and stride must be at least 1")
+    return ClipOptions(
+        clip_len=clip_len,
+        stride=stride or clip_len,
+        tail=tail,
+        size=size if size is not None else meta.resize,
+        crop=crop if crop is not None else meta.crop,
+    )
+
+
+def run_attributes(model: VideoModel, clips: ClipOptions, **extra: Any) -> dict[str, Any]:
+    """The options a run was made with, as recorded in every output (see the README)."""
+    meta = model.meta
+    attrs: dict[str, Any] = {
+        "feat3d_version": __version__,
+        "arch": meta.arch,
+        "weights": meta.name,
+        "weights_format": meta.format,
+        "weights_sha256": meta.sha256 or "",
+        "clip_len": clips.clip_len,
+        "stride": clips.stride,
+        "size": list(clips.size) if isinstance(clips.size, tuple) else clips.size,
+        "crop": list(clips.crop) if isinstance(clips.crop, tuple) else clips.crop,
+        "tail": clips.tail,
+        "mean": list(meta.mean),
+        "std": list(meta.std),
+        "value_scale": float(meta.value_scale),
+        "precision": model.precision,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    attrs.update(extra)
+    return {k: ("" if v is None else v) for k, v in attrs.items()}
+
+
+def extract(
+    inputs: Iterable[str | os.PathLike[str]] | Iterable[VideoSource],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    model: str | VideoModel | None = None,
+    weights: str | None = "DEFAULT",
+    layer: str = "pool5",
+    clip_len: int | None = None,
+    stride: int | None = None,
+    tail: str = "pad",
+    size: int | tuple[int, int] | None = None,
+    crop: int | tuple[int, int] | None = None,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    dtype: str = "float32",
+    average_only: bool = False,
+    format: str | None = None,
+    overwrite: bool = False,
+    events: RunEvents | None = None,
+) -> ExtractReport:
+    """Extract per-clip and per-video features.
+
+    Args:
+        inputs: Video files, folders, ``@list.txt`` files (or ``VideoSource`` objects).
+        output: HDF5 file, JSON Lines file or npy folder; ``None`` returns arrays in memory.
+        model: Registry name or an already loaded ``VideoModel``.
+        weights: See ``load_model`` (ignored when ``model`` is a ``VideoModel``).
+        layer: ``pool5`` (default), ``logits`` or ``probs``.
+        clip_len, stride, tail: Clip segmentation (defaults: the weights' clip length,
+            non-overlapping, loop the last partial clip).
+        size, crop: Resize (short side, or ``(H, W)``) and centre crop; default from weights.
+        batch_size: Clips per forward pass (batches span videos).
+        workers: Decoding processes (0: decode in this process).
+        device, precision: Where and how the model runs.
+        dtype: ``float32`` or ``float16`` for stored features.
+        average_only: Store only the per-video mean.
+        format: ``h5``, ``json`` or ``npy``; guessed from ``output`` when left out.
+        overwrite: Replace an existing output instead of resuming it.
+        events: Progress hooks.
+
+    Returns:
+        An ``ExtractReport``. Videos already complete in ``output`` are skipped.
+
+    Example:
+        >>> report = extract(["videos/"], "feats.h5", model="resnet-18", weights="r18.pth")
+        >>> report.failures
+        []
+    """
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {LAYERS}, not {layer!r}")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be float32 or float16, not {dtype!r}")
+    events = events or RunEvents()
+    if not isinstance(model, VideoModel):
+        model = load_model(model, weights, device=device, precision=precision)
+    clips = clip_options_for(
+        model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop
+    )
+    inputs = list(inputs)
+    if all(isinstance(item, VideoSource) for item in inputs):
+        sources: list[VideoSource] = inputs  # type: ignore[assignment]
+    else:
+        sources = discover_videos(inputs)  # type: ignore[arg-type]
+
+    report = ExtractReport(output=Path(output) if output is not None else None)
+    writer: FeatureWriter | None = None
+    if output is not None:
+        attrs = run_attributes(model, clips, layer=layer, dtype=dtype, average_only=average_only)
+        if layer != "pool5":
+            attrs["classes"] = list(model.categories)
+        writer = open_writer(
+            output,
+            format=format or guess_format(output),
+            attrs=attrs,
+            overwrite=overwrite,
+            dtype=dtype,
+        )
+        done = writer.completed()
+        report.skipped = [s.key for s in sources if s.key in done]
+        sources = [s for s in sources if s.key not in done]
+    events.on_start(total=len(sources), skipped=len(report.skipped))
+    try:
+        for result in run_videos(
+            model,
+            sources,
+            clips=clips,
+            layers=(layer,),
+            batch_size=batch_size,
+            workers=workers,
+            on_clips=events.on_clips,
+        ):
+            if isinstance(result, VideoFailure):
+                report.failures.append(result)
+                if writer is not None:
+                    writer.write_error(result)
+                events.on_failure(result)
+                continue
+            video = result.to_features(layer)
+            if writer is not None:
+                writer.write(video)
+            else:
+                report.videos[video.key] = video
+            report.written.append(video.key)
+            events.on_video(video.key, video.n_clips)
+    finally:
+        if writer is not None:
+            writer.close()
+    return report

@@ -1,0 +1,290 @@
+"""The extraction pipeline: videos → decoded clips (worker processes) → batches → model.
+
+Decoding runs in ``torch.utils.data`` worker processes, each taking every n-th video and
+streaming its clips; the main process gathers clips into batches that may span videos, runs the
+model, and hands back each video as soon as all its clips have been through the network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .io.clips import iter_clips
+from .io.decode import VideoDecodeError, iter_frames, open_video
+from .io.discover import VideoSource
+from .io.writers import VideoFailure, VideoFeatures
+from .model import VideoModel
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """How videos are cut into clips.
+
+    Attributes:
+        clip_len: Frames per clip.
+        stride: Frames between clip starts (``clip_len``: non-overlapping).
+        tail: ``pad`` loops the last partial clip, ``drop`` discards it.
+        size: Short side after resizing (int) or an exact ``(H, W)``.
+        crop: Centre crop (int for a square, or ``(H, W)``).
+        threads: Codec threads per video (0: FFmpeg chooses).
+    """
+
+    clip_len: int = 16
+    stride: int = 16
+    tail: str = "pad"
+    size: int | tuple[int, int] | None = 112
+    crop: int | tuple[int, int] | None = 112
+    threads: int = 0
+
+
+class ClipItem(NamedTuple):
+    """A message from a decoding worker: a clip, the end of a video, or its failure."""
+
+    kind: str  # "clip" | "end" | "error"
+    video: int
+    frames: torch.Tensor | None = None
+    segment: tuple[int, int] = (0, 0)
+    time: tuple[float, float] = (0.0, 0.0)
+    padded: int = 0
+    info: dict[str, Any] | None = None
+    message: str = ""
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+class ClipStream(IterableDataset):
+    """Streams the clips of many videos; each worker takes every n-th video."""
+
+    def __init__(self, sources: Sequence[VideoSource], options: ClipOptions):
+        super().__init__()
+        self.sources = list(sources)
+        self.options = options
+
+    def __iter__(self) -> Iterator[ClipItem]:
+        worker = get_worker_info()
+        start, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        for index in range(start, len(self.sources), step):
+            yield from self._video_items(index)
+
+    def _video_items(self, index: int) -> Iterator[ClipItem]:
+        source = self.sources[index]
+        opts = self.options
+        n_clips = 0
+        padded = 0
+        n_frames = 0
+        try:
+            info = open_video(source.path)
+            frames = iter_frames(source.path, size=opts.size, crop=opts.crop, threads=opts.threads)
+            last_time = 0.0
+
+            def counted():  # type: ignore[no-untyped-def]
+                nonlocal n_frames, last_time
+                for frame in frames:
+                    n_frames += 1
+                    last_time = frame.time + frame.duration
+                    yield frame
+
+            for clip in iter_clips(
+                counted(), clip_len=opts.clip_len, stride=opts.stride, tail=opts.tail
+            ):
+                n_clips += 1
+                padded += clip.padded
+                yield ClipItem(
+                    "clip",
+                    index,
+                    frames=torch.from_numpy(np.ascontiguousarray(clip.frames)),
+                    segment=(int(clip.segment[0]), int(clip.segment[1])),
+                    time=(float(clip.time[0]), float(clip.time[1])),
+                    padded=int(clip.padded),
+                )
+        except VideoDecodeError as error:
+            yield ClipItem("error", index, message=_describe(error))
+            return
+        except Exception as error:  # one broken video must never stop a run of thousands
+            yield ClipItem("error", index, message=f"{type(error).__name__}: {_describe(error)}")
+            return
+        if n_clips == 0:
+            yield ClipItem("error", index, message="no frames could be decoded")
+            return
+        duration = info.duration if info.duration else last_time
+        yield ClipItem(
+            "end",
+            index,
+            info={
+                "fps": float(info.fps or 0.0),
+                "n_frames": n_frames,
+                "duration": float(duration or 0.0),
+                "width": int(info.width),
+                "height": int(info.height),
+                "padded_frames": padded,
+                "n_clips": n_clips,
+            },
+        )
+
+
+def _init_decode_worker(_worker_id: int) -> None:
+    # Decoding threads are FFmpeg's; torch's intra-op pool in a decoder only competes for cores.
+    torch.set_num_threads(1)
+
+
+def resolve_workers(workers: int | str) -> int:
+    """``auto`` → one decoding process per two cores, between 1 and 4; the model's own
+    threads use the remaining cores."""
+    if workers == "auto":
+        return min(4, max(1, (os.cpu_count() or 2) // 2))
+    count = int(workers)
+    if count < 0:
+        raise ValueError(
+            "--workers must be 0 (decode in the main process), a positive count or auto"
+        )
+    return count
+
+
+@dataclass
+class _Pending:
+    """Outputs gathered for one video while its clips go through the model."""
+
+    source: VideoSource
+    outputs: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    segments: list[tuple[int, int]] = field(default_factory=list)
+    times: list[tuple[float, float]] = field(default_factory=list)
+    in_flight: int = 0
+    info: dict[str, Any] | None = None
+    failed: bool = False
+
+
+@dataclass
+class VideoOutputs:
+    """Every requested layer of every clip of one video, in clip order."""
+
+    source: VideoSource
+    outputs: dict[str, np.ndarray]
+    segments: np.ndarray
+    timestamps: np.ndarray
+    info: dict[str, Any]
+
+    def to_features(self, layer: str) -> VideoFeatures:
+        info = self.info
+        return VideoFeatures(
+            key=self.source.key,
+            source=str(self.source.path),
+            features=self.outputs[layer],
+            segments=self.segments,
+            timestamps=self.timestamps,
+            fps=info["fps"],
+            n_frames=info["n_frames"],
+            duration=info["duration"],
+            width=info["width"],
+            height=info["height"],
+            padded_frames=info["padded_frames"],
+        )
+
+
+def run_videos(
+    model: VideoModel,
+    sources: Sequence[VideoSource],
+    *,
+    clips: ClipOptions,
+    layers: tuple[str, ...],
+    batch_size: int = 8,
+    workers: int = 0,
+    on_clips: Callable[[int], None] | None = None,
+) -> Iterator[VideoOutputs | VideoFailure]:
+    """Run the model over every clip of every video, yielding each video when it is done.
+
+    Batches gather clips across video boundaries; a clip's output does not depend on which
+    other clips share its batch (the model is in eval mode).
+
+    Args:
+        model: The network and its metadata.
+        sources: Videos to process.
+        clips: Clip segmentation and decoding options.
+        layers: Layers to keep (``pool5``, ``logits``, ``probs``).
+        batch_size: Clips per forward pass.
+        workers: Decoding processes (0 decodes in this process).
+        on_clips: Called with the number of clips after each forward pass (for progress).
+
+    Yields:
+        ``VideoOutputs`` for each finished video, ``VideoFailure`` for each failed one, in the
+        order they finish.
+    """
+    if batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+    if not sources:
+        return
+    stream = ClipStream(sources, clips)
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=model.device.type == "cuda",
+        worker_init_fn=_init_decode_worker if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+    pending: dict[int, _Pending] = {}
+    batch: list[ClipItem] = []
+    ended: list[int] = []
+
+    def flush() -> Iterator[VideoOutputs | VideoFailure]:
+        if batch:
+            frames = torch.stack([item.frames for item in batch])  # type: ignore[misc]
+            results = model.run(frames, layers)
+            for row, item in enumerate(batch):
+                state = pending[item.video]
+                state.in_flight -= 1
+                if state.failed:
+                    if state.in_flight == 0:
+                        del pending[item.video]
+                    continue
+                for name in layers:
+                    state.outputs.setdefault(name, []).append(results[name][row])
+                state.segments.append(item.segment)
+                state.times.append(item.time)
+            if on_clips is not None:
+                on_clips(len(batch))
+            batch.clear()
+        still_waiting = []
+        for index in ended:
+            state = pending[index]
+            if state.in_flight:
+                still_waiting.append(index)
+                continue
+            del pending[index]
+            assert state.info is not None
+            yield VideoOutputs(
+                source=state.source,
+                outputs={name: np.stack(state.outputs[name]) for name in layers},
+                segments=np.asarray(state.segments, dtype=np.int64).reshape(-1, 2),
+                timestamps=np.asarray(state.times, dtype=np.float64).reshape(-1, 2),
+                info=state.info,
+            )
+        ended[:] = still_waiting
+
+    for item in loader:
+        state = pending.setdefault(item.video, _Pending(sources[item.video]))
+        if item.kind == "clip":
+            state.in_flight += 1
+            batch.append(item)
+            if len(batch) >= batch_size:
+                yield from flush()
+        elif item.kind == "end":
+            state.info = item.info
+            ended.append(item.video)
+        else:
+            state.failed = True
+            if state.in_flight == 0:
+                del pending[item.video]
+            source = sources[item.video]
+            yield VideoFailure(source.key, str(source.path), item.message)
+    yield from flush()

@@ -1,0 +1,137 @@
+"""``extract`` end to end on generated videos: layout, batching, resume and bad input."""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from feat3d.extract import extract
+from feat3d.io.discover import discover_videos
+from feat3d.io.writers import read_h5_features
+from feat3d.model import VideoModel, load_model
+from feat3d.pipeline import ClipOptions, run_videos
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> VideoModel:
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model("resnet-10", None, device="cpu")
+
+
+@pytest.fixture
+def videos(tmp_path, video_factory):
+    folder = tmp_path / "videos"
+    video_factory(folder / "a.mp4", n_frames=40, fps=25, codec="h264", width=64, height=48)
+    video_factory(folder / "sub/b.avi", n_frames=21, fps=Fraction(30000, 1001), codec="mpeg4",
+                  width=65, height=49)  # fmt: skip
+    video_factory(folder / "short.mp4", n_frames=8, fps=25, codec="h264")
+    return folder
+
+
+def test_h5_output_layout_and_attributes(tmp_path, videos, tiny_model):
+    out = tmp_path / "f.h5"
+    report = extract([videos], out, model=tiny_model, batch_size=3, crop=32, size=32)
+    assert report.ok and sorted(report.written) == ["a.mp4", "short.mp4", "sub/b.avi"]
+    with h5py.File(out, "r") as f:
+        expected = ("feat3d_version", "arch", "weights", "weights_sha256", "layer", "clip_len",
+                    "stride", "size", "tail", "mean", "std", "value_scale", "created")  # fmt: skip
+        assert set(expected) <= set(f.attrs)
+        assert f.attrs["arch"] == "resnet-10" and f.attrs["layer"] == "pool5"
+        a = f["a.mp4"]
+        assert a["features"].shape == (3, 512)
+        np.testing.assert_array_equal(a["segments"][()], [[0, 16], [16, 32], [32, 40]])
+        np.testing.assert_allclose(
+            a["timestamps"][()], [[0, 0.64], [0.64, 1.28], [1.28, 1.6]], atol=1e-6
+        )
+        assert a.attrs["padded_frames"] == 8 and a.attrs["n_frames"] == 40
+        assert a.attrs["width"] == 64 and a.attrs["height"] == 48
+        np.testing.assert_allclose(a["mean"][()], a["features"][()].mean(0), rtol=1e-5, atol=1e-6)
+        b = f["sub/b.avi"]
+        np.testing.assert_array_equal(b["segments"][()], [[0, 16], [16, 21]])
+        np.testing.assert_allclose(
+            b["timestamps"][1], [16 * 1001 / 30000, 21 * 1001 / 30000], atol=1e-4
+        )
+        short = f["short.mp4"]
+        np.testing.assert_array_equal(short["segments"][()], [[0, 8]])
+        assert short.attrs["padded_frames"] == 8
+
+
+def test_features_do_not_depend_on_batching_or_neighbours(tmp_path, videos, tiny_model):
+    sources = discover_videos([videos])
+    clips = ClipOptions(size=32, crop=32)
+
+    def features(batch_size, subset, workers=0):
+        results = run_videos(tiny_model, subset, clips=clips, layers=("pool5",),
+                             batch_size=batch_size, workers=workers)  # fmt: skip
+        return {r.source.key: r.outputs["pool5"] for r in results}
+
+    alone = features(1, [sources[0]])["a.mp4"]
+    mixed = features(5, sources)
+    in_workers = features(4, sources, workers=2)
+    np.testing.assert_allclose(mixed["a.mp4"], alone, rtol=1e-4, atol=1e-5)
+    for key in mixed:
+        np.testing.assert_allclose(in_workers[key], mixed[key], rtol=1e-4, atol=1e-5)
+
+
+def test_tail_drop_and_overlapping_stride(tmp_path, videos, tiny_model):
+    report = extract(
+        [videos / "a.mp4"], None, model=tiny_model, stride=8, tail="drop", size=32, crop=32
+    )
+    np.testing.assert_array_equal(
+        report.videos["a.mp4"].segments, [[0, 16], [8, 24], [16, 32], [24, 40]]
+    )
+
+
+def test_resume_skips_complete_and_redoes_incomplete(tmp_path, videos, tiny_model):
+    out = tmp_path / "f.h5"
+    extract([videos], out, model=tiny_model, size=32, crop=32)
+    before = read_h5_features(out)
+    with h5py.File(out, "a") as f:  # simulate a kill while b was being written
+        del f["sub/b.avi"].attrs["complete"]
+        f["a.mp4"].attrs["marker"] = "kept"
+    report = extract([videos], out, model=tiny_model, size=32, crop=32)
+    assert report.skipped == ["a.mp4", "short.mp4"] and report.written == ["sub/b.avi"]
+    after = read_h5_features(out)
+    assert after["a.mp4"]["attrs"]["marker"] == "kept"
+    np.testing.assert_allclose(
+        after["sub/b.avi"]["features"], before["sub/b.avi"]["features"], rtol=1e-5
+    )
+    report = extract([videos], out, model=tiny_model, size=32, crop=32, overwrite=True)
+    assert len(report.written) == 3
+
+
+def test_bad_inputs_are_recorded_and_the_rest_written(tmp_path, videos, tiny_model, bad_files):
+    out = tmp_path / "f.h5"
+    report = extract([videos, *bad_files.values()], out, model=tiny_model, size=32, crop=32)
+    failed = {f.key: f.message for f in report.failures}
+    assert set(failed) == {p.name for p in bad_files.values()}
+    assert all(message and "\n" not in message for message in failed.values())
+    with h5py.File(out, "r") as f:
+        assert {g.attrs["video"] for g in f["_errors"].values()} == set(failed)
+        for key in failed:
+            assert key not in f
+        assert {"a.mp4", "short.mp4", "sub/b.avi"} <= set(read_h5_features(out))
+
+
+@pytest.mark.parametrize("fmt", ["json", "npy"])
+def test_other_formats_hold_the_same_features(tmp_path, videos, tiny_model, fmt):
+    import json
+
+    h5 = tmp_path / "f.h5"
+    extract([videos / "a.mp4"], h5, model=tiny_model, size=32, crop=32)
+    reference = read_h5_features(h5)["a.mp4"]["features"]
+    out = tmp_path / ("f.json" if fmt == "json" else "feats")
+    extract([videos / "a.mp4"], out, model=tiny_model, size=32, crop=32, format=fmt)
+    if fmt == "json":
+        record = json.loads(out.read_text().splitlines()[1])
+        got = np.asarray(record["features"], dtype=np.float32)
+    else:
+        got = np.load(out / "a.mp4.npy")
+    np.testing.assert_allclose(got, reference, rtol=1e-6)
