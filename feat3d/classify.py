@@ -163,7 +163,7 @@ def classify(
     sources = discover_videos(inputs)
     categories = model.categories
     report = ClassifyReport(
-        arch=model.meta.arch, weights=model.meta.name, random_weights=model.random_weights
+        arch=model.meta.arch, weights=model.meta.reference, random_weights=model.random_weights
     )
     events.on_start(total=len(sources), skipped=0)
     for result in run_videos(

@@ -303,7 +303,7 @@ def _load(model: str | None, weights: str, device: str, precision: str, quiet: b
     if not quiet:
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
-        click.echo(f"model: {vm.meta.arch}, weights: {vm.meta.name} ({vm.meta.format})", err=True)
+        click.echo(f"weights: {vm.meta.describe()}", err=True)
     return vm
 
 

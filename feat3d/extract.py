@@ -77,6 +77,10 @@ def clip_options_for(
         raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
     if clip_len < 1 or (stride is not None and stride < 1):
         raise ValueError("clip length and stride must be at least 1")
+    for name, value in (("size", size), ("crop", crop)):
+        sides = value if isinstance(value, tuple) else (value,)
+        if value is not None and not all(isinstance(v, int) and v >= 1 for v in sides):
+            raise ValueError(f"{name} must be a positive int or an (H, W) pair, not {value!r}")
     return ClipOptions(
         clip_len=clip_len,
         stride=stride or clip_len,
@@ -92,7 +96,7 @@ def run_attributes(model: VideoModel, clips: ClipOptions, **extra: Any) -> dict[
     attrs: dict[str, Any] = {
         "feat3d_version": __version__,
         "arch": meta.arch,
-        "weights": meta.name,
+        "weights": meta.reference,
         "weights_format": meta.format,
         "weights_sha256": meta.sha256 or "",
         "clip_len": clips.clip_len,

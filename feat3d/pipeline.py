@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .io.clips import iter_clips
-from .io.decode import VideoDecodeError, iter_frames, open_video
+from .io.decode import Frame, VideoDecodeError, VideoInfo, iter_frames
 from .io.discover import VideoSource
 from .io.writers import VideoFailure, VideoFeatures
 from .model import VideoModel
@@ -79,23 +79,16 @@ class ClipStream(IterableDataset):
     def _video_items(self, index: int) -> Iterator[ClipItem]:
         source = self.sources[index]
         opts = self.options
-        n_clips = 0
-        padded = 0
-        n_frames = 0
+        infos: list[VideoInfo] = []
+        decoded = _FrameCounter(
+            iter_frames(
+                source.path, size=opts.size, crop=opts.crop, threads=opts.threads, info_out=infos
+            )
+        )
+        n_clips = padded = 0
         try:
-            info = open_video(source.path)
-            frames = iter_frames(source.path, size=opts.size, crop=opts.crop, threads=opts.threads)
-            last_time = 0.0
-
-            def counted():  # type: ignore[no-untyped-def]
-                nonlocal n_frames, last_time
-                for frame in frames:
-                    n_frames += 1
-                    last_time = frame.time + frame.duration
-                    yield frame
-
             for clip in iter_clips(
-                counted(), clip_len=opts.clip_len, stride=opts.stride, tail=opts.tail
+                decoded, clip_len=opts.clip_len, stride=opts.stride, tail=opts.tail
             ):
                 n_clips += 1
                 padded += clip.padded
@@ -113,23 +106,38 @@ class ClipStream(IterableDataset):
         except Exception as error:  # one broken video must never stop a run of thousands
             yield ClipItem("error", index, message=f"{type(error).__name__}: {_describe(error)}")
             return
-        if n_clips == 0:
+        if n_clips == 0 or not infos:
             yield ClipItem("error", index, message="no frames could be decoded")
             return
-        duration = info.duration if info.duration else last_time
+        info = infos[0]
         yield ClipItem(
             "end",
             index,
             info={
                 "fps": float(info.fps or 0.0),
-                "n_frames": n_frames,
-                "duration": float(duration or 0.0),
+                "n_frames": decoded.count,
+                "duration": float(info.duration or decoded.end_time),
                 "width": int(info.width),
                 "height": int(info.height),
                 "padded_frames": padded,
                 "n_clips": n_clips,
             },
         )
+
+
+class _FrameCounter:
+    """Passes frames through, counting them and noting where the last one ends."""
+
+    def __init__(self, frames: Iterator[Frame]):
+        self.frames = frames
+        self.count = 0
+        self.end_time = 0.0
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in self.frames:
+            self.count += 1
+            self.end_time = frame.time + frame.duration
+            yield frame
 
 
 def _init_decode_worker(_worker_id: int) -> None:

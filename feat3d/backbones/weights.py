@@ -223,6 +223,24 @@ class WeightsMeta:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     preset: str | None = None
 
+    @property
+    def reference(self) -> str:
+        """How to name these weights again: ``none``, the named weights, or the file path."""
+        if self.format == "random":
+            return "none"
+        if self.source.startswith(("http://", "https://")):
+            return self.name
+        return self.source
+
+    def describe(self) -> str:
+        """One line for logs: what the weights are and which format they were read as."""
+        if self.format == "random":
+            return f"{self.arch}, random initialization (--weights none)"
+        parts = [_summary(self.arch, self.arch_kwargs), _FORMAT_TEXT.get(self.format, self.format)]
+        if self.sha256:
+            parts.append(f"sha256 {self.sha256[:12]}…")
+        return f"{self.reference}: " + ", ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (tuples become lists); inverse of :meth:`from_dict`."""
         data = asdict(self)

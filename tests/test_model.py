@@ -1,0 +1,95 @@
+"""The inference wrapper: device choice, normalization from metadata, precision paths."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from feat3d.model import VideoModel, load_model, select_device
+
+
+def quiet_load(*args, **kwargs) -> VideoModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(*args, **kwargs)
+
+
+def test_auto_device_and_errors():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert select_device("auto").type == expected
+    assert select_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        select_device("tpu:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda:0")
+
+
+def test_random_weights_warn():
+    with pytest.warns(UserWarning, match="random weights"):
+        load_model("resnet-10", None, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("model", "value_scale", "mean", "std"),
+    [
+        ("resnet-10", 1.0, (0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),  # Hara 2020
+        ("r3d_18", 1.0, (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
+    ],
+)
+def test_normalization_follows_the_weights(model, value_scale, mean, std):
+    vm = quiet_load(model, None, device="cpu")
+    assert vm.meta.mean == pytest.approx(mean) and vm.meta.std == pytest.approx(std)
+    clips = torch.zeros(1, 2, 4, 4, 3, dtype=torch.uint8)
+    clips[..., 0], clips[..., 1], clips[..., 2] = 0, 128, 255
+    x = vm.normalize(clips)
+    assert x.shape == (1, 3, 2, 4, 4)
+    for channel, pixel in enumerate((0, 128, 255)):
+        expected = (pixel / 255 * value_scale - mean[channel]) / std[channel]
+        assert x[0, channel].flatten().tolist() == pytest.approx([expected] * 32, rel=1e-5)
+
+
+def test_hara_2017_checkpoint_uses_0_to_255_inputs(tmp_path):
+    from feat3d.backbones import get_backbone
+
+    net = get_backbone("resnet-10", shortcut_type="A")
+    path = tmp_path / "resnet-10-kinetics.pth"
+    sd = {f"module.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"arch": "resnet-10", "state_dict": sd}, path)
+    vm = load_model(None, str(path), device="cpu")
+    assert vm.meta.format == "hara2017" and vm.meta.value_scale == 255.0
+    x = vm.normalize(torch.full((1, 1, 1, 1, 3), 200, dtype=torch.uint8))
+    assert x.flatten().tolist() == pytest.approx([200 - 114.7748, 200 - 107.7354, 200 - 99.4750])
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    torch.manual_seed(0)
+    fp32 = quiet_load("resnet-10", None, device="cpu")
+    bf16 = VideoModel(backbone=fp32.backbone, meta=fp32.meta, device=fp32.device, precision="bf16")
+    clips = torch.randint(0, 256, (2, 8, 32, 32, 3), dtype=torch.uint8)
+    a = fp32.run(clips, ("pool5",))["pool5"]
+    b = bf16.run(clips, ("pool5",))["pool5"]
+    assert b.dtype == np.float32
+    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.05
+
+
+def test_fp16_needs_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        quiet_load("resnet-10", None, device="cpu", precision="fp16")
+
+
+def test_layers_are_consistent():
+    vm = quiet_load("resnet-10", None, device="cpu")
+    clips = torch.randint(0, 256, (3, 4, 32, 32, 3), dtype=torch.uint8)
+    out = vm.run(clips, ("pool5", "logits", "probs"))
+    assert out["pool5"].shape == (3, 512) and out["logits"].shape == (3, 400)
+    np.testing.assert_allclose(out["probs"].sum(1), 1.0, rtol=1e-5)
+    head = vm.backbone.forward_head(torch.from_numpy(out["pool5"])).detach().numpy()
+    np.testing.assert_allclose(out["logits"], head, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown layer"):
+        vm.run(clips, ("fc7",))
