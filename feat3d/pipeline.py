@@ -158,6 +158,26 @@ def resolve_workers(workers: int | str) -> int:
     return count
 
 
+class BatchBuffer:
+    """Stacks clips into one reusable batch tensor, page-locked on CUDA machines so the copy
+    to the device is asynchronous (``non_blocking``). ``VideoModel.run`` returns only after
+    its outputs are back on the host, so the buffer is free again when it returns."""
+
+    def __init__(self, *, pinned: bool):
+        self.pinned = pinned
+        self.storage: torch.Tensor | None = None
+
+    def stack(self, clips: list[torch.Tensor], *, capacity: int) -> torch.Tensor:
+        if not self.pinned:
+            return torch.stack(clips)
+        shape = (max(capacity, len(clips)), *clips[0].shape)
+        if self.storage is None or self.storage.shape != shape:
+            self.storage = torch.empty(shape, dtype=clips[0].dtype).pin_memory()
+        out = self.storage[: len(clips)]
+        torch.stack(clips, out=out)
+        return out
+
+
 @dataclass
 class _Pending:
     """Outputs gathered for one video while its clips go through the model."""
@@ -235,7 +255,7 @@ def run_videos(
         stream,
         batch_size=None,
         num_workers=workers,
-        pin_memory=model.device.type == "cuda",
+        pin_memory=False,  # the whole batch is pinned instead, see BatchBuffer
         worker_init_fn=_init_decode_worker if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
@@ -243,10 +263,11 @@ def run_videos(
     pending: dict[int, _Pending] = {}
     batch: list[ClipItem] = []
     ended: list[int] = []
+    buffer = BatchBuffer(pinned=model.device.type == "cuda")
 
     def flush() -> Iterator[VideoOutputs | VideoFailure]:
         if batch:
-            frames = torch.stack([item.frames for item in batch])  # type: ignore[misc]
+            frames = buffer.stack([item.frames for item in batch], capacity=batch_size)
             results = model.run(frames, layers)
             for row, item in enumerate(batch):
                 state = pending[item.video]

@@ -1,0 +1,47 @@
+"""CUDA paths: pinned batches, non-blocking copies, autocast. Skipped on machines without CUDA
+(run them on a GPU machine: ``pytest tests/test_cuda.py``)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from feat3d.model import VideoModel, load_model
+from feat3d.pipeline import BatchBuffer
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_cpu_buffer_is_a_plain_stack():
+    clips = [torch.full((2, 4, 4, 3), i, dtype=torch.uint8) for i in range(3)]
+    out = BatchBuffer(pinned=False).stack(clips, capacity=8)
+    assert out.shape == (3, 2, 4, 4, 3) and torch.equal(out, torch.stack(clips))
+
+
+@cuda
+def test_pinned_buffer_is_reused():
+    buffer = BatchBuffer(pinned=True)
+    clips = [torch.full((2, 4, 4, 3), i, dtype=torch.uint8) for i in range(3)]
+    first = buffer.stack(clips, capacity=4)
+    assert first.is_pinned() and torch.equal(first, torch.stack(clips))
+    second = buffer.stack(clips[:2], capacity=4)
+    assert second.data_ptr() == first.data_ptr()
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_matches_cpu(precision):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu = load_model("resnet-18", None, device="cpu")
+    clips = torch.randint(0, 256, (4, 16, 112, 112, 3), dtype=torch.uint8)
+    reference = cpu.run(clips)["pool5"]
+    gpu = VideoModel(backbone=cpu.backbone, meta=cpu.meta, device=torch.device("cuda"),
+                     precision=precision)  # fmt: skip
+    got = gpu.run(clips.pin_memory())["pool5"]
+    tolerance = 1e-3 if precision == "fp32" else 3e-2
+    assert np.linalg.norm(got - reference) / np.linalg.norm(reference) < tolerance
