@@ -319,7 +319,9 @@ class TestErrors:
         )
         path = truncate_copy(src, tmp_path / "cut.mp4", fraction=fraction)
         open_video(path)  # the header is intact
-        assert self.reason(path, threads=threads).startswith("truncated or corrupt")
+        # Usually the cut packet is flagged corrupt ("truncated or corrupt ..."); when the cut
+        # lands on a packet boundary the duration check reports it ("truncated: decoded ...").
+        assert self.reason(path, threads=threads).startswith("truncated")
 
     @pytest.mark.parametrize("fraction", [0.9, 0.5])
     def test_truncated_matroska(self, video_factory, tmp_path, fraction) -> None:
