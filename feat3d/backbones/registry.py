@@ -110,6 +110,47 @@ class Backbone(nn.Module):
         """
         return self.forward_head(self.forward_features(x))
 
+    def feature_layers(self) -> dict[str, int]:
+        """Layers :meth:`forward_layers` can return, with their pooled width per clip.
+
+        ``conv5`` is the last stage's map (average-pooled over time and space to ``D`` unless
+        ``pool=False``), ``pool5`` the pooled features, ``logits`` the classifier output.
+        """
+        return {"conv5": self.feature_dim, "pool5": self.feature_dim, "logits": self.num_classes}
+
+    def forward_layers(
+        self, x: torch.Tensor, layers: tuple[str, ...], *, pool: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Several layers in one pass.
+
+        Args:
+            x: Normalized clips, float ``(N, 3, T, H, W)``.
+            layers: Names from :meth:`feature_layers`.
+            pool: With ``False``, ``conv5`` is returned unpooled, ``(N, D, t, h, w)``.
+
+        Returns:
+            One tensor per requested layer.
+
+        Raises:
+            ValueError: A layer this network does not have.
+        """
+        unknown = [name for name in layers if name not in self.feature_layers()]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no layer {unknown[0]!r}; "
+                f"choose from {', '.join(self.feature_layers())}"
+            )
+        trunk = self.forward_trunk(x)
+        pooled = torch.flatten(self.avgpool(trunk), 1)
+        out: dict[str, torch.Tensor] = {}
+        if "conv5" in layers:
+            out["conv5"] = pooled if pool else trunk
+        if "pool5" in layers:
+            out["pool5"] = pooled
+        if "logits" in layers:
+            out["logits"] = self.forward_head(pooled)
+        return out
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace ``fc`` by a freshly initialized ``Linear(feature_dim, num_classes)``.
 
