@@ -24,7 +24,13 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .backbones import WeightsError, list_backbones
+from .backbones import (
+    WeightsError,
+    convert_checkpoint,
+    list_backbones,
+    list_weights,
+    weights_cache_path,
+)
 from .classify import ClassifyReport, classify, write_json
 from .extract import RunEvents, extract
 from .io.decode import VideoDecodeError
@@ -80,6 +86,11 @@ def model_options(func: F) -> F:
         click.option(
             "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
             help="bf16/fp16 run under autocast (fp16 needs CUDA).",
+        ),
+        click.option(
+            "--trust-checkpoint", is_flag=True,
+            help="Load a checkpoint that holds pickled Python objects with full unpickling. "
+            "This can run code hidden in the file: only for files you trust.",
         ),
     ]  # fmt: skip
     for option in reversed(options):
@@ -266,9 +277,10 @@ def cli() -> None:
 @errors_to_click
 def extract_command(
     inputs: tuple[str, ...], output: Path, output_format: str | None, model: str | None,
-    weights: str, device: str, precision: str, layer: str, average_only: bool, dtype: str,
-    clip_len: int | None, stride: int | None, tail: str, size: Any, crop: Any, batch_size: int,
-    workers: str, quiet: bool, verbose: bool, overwrite: bool,
+    weights: str, device: str, precision: str, trust_checkpoint: bool, layer: str,
+    average_only: bool, dtype: str, clip_len: int | None, stride: int | None, tail: str,
+    size: Any, crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
+    overwrite: bool,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -278,7 +290,7 @@ def extract_command(
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
     """
-    vm = _load(model, weights, device, precision, quiet)
+    vm = _load(model, weights, device, precision, trust_checkpoint, quiet)
     with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
         report = extract(
             inputs, output, model=vm, layer=layer, clip_len=clip_len, stride=stride, tail=tail,
@@ -295,11 +307,15 @@ def extract_command(
         sys.exit(1)
 
 
-def _load(model: str | None, weights: str, device: str, precision: str, quiet: bool) -> VideoModel:
+def _load(
+    model: str | None, weights: str, device: str, precision: str, trust: bool, quiet: bool
+) -> VideoModel:
     """Load the model, printing library warnings (random weights, ...) as one line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        vm = load_model(model, weights, device=device, precision=precision)
+        vm = load_model(
+            model, weights, device=device, precision=precision, trust_checkpoint=trust
+        )
     if not quiet:
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
@@ -340,9 +356,9 @@ def _load(model: str | None, weights: str, device: str, precision: str, quiet: b
 @errors_to_click
 def classify_command(
     inputs: tuple[str, ...], model: str | None, weights: str, device: str, precision: str,
-    top_k: int, per_clip: bool, json_path: Path | None, json_format: str, clip_len: int | None,
-    stride: int | None, tail: str, size: Any, crop: Any, batch_size: int, workers: str,
-    quiet: bool, verbose: bool,
+    trust_checkpoint: bool, top_k: int, per_clip: bool, json_path: Path | None,
+    json_format: str, clip_len: int | None, stride: int | None, tail: str, size: Any,
+    crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Top-k action labels of each video (mean of clip softmax scores) and, with --per-clip,
     of each clip.
@@ -353,7 +369,7 @@ def classify_command(
       feat3d classify videos/ --per-clip --json labels.json
       feat3d classify clip.mp4 -w resnet-34-kinetics.pth --format hara --json out.json
     """
-    vm = _load(model, weights, device, precision, quiet)
+    vm = _load(model, weights, device, precision, trust_checkpoint, quiet)
     with CliEvents(quiet=quiet, verbose=verbose, what="classify") as events:
         report = classify(
             inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride, tail=tail, size=size,
@@ -371,6 +387,64 @@ def classify_command(
         _print_predictions(report, per_clip=per_clip)
     if report.failures:
         sys.exit(1)
+
+
+@cli.group("weights", invoke_without_command=True)
+@click.pass_context
+def weights_group(ctx: click.Context) -> None:
+    """List the named weights (with their cache location), or convert a checkpoint.
+
+    \b
+    Examples:
+      feat3d weights
+      feat3d weights convert resnet-34-kinetics.pth resnet-34-kinetics.safetensors
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    table = Table(title="named weights (--weights NAME; DEFAULT picks the model's default)")
+    for column in ("name", "model", "classes", "acc@1", "cached", "source"):
+        table.add_column(column)
+    for named in list_weights():
+        path = weights_cache_path(named)
+        accuracy = next(iter(named.metrics.values()), {}).get("acc@1")
+        table.add_row(
+            named.name + (" (DEFAULT)" if named.default else ""),
+            named.arch,
+            str(named.num_classes),
+            f"{accuracy:.1f}" if accuracy is not None else "",
+            str(path) if path.exists() else "no",
+            named.url,
+        )
+    Console().print(table)
+    click.echo(
+        "Hara et al.'s checkpoints are on Google Drive (see their repositories' READMEs): "
+        "download them by hand and pass the file to --weights."
+    )
+
+
+@weights_group.command("convert")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--trust-checkpoint", is_flag=True,
+    help="Allow full unpickling of SOURCE (can run code hidden in it).",
+)  # fmt: skip
+@errors_to_click
+def convert_command(source: Path, target: Path, trust_checkpoint: bool) -> None:
+    """Convert any supported checkpoint to feat3d's format: TARGET.safetensors (never runs
+    code when loaded) or TARGET.pt, with its metadata (classes, normalization, clip length).
+
+    \b
+    Examples:
+      feat3d weights convert resnet-34-kinetics.pth resnet-34-kinetics.safetensors
+      feat3d weights convert r3d18_K_200ep.pth r3d18.pt
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meta = convert_checkpoint(source, target, trust=trust_checkpoint)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    click.echo(f"{source} → {target}: {meta.arch}, {len(meta.categories)} classes")
 
 
 def _print_predictions(report: ClassifyReport, *, per_clip: bool) -> None:

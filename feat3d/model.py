@@ -133,6 +133,7 @@ def load_model(
     *,
     device: str | torch.device = "auto",
     precision: str = "fp32",
+    trust_checkpoint: bool = False,
 ) -> VideoModel:
     """Build a registry network, load its weights and place it on a device.
 
@@ -145,6 +146,8 @@ def load_model(
             supported format, or ``None``/``"none"`` for random initialization.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32``; ``bf16`` or ``fp16`` run under autocast.
+        trust_checkpoint: Allow full unpickling of a checkpoint holding Python objects. It
+            can run code stored in the file: only for files from a source you trust.
 
     Returns:
         A ``VideoModel`` whose metadata says how to decode and normalize its input.
@@ -157,7 +160,7 @@ def load_model(
     if model is not None and model not in list_backbones():
         raise ValueError(f"unknown model {model!r}; available: {', '.join(list_backbones())}")
     chosen = select_device(device)
-    resolved = resolve_weights(weights, model=model)
+    resolved = resolve_weights(weights, model=model, trust=trust_checkpoint)
     if resolved.meta.format == "random":
         warnings.warn(
             f"{resolved.arch} has random weights (--weights none): its features and labels "

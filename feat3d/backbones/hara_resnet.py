@@ -21,9 +21,9 @@ bottleneck). Shortcut ``"A"`` is parameter-free (strided identity, zero-padded c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,8 @@ __all__ = [
     "HaraResNet",
     "ZeroPadShortcut",
     "hara_resnet",
+    "init_weights",
+    "make_stage",
 ]
 
 ShortcutType = Literal["A", "B"]
@@ -143,7 +145,70 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-Block = type[BasicBlock] | type[Bottleneck]
+#: A residual block class: an ``expansion`` class attribute (output channels per ``planes``)
+#: and keyword arguments ``in_planes``, ``planes``, ``stride``, ``downsample`` (plus any
+#: block-specific ones, e.g. ResNeXt's ``cardinality``).
+Block = type[nn.Module]
+
+
+def make_stage(
+    block: Block,
+    *,
+    in_planes: int,
+    planes: int,
+    blocks: int,
+    shortcut_type: ShortcutType,
+    stride: int,
+    **block_kwargs: Any,
+) -> nn.Sequential:
+    """One stage (``layerN``) of Hara's ResNets, their variants and their (2+1)D version.
+
+    The first block carries the stride; it gets a shortcut when the stride or the width
+    changes: :class:`ZeroPadShortcut` for ``"A"``, a strided 1×1×1 conv + BN
+    (``downsample.0`` / ``downsample.1``) for ``"B"``.
+
+    Args:
+        block: The block class.
+        in_planes: Channels entering the stage.
+        planes: The blocks' ``planes``; the stage outputs ``planes * block.expansion``.
+        blocks: Number of blocks.
+        shortcut_type: ``"A"`` or ``"B"``.
+        stride: Stride of the first block in T, H and W.
+        **block_kwargs: Passed to every block (e.g. ``cardinality``).
+
+    Returns:
+        The blocks as an ``nn.Sequential`` (keys ``0``, ``1``, ...).
+    """
+    out_planes = planes * block.expansion
+    downsample: nn.Module | None = None
+    if stride != 1 or in_planes != out_planes:
+        if shortcut_type == "A":
+            downsample = ZeroPadShortcut(out_channels=out_planes, stride=stride)
+        else:
+            downsample = nn.Sequential(
+                _conv1x1x1(in_planes, out_planes, stride), nn.BatchNorm3d(out_planes)
+            )
+    stage = [
+        block(
+            in_planes=in_planes,
+            planes=planes,
+            stride=stride,
+            downsample=downsample,
+            **block_kwargs,
+        )
+    ]
+    stage += [block(in_planes=out_planes, planes=planes, **block_kwargs) for _ in range(1, blocks)]
+    return nn.Sequential(*stage)
+
+
+def init_weights(model: nn.Module) -> None:
+    """Hara's 2020 initialization: Kaiming-normal convs (fan-out), BN weight 1 and bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 #: Depth → (block, blocks per stage), as in Hara's ``models/resnet.py``.
 DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
@@ -161,14 +226,18 @@ class HaraResNet(Backbone):
     """Hara et al.'s 3D ResNet (see the module docstring for the data flow).
 
     Args:
-        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        block: :class:`BasicBlock`, :class:`Bottleneck` or a variant's block
+            (:mod:`feat3d.backbones.hara_variants`).
         layers: Blocks in layer1..layer4.
         num_classes: Rows of ``fc``.
         shortcut_type: ``"A"`` (zero-padded identity) or ``"B"`` (1×1×1 conv + BN).
         conv1_t_size: Temporal kernel of ``conv1`` (padding ``conv1_t_size // 2``).
         conv1_t_stride: Temporal stride of ``conv1``.
         no_max_pool: Skip the max-pool after ``conv1``.
-        widths: Channels of the 3×3×3 convs per stage.
+        widths: The blocks' ``planes`` per stage.
+        stem_width: Output channels of ``conv1`` (64 in every published layout but Hara's
+            2020 code for Wide ResNets, which uses ``widths[0]``).
+        block_kwargs: Extra keyword arguments for every block (ResNeXt's ``cardinality``).
     """
 
     def __init__(
@@ -182,6 +251,8 @@ class HaraResNet(Backbone):
         conv1_t_stride: int = 1,
         no_max_pool: bool = False,
         widths: Sequence[int] = (64, 128, 256, 512),
+        stem_width: int = 64,
+        block_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if shortcut_type not in ("A", "B"):
@@ -198,51 +269,36 @@ class HaraResNet(Backbone):
         self.num_classes = num_classes
         self.feature_dim = widths[3] * block.expansion
         self.no_max_pool = no_max_pool
-        self._in_planes = widths[0]
 
         self.conv1 = nn.Conv3d(
             3,
-            widths[0],
+            stem_width,
             kernel_size=(conv1_t_size, 7, 7),
             stride=(conv1_t_stride, 2, 2),
             padding=(conv1_t_size // 2, 3, 3),
             bias=False,
         )
-        self.bn1 = nn.BatchNorm3d(widths[0])
+        self.bn1 = nn.BatchNorm3d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, widths[0], layers[0], shortcut_type, stride=1)
-        self.layer2 = self._make_layer(block, widths[1], layers[1], shortcut_type, stride=2)
-        self.layer3 = self._make_layer(block, widths[2], layers[2], shortcut_type, stride=2)
-        self.layer4 = self._make_layer(block, widths[3], layers[3], shortcut_type, stride=2)
+        stages, in_planes = [], stem_width
+        for i, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
+            stages.append(
+                make_stage(
+                    block,
+                    in_planes=in_planes,
+                    planes=planes,
+                    blocks=blocks,
+                    shortcut_type=shortcut_type,
+                    stride=1 if i == 0 else 2,
+                    **(block_kwargs or {}),
+                )
+            )
+            in_planes = planes * block.expansion
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(self.feature_dim, num_classes)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _make_layer(
-        self, block: Block, planes: int, blocks: int, shortcut_type: ShortcutType, *, stride: int
-    ) -> nn.Sequential:
-        out_planes = planes * block.expansion
-        downsample: nn.Module | None = None
-        if stride != 1 or self._in_planes != out_planes:
-            if shortcut_type == "A":
-                downsample = ZeroPadShortcut(out_channels=out_planes, stride=stride)
-            else:
-                downsample = nn.Sequential(
-                    _conv1x1x1(self._in_planes, out_planes, stride), nn.BatchNorm3d(out_planes)
-                )
-        stage = [
-            block(in_planes=self._in_planes, planes=planes, stride=stride, downsample=downsample)
-        ]
-        self._in_planes = out_planes
-        stage += [block(in_planes=out_planes, planes=planes) for _ in range(1, blocks)]
-        return nn.Sequential(*stage)
+        init_weights(self)
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, T, H, W)`` → layer4 output ``(N, D, t, h, w)``."""

@@ -33,6 +33,12 @@ import torch
 from torch import nn
 
 from feat3d.backbones.registry import _REGISTRY, get_spec, list_backbones
+from feat3d.backbones.safetensors_io import (
+    SafetensorsError,
+    is_safetensors,
+    read_safetensors,
+    write_safetensors,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -45,6 +51,7 @@ __all__ = [
     "WeightsMeta",
     "categories_for",
     "compute_sha256",
+    "convert_checkpoint",
     "default_meta",
     "fetch_weights",
     "kinetics400_categories",
@@ -702,7 +709,39 @@ def _detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) ->
     return "hara2017" if depth > 0 else "hara2020"
 
 
-def load_checkpoint(path: str | Path, *, sha256: str | None = None) -> LoadedCheckpoint:
+def _read_file(path: Path, *, trust: bool) -> Any:
+    """The object stored in a checkpoint file, read without running code unless ``trust``."""
+    if is_safetensors(path):
+        try:
+            return read_safetensors(path)
+        except SafetensorsError as exc:
+            raise WeightsError(f"cannot load weights file {path}: {exc}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for foreign or unsafe files
+        reason = _load_reason(exc)
+        if not trust or "pickled Python object" not in reason:
+            hint = (
+                "; if you trust whoever made it, --trust-checkpoint (trust=True) loads it with "
+                "full unpickling, which can run arbitrary code"
+                if "pickled Python object" in reason
+                else ""
+            )
+            raise WeightsError(f"cannot load weights file {path}: {reason}{hint}") from None
+    warnings.warn(
+        f"{path}: loading with full unpickling (--trust-checkpoint): this can run code stored "
+        "in the file",
+        stacklevel=3,
+    )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise WeightsError(f"cannot load weights file {path}: {_first_line(exc)}") from None
+
+
+def load_checkpoint(
+    path: str | Path, *, sha256: str | None = None, trust: bool = False
+) -> LoadedCheckpoint:
     """Read a checkpoint safely and work out what it holds.
 
     Recognised formats:
@@ -714,9 +753,16 @@ def load_checkpoint(path: str | Path, *, sha256: str | None = None) -> LoadedChe
       (kenshohara/3D-ResNets-PyTorch);
     - ``torchvision``: a plain state dict with ``stem.0.weight``.
 
+    ``.safetensors`` files (feat3d's own, with the metadata in the header, or a bare state
+    dict) are read with safetensors; everything else with ``torch.load(weights_only=True)``,
+    which refuses pickled Python objects because unpickling them can run code.
+
     Args:
         path: The file.
         sha256: Its SHA-256 when already known (skips hashing it again).
+        trust: Fall back to full unpickling (``weights_only=False``) for a file that holds
+            pickled Python objects. Only for files from a source you trust: unpickling can
+            execute arbitrary code.
 
     Returns:
         A :class:`LoadedCheckpoint`; ``meta.sha256`` holds the file's hash.
@@ -729,10 +775,7 @@ def load_checkpoint(path: str | Path, *, sha256: str | None = None) -> LoadedChe
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for foreign or unsafe files
-        raise WeightsError(f"cannot load weights file {path}: {_load_reason(exc)}") from None
+    obj = _read_file(path, trust=trust)
     source = str(path)
 
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
@@ -907,11 +950,12 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, meta: WeightsMeta | N
 
     Layout: ``{"feat3d_version": str, "arch": str, "state_dict": {key: tensor},
     "meta": WeightsMeta.to_dict()}``. DataParallel/DDP/compiled wrappers are unwrapped so
-    keys carry no prefix. The file is written to a temporary name and renamed.
+    keys carry no prefix. The file is written to a temporary name and renamed. A path ending
+    in ``.safetensors`` gets a safetensors file with the same fields in its header.
 
     Args:
         model: A registry model (its ``arch_kwargs`` are recorded).
-        path: Destination file.
+        path: Destination file (``.pt``/``.pth``, or ``.safetensors``).
         meta: Metadata to store; defaults to ``model.meta``.
 
     Returns:
@@ -947,11 +991,36 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, meta: WeightsMeta | N
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
+        if is_safetensors(path):
+            write_safetensors(tmp, payload)
+        else:
+            torch.save(payload, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, *, trust: bool = False) -> WeightsMeta:
+    """Convert any supported checkpoint into feat3d's format (``.safetensors`` or ``.pt``).
+
+    The weights are loaded strictly into their architecture first, so a converted file is
+    known to work; its metadata (classes, normalization, clip length, input size) comes along.
+
+    Args:
+        src: A checkpoint in any format :func:`load_checkpoint` reads.
+        dst: Destination; ``.safetensors`` for a file that can never run code when loaded.
+        trust: Allow full unpickling of ``src`` (see :func:`load_checkpoint`).
+
+    Returns:
+        The metadata written.
+    """
+    from feat3d.backbones.registry import get_backbone
+
+    resolved = resolve_weights(Path(src), trust=trust)
+    model = get_backbone(resolved.arch, weights=resolved)
+    save_checkpoint(model, dst, meta=resolved.meta)
+    return resolved.meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -974,7 +1043,11 @@ class ResolvedWeights(NamedTuple):
 
 
 def resolve_weights(
-    weights: str | Path | None, *, model: str | None = None, progress: bool = True
+    weights: str | Path | None,
+    *,
+    model: str | None = None,
+    progress: bool = True,
+    trust: bool = False,
 ) -> ResolvedWeights:
     """Apply feat3d's model-selection rule to ``--weights`` and ``--model``.
 
@@ -988,6 +1061,7 @@ def resolve_weights(
         weights: The ``--weights`` value.
         model: The ``--model`` value, if given.
         progress: Show a progress bar when downloading.
+        trust: Allow full unpickling of a checkpoint file (see :func:`load_checkpoint`).
 
     Returns:
         ``(arch, state_dict or None, meta)``.
@@ -1033,7 +1107,7 @@ def resolve_weights(
             f"unknown weights {text!r}: not a file, and not one of the named weights "
             f"({', '.join(_NAMED_WEIGHTS)}, DEFAULT, none)"
         )
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, trust=trust)
     if model is not None and ckpt.arch != model:
         raise WeightsError(
             f"{path} holds {ckpt.arch} weights ({_FORMAT_TEXT[ckpt.format]}) but the model is "

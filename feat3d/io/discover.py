@@ -3,13 +3,23 @@
 Each video gets a *key*, the name it has in the output: its path relative to the input root it
 was found under, in posix form (``class_a/clip01.mp4``). A file named directly is keyed by its
 file name; a line of a list file by the path as written in the list when that is relative and
-stays inside the list's folder, else by its file name. Two different files that would get the
-same key are told apart by a suffix: the second becomes ``key~2``, the third ``key~3`` (in
-discovery order, which is sorted and therefore stable between runs).
+stays inside the list's folder, else by its file name.
+
+Keys are safe as HDF5 group paths and as relative file paths (npy output): each path component
+that HDF5 or a file system cannot hold is escaped (see :func:`safe_key`), and no key is
+absolute or contains ``.``/``..`` components, so nothing can be written outside the output.
+
+Two different files whose keys would clash — the same key, keys that differ only in letter
+case (one file on a case-insensitive disk), or a key that is a folder of another key (an HDF5
+group cannot be both) — are told apart in discovery order (sorted, so stable between runs):
+the later one gets ``~2`` (then ``~3``, ...) appended to its first path component
+(``clip.mp4~2``, ``sub~2/clip.mp4``). The original path is always in the ``source``
+attribute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -60,6 +70,54 @@ def _walk_videos(root: Path) -> Iterator[Path]:
             path = Path(dirpath) / name
             if is_video_file(path):
                 yield path
+
+
+_MAX_COMPONENT_BYTES = 200  # file systems allow 255 bytes; leave room for ".npy" and "~N"
+
+
+def _escape_component(component: str) -> str:
+    if component in (".", ".."):
+        return component.replace(".", "%2E")
+    out = []
+    for char in component:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by os.fsdecode
+            out.append(f"%{code - 0xDC00:02X}")
+        elif code < 0x20 or code == 0x7F or char in "/\\":
+            out.append(f"%{code:02X}")
+        else:
+            out.append(char)
+    escaped = "".join(out)
+    encoded = escaped.encode("utf-8")
+    if len(encoded) > _MAX_COMPONENT_BYTES:
+        digest = hashlib.sha1(encoded).hexdigest()[:12]
+        _, dot, suffix = escaped.rpartition(".")
+        suffix = f".{suffix}" if dot and len(suffix) <= 8 else ""
+        head = escaped.encode("utf-8")[: _MAX_COMPONENT_BYTES - 40].decode("utf-8", "ignore")
+        escaped = f"{head}~{digest}{suffix}"
+    return escaped
+
+
+def safe_key(relative: str) -> str:
+    """Turn a relative path into an output key that HDF5 and file systems can hold.
+
+    Components are joined with ``/``; empty and ``.`` components are dropped; control
+    characters, backslashes and undecodable bytes become ``%XX``; a ``..`` component becomes
+    ``%2E%2E``; a component longer than 200 bytes is shortened and given a hash.
+
+    Example:
+        >>> safe_key("a/./b\\x01c/../d.mp4")
+        'a/b%01c/%2E%2E/d.mp4'
+    """
+    parts = [p for p in relative.replace(os.sep, "/").split("/") if p not in ("", ".")]
+    return "/".join(_escape_component(p) for p in parts) or "%2E"
+
+
+def check_key(key: str) -> None:
+    """Raise ``ValueError`` for a key that could escape an output folder or break HDF5."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\x00" in key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"unsafe output key {key!r}")
 
 
 def _list_key(entry: str, path: Path) -> str:
@@ -122,15 +180,39 @@ def discover_videos(inputs: Iterable[str | os.PathLike[str]]) -> list[VideoSourc
     """
     sources: list[VideoSource] = []
     seen_paths: set[Path] = set()
-    key_counts: dict[str, int] = {}
+    keys = _KeySet()
     for source in _expand(inputs, base=None):
         if source.path in seen_paths:
             continue
         seen_paths.add(source.path)
-        key = source.key
-        count = key_counts.get(key, 0) + 1
-        key_counts[key] = count
-        if count > 1:
-            key = f"{key}~{count}"
-        sources.append(VideoSource(source.path, key))
+        sources.append(VideoSource(source.path, keys.claim(safe_key(source.key))))
     return sources
+
+
+class _KeySet:
+    """Keys handed out so far, compared without letter case, with their folder prefixes."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.folders: set[str] = set()
+
+    def _clashes(self, key: str) -> bool:
+        folded = key.casefold()
+        parts = folded.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        return (
+            folded in self.keys
+            or folded in self.folders
+            or any(prefix in self.keys for prefix in prefixes)
+        )
+
+    def claim(self, key: str) -> str:
+        first, _, rest = key.partition("/")
+        candidate, number = key, 1
+        while self._clashes(candidate):
+            number += 1
+            candidate = f"{first}~{number}" + (f"/{rest}" if rest else "")
+        parts = candidate.casefold().split("/")
+        self.keys.add(candidate.casefold())
+        self.folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        return candidate

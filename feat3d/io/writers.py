@@ -27,6 +27,8 @@ from urllib.parse import quote
 import h5py
 import numpy as np
 
+from .discover import check_key
+
 ERRORS_GROUP = "_errors"
 INDEX_NAME = "index.jsonl"
 FORMATS = ("h5", "json", "npy")
@@ -136,6 +138,13 @@ def _check_same_options(path: Path, old: Mapping[str, Any], new: Mapping[str, An
             )
 
 
+def _check_key(key: str) -> None:
+    try:
+        check_key(key)
+    except ValueError as error:
+        raise OutputError(f"{error}: keys must be relative paths (see discover_videos)") from None
+
+
 def _check_writable(path: Path) -> None:
     folder = path.parent if path.parent != Path("") else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,6 +193,7 @@ class H5Writer:
         return set(self._completed)
 
     def write(self, video: VideoFeatures) -> None:
+        _check_key(video.key)
         if video.key in self.file:
             del self.file[video.key]
         group = self.file.create_group(video.key)
@@ -327,6 +337,7 @@ class NpyWriter:
         }
 
     def write(self, video: VideoFeatures) -> None:
+        _check_key(video.key)
         relative = f"{video.key}.npy"
         target = self.path / relative
         target.parent.mkdir(parents=True, exist_ok=True)
