@@ -256,10 +256,11 @@ def cli() -> None:
 @click.option(
     "--layer",
     type=click.Choice(LAYERS),
-    default="pool5",
-    show_default=True,
-    help="pool5 (pooled trunk features), logits or probs.",
+    default=None,
+    help="conv5 (last stage, pooled), pool5, fc6/fc7 (C3D), logits or probs. Default: the "
+    "network's feature layer (pool5; fc6 for C3D). `feat3d models` lists each one's width.",
 )
+@click.option("--no-pool", is_flag=True, help="With --layer conv5: keep the (D, t, h, w) map.")
 @click.option("--average-only", is_flag=True, help="Store only the per-video mean, not each clip.")
 @click.option(
     "--dtype",
@@ -277,9 +278,9 @@ def cli() -> None:
 @errors_to_click
 def extract_command(
     inputs: tuple[str, ...], output: Path, output_format: str | None, model: str | None,
-    weights: str, device: str, precision: str, trust_checkpoint: bool, layer: str,
-    average_only: bool, dtype: str, clip_len: int | None, stride: int | None, tail: str,
-    size: Any, crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
+    weights: str, device: str, precision: str, trust_checkpoint: bool, layer: str | None,
+    no_pool: bool, average_only: bool, dtype: str, clip_len: int | None, stride: int | None,
+    tail: str, size: Any, crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
     overwrite: bool,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
@@ -293,9 +294,10 @@ def extract_command(
     vm = _load(model, weights, device, precision, trust_checkpoint, quiet)
     with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
         report = extract(
-            inputs, output, model=vm, layer=layer, clip_len=clip_len, stride=stride, tail=tail,
-            size=size, crop=crop, batch_size=batch_size, workers=_workers(workers), dtype=dtype,
-            average_only=average_only, format=output_format, overwrite=overwrite, events=events,
+            inputs, output, model=vm, layer=layer, pool=not no_pool, clip_len=clip_len,
+            stride=stride, tail=tail, size=size, crop=crop, batch_size=batch_size,
+            workers=_workers(workers), dtype=dtype, average_only=average_only,
+            format=output_format, overwrite=overwrite, events=events,
         )  # fmt: skip
     if not quiet:
         click.echo(

@@ -18,7 +18,7 @@ from .io.writers import (
     guess_format,
     open_writer,
 )
-from .model import LAYERS, VideoModel, load_model
+from .model import VideoModel, load_model
 from .pipeline import ClipOptions, run_videos
 
 
@@ -120,7 +120,8 @@ def extract(
     *,
     model: str | VideoModel | None = None,
     weights: str | None = "DEFAULT",
-    layer: str = "pool5",
+    layer: str | None = None,
+    pool: bool = True,
     clip_len: int | None = None,
     stride: int | None = None,
     tail: str = "pad",
@@ -143,7 +144,9 @@ def extract(
         output: HDF5 file, JSON Lines file or npy folder; ``None`` returns arrays in memory.
         model: Registry name or an already loaded ``VideoModel``.
         weights: See ``load_model`` (ignored when ``model`` is a ``VideoModel``).
-        layer: ``pool5`` (default), ``logits`` or ``probs``.
+        layer: ``conv5``, ``pool5``, ``fc6``/``fc7`` (C3D), ``logits`` or ``probs``; default:
+            the network's feature layer (``pool5``; ``fc6`` for C3D).
+        pool: ``False`` keeps ``conv5`` unpooled: ``(n_clips, D, t, h, w)`` per video.
         clip_len, stride, tail: Clip segmentation (defaults: the weights' clip length,
             non-overlapping, loop the last partial clip).
         size, crop: Resize (short side, or ``(H, W)``) and centre crop; default from weights.
@@ -164,13 +167,15 @@ def extract(
         >>> report.failures
         []
     """
-    if layer not in LAYERS:
-        raise ValueError(f"layer must be one of {LAYERS}, not {layer!r}")
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be float32 or float16, not {dtype!r}")
     events = events or RunEvents()
     if not isinstance(model, VideoModel):
         model = load_model(model, weights, device=device, precision=precision)
+    layer = layer or model.default_layer
+    model.check_layer(layer)
+    if not pool and layer != "conv5":
+        raise ValueError("unpooled output (--no-pool) applies to --layer conv5 only")
     clips = clip_options_for(
         model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop
     )
@@ -183,8 +188,10 @@ def extract(
     report = ExtractReport(output=Path(output) if output is not None else None)
     writer: FeatureWriter | None = None
     if output is not None:
-        attrs = run_attributes(model, clips, layer=layer, dtype=dtype, average_only=average_only)
-        if layer != "pool5":
+        attrs = run_attributes(
+            model, clips, layer=layer, pool=pool, dtype=dtype, average_only=average_only
+        )
+        if layer in ("logits", "probs"):
             attrs["classes"] = list(model.categories)
         writer = open_writer(
             output,
@@ -203,6 +210,7 @@ def extract(
             sources,
             clips=clips,
             layers=(layer,),
+            pool=pool,
             batch_size=batch_size,
             workers=workers,
             on_clips=events.on_clips,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -17,8 +16,8 @@ from torch import nn
 
 from .backbones import WeightsMeta, get_backbone, list_backbones, resolve_weights
 
-Layer = Literal["pool5", "logits", "probs"]
-LAYERS: tuple[str, ...] = ("pool5", "logits", "probs")
+#: Every layer name some network provides; each network lists its own in ``VideoModel.layers``.
+LAYERS: tuple[str, ...] = ("conv5", "pool5", "fc6", "fc7", "logits", "probs")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -98,32 +97,51 @@ class VideoModel:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
 
+    @property
+    def layers(self) -> dict[str, int]:
+        """Layers this network can output, with their width per clip (``probs``: softmax of
+        ``logits``)."""
+        available = dict(self.backbone.feature_layers())
+        if "logits" in available:
+            available["probs"] = available["logits"]
+        return available
+
+    @property
+    def default_layer(self) -> str:
+        """The layer the network's paper uses as its feature (``pool5``; ``fc6`` for C3D)."""
+        return getattr(self.backbone, "default_feature_layer", "pool5")
+
+    def check_layer(self, layer: str) -> None:
+        """Raise ``ValueError`` naming the choices when the network has no such layer."""
+        if layer not in self.layers:
+            raise ValueError(
+                f"{self.meta.arch} has no layer {layer!r}; choose from {', '.join(self.layers)}"
+            )
+
     @torch.inference_mode()
     def run(
-        self, clips: torch.Tensor, layers: tuple[str, ...] = ("pool5",)
+        self, clips: torch.Tensor, layers: tuple[str, ...] = ("pool5",), *, pool: bool = True
     ) -> dict[str, np.ndarray]:
         """Run a batch and return the requested layers as float32 arrays.
 
         Args:
             clips: uint8 ``(N, T, H, W, 3)`` (CPU, pinned when the device is CUDA, or already
                 on the device).
-            layers: Any of ``pool5`` (the pooled trunk features), ``logits``, ``probs``.
+            layers: Names from :attr:`layers`: ``conv5`` (last stage, pooled), ``pool5``
+                (pooled trunk features), ``fc6``/``fc7`` (C3D), ``logits``, ``probs``.
+            pool: With ``False``, ``conv5`` keeps its ``(D, t, h, w)`` map per clip.
 
         Returns:
-            One ``(N, D)`` array per requested layer.
+            One ``(N, ...)`` array per requested layer.
         """
-        unknown = set(layers) - set(LAYERS)
-        if unknown:
-            raise ValueError(f"unknown layer(s) {sorted(unknown)}: choose from {LAYERS}")
+        for layer in layers:
+            self.check_layer(layer)
+        needed = tuple(dict.fromkeys("logits" if n == "probs" else n for n in layers))
         x = self.normalize(clips)
-        outputs: dict[str, torch.Tensor] = {}
         with self._autocast():
-            features = self.backbone.forward_features(x)
-            outputs["pool5"] = features
-            if "logits" in layers or "probs" in layers:
-                logits = self.backbone.forward_head(features).float()
-                outputs["logits"] = logits
-                outputs["probs"] = torch.softmax(logits, dim=1)
+            outputs = self.backbone.forward_layers(x, needed, pool=pool)
+        if "probs" in layers:
+            outputs["probs"] = torch.softmax(outputs["logits"].float(), dim=1)
         return {name: outputs[name].float().cpu().numpy() for name in layers}
 
 

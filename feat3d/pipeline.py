@@ -224,6 +224,7 @@ def run_videos(
     *,
     clips: ClipOptions,
     layers: tuple[str, ...],
+    pool: bool = True,
     batch_size: int = 8,
     workers: int = 0,
     on_clips: Callable[[int], None] | None = None,
@@ -237,7 +238,8 @@ def run_videos(
         model: The network and its metadata.
         sources: Videos to process.
         clips: Clip segmentation and decoding options.
-        layers: Layers to keep (``pool5``, ``logits``, ``probs``).
+        layers: Layers to keep (see ``VideoModel.layers``).
+        pool: ``False`` keeps ``conv5`` unpooled.
         batch_size: Clips per forward pass.
         workers: Decoding processes (0 decodes in this process).
         on_clips: Called with the number of clips after each forward pass (for progress).
@@ -268,7 +270,7 @@ def run_videos(
     def flush() -> Iterator[VideoOutputs | VideoFailure]:
         if batch:
             frames = buffer.stack([item.frames for item in batch], capacity=batch_size)
-            results = model.run(frames, layers)
+            results = model.run(frames, layers, pool=pool)
             for row, item in enumerate(batch):
                 state = pending[item.video]
                 state.in_flight -= 1

@@ -135,3 +135,20 @@ def test_other_formats_hold_the_same_features(tmp_path, videos, tiny_model, fmt)
     else:
         got = np.load(out / "a.mp4.npy")
     np.testing.assert_allclose(got, reference, rtol=1e-6)
+
+
+def test_unpooled_conv5_and_logits_layers(tmp_path, videos, tiny_model):
+    out = tmp_path / "c5.h5"
+    extract([videos / "a.mp4"], out, model=tiny_model, layer="conv5", pool=False, size=32, crop=32)
+    with h5py.File(out, "r") as f:
+        assert f["a.mp4/features"].shape == (3, 512, 1, 1, 1) and f.attrs["pool"] == 0
+        assert f["a.mp4/mean"].shape == (512, 1, 1, 1)
+    logits = tmp_path / "logits.h5"
+    extract([videos / "a.mp4"], logits, model=tiny_model, layer="probs", size=32, crop=32)
+    with h5py.File(logits, "r") as f:
+        np.testing.assert_allclose(f["a.mp4/features"][()].sum(1), 1.0, rtol=1e-5)
+        assert len(f.attrs["classes"]) == 400
+    with pytest.raises(ValueError, match="--no-pool"):
+        extract([videos / "a.mp4"], None, model=tiny_model, layer="pool5", pool=False)
+    with pytest.raises(ValueError, match="no layer 'fc6'"):
+        extract([videos / "a.mp4"], None, model=tiny_model, layer="fc6")

@@ -91,5 +91,9 @@ def test_layers_are_consistent():
     np.testing.assert_allclose(out["probs"].sum(1), 1.0, rtol=1e-5)
     head = vm.backbone.forward_head(torch.from_numpy(out["pool5"])).detach().numpy()
     np.testing.assert_allclose(out["logits"], head, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="unknown layer"):
+    assert vm.layers == {"conv5": 512, "pool5": 512, "logits": 400, "probs": 400}
+    with pytest.raises(ValueError, match="resnet-10 has no layer 'fc7'; choose from conv5"):
         vm.run(clips, ("fc7",))
+    unpooled = vm.run(clips, ("conv5",), pool=False)["conv5"]
+    assert unpooled.shape == (3, 512, 1, 1, 1)
+    np.testing.assert_allclose(unpooled.mean(axis=(2, 3, 4)), out["pool5"], rtol=1e-5, atol=1e-6)

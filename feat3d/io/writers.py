@@ -36,7 +36,7 @@ FORMATS = ("h5", "json", "npy")
 # Options that change the numbers in the file: resuming with other values would mix features.
 RESUME_CHECKED = (
     "arch", "weights_sha256", "layer", "clip_len", "stride", "size", "crop", "tail", "dtype",
-    "average_only", "mean", "std", "value_scale",
+    "average_only", "mean", "std", "value_scale", "pool",
 )  # fmt: skip
 
 
@@ -232,6 +232,8 @@ def _h5_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
+        if value and all(isinstance(item, str) for item in value):
+            return np.asarray(value, dtype=h5py.string_dtype())
         return np.asarray(value)
     return value
 
