@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 import warnings
@@ -31,6 +32,7 @@ from .backbones import (
     list_weights,
     weights_cache_path,
 )
+from .backbones.published import describe_models, published_checkpoints
 from .classify import ClassifyReport, classify, write_json
 from .extract import RunEvents, extract
 from .io.decode import VideoDecodeError
@@ -315,9 +317,7 @@ def _load(
     """Load the model, printing library warnings (random weights, ...) as one line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        vm = load_model(
-            model, weights, device=device, precision=precision, trust_checkpoint=trust
-        )
+        vm = load_model(model, weights, device=device, precision=precision, trust_checkpoint=trust)
     if not quiet:
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
@@ -379,8 +379,6 @@ def classify_command(
         )  # fmt: skip
     if json_path is not None:
         if str(json_path) == "-":
-            import json
-
             data = report.to_hara(vm.categories) if json_format == "hara" else report.to_json()
             click.echo(json.dumps(data, indent=1, ensure_ascii=False))
         else:
@@ -391,10 +389,48 @@ def classify_command(
         sys.exit(1)
 
 
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.argument("pattern", required=False)
+def models_command(as_json: bool, pattern: str | None) -> None:
+    """List every architecture: parameters, GMACs per clip, feature layers and their widths,
+    default input, and the published weights it loads. PATTERN filters names (fnmatch).
+
+    \b
+    Examples:
+      feat3d models
+      feat3d models 'resnext-*' --json
+    """
+    rows = describe_models(pattern)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = Table(title="feat3d models (GMACs: multiply-adds per clip at the default input)")
+    for column in ("model", "params (M)", "GMACs", "layers: width", "input", "published weights"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        frames, size = row["default_input"]
+        stride = row.get("frame_stride", 1)
+        by_width: dict[int, list[str]] = {}
+        for layer, width in row["layers"].items():
+            if layer != "probs":
+                by_width.setdefault(width, []).append(layer)
+        table.add_row(
+            row["name"],
+            f"{row['num_params'] / 1e6:.1f}" if row["num_params"] else "",
+            f"{row['gmacs']:.1f}" if row["gmacs"] else "",
+            ", ".join(f"{'/'.join(names)}: {width}" for width, names in by_width.items()),
+            f"{frames}×{size}²" + (f", stride {stride}" if stride > 1 else ""),
+            " ".join(row["weights"]) or "–",
+        )
+    Console().print(table)
+
+
 @cli.group("weights", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.pass_context
-def weights_group(ctx: click.Context) -> None:
-    """List the named weights (with their cache location), or convert a checkpoint.
+def weights_group(ctx: click.Context, as_json: bool) -> None:
+    """List the published checkpoints feat3d reads and where to get them, or convert one.
 
     \b
     Examples:
@@ -403,25 +439,22 @@ def weights_group(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    table = Table(title="named weights (--weights NAME; DEFAULT picks the model's default)")
-    for column in ("name", "model", "classes", "acc@1", "cached", "source"):
-        table.add_column(column)
-    for named in list_weights():
-        path = weights_cache_path(named)
-        accuracy = next(iter(named.metrics.values()), {}).get("acc@1")
+    rows = published_checkpoints()
+    if as_json:
+        click.echo(json.dumps([row.__dict__ for row in rows], indent=1))
+        return
+    table = Table(title="published checkpoints (--weights NAME for torchvision's, else a path)")
+    for column in ("file", "model", "format", "classes", "trained on", "accuracy", "get it"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
         table.add_row(
-            named.name + (" (DEFAULT)" if named.default else ""),
-            named.arch,
-            str(named.num_classes),
-            f"{accuracy:.1f}" if accuracy is not None else "",
-            str(path) if path.exists() else "no",
-            named.url,
-        )
+            row.filename, row.model, row.format, str(row.classes), row.dataset, row.accuracy,
+            row.source,
+        )  # fmt: skip
     Console().print(table)
-    click.echo(
-        "Hara et al.'s checkpoints are on Google Drive (see their repositories' READMEs): "
-        "download them by hand and pass the file to --weights."
-    )
+    cached = [w for w in list_weights() if weights_cache_path(w).exists()]
+    click.echo(f"torch.hub cache: {weights_cache_path(list_weights()[0]).parent}")
+    click.echo(f"cached there: {', '.join(w.name for w in cached) or 'none'}")
 
 
 @weights_group.command("convert")
