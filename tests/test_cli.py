@@ -121,3 +121,31 @@ def test_real_subprocess(tmp_path, clip):
     lines = out.read_text().splitlines()
     assert json.loads(lines[0])["feat3d"]["arch"] == "resnet-10"
     assert json.loads(lines[1])["video"] == "clip.mp4"
+
+
+def test_models_lists_every_architecture_with_its_layers():
+    from feat3d.backbones import get_backbone, list_backbones
+
+    result = invoke("models", "--json")
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert set(rows) == set(list_backbones())
+    small = get_backbone("resnet-10")
+    assert rows["resnet-10"]["layers"] == {"conv5": 512, "pool5": 512, "logits": 400, "probs": 400}
+    assert rows["resnet-10"]["num_params"] == sum(p.numel() for p in small.parameters())
+    assert "resnet-34-kinetics.pth" in rows["resnet-34"]["weights"]
+    table = invoke("models", "resnet-1*")
+    assert table.exit_code == 0 and "resnet-18" in table.output and "r3d_18" not in table.output
+
+
+def test_weights_table_names_only_registered_models():
+    from feat3d.backbones import list_backbones
+
+    result = invoke("weights", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert {row["model"] for row in rows} <= set(list_backbones())
+    by_file = {row["filename"]: row for row in rows}
+    assert by_file["r3d50_KMS_200ep.pth"]["classes"] == 1139
+    assert by_file["resnet-34-kinetics.pth"]["format"] == "hara2017"
+    assert "r3d_18.kinetics400_v1" in by_file["r3d_18-b3b3357e.pth"]["source"]
