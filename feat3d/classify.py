@@ -129,6 +129,7 @@ def classify(
     tail: str = "pad",
     size: int | tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
+    frame_stride: int | None = None,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "auto",
@@ -141,7 +142,8 @@ def classify(
         inputs: Video files, folders or ``@list.txt`` files.
         model, weights, device, precision: See ``load_model``.
         top_k: Labels per video and per clip.
-        clip_len, stride, tail, size, crop, batch_size, workers: As for ``extract``.
+        clip_len, stride, tail, size, crop, frame_stride, batch_size, workers: As for
+            ``extract``.
         events: Progress hooks.
 
     Returns:
@@ -158,8 +160,9 @@ def classify(
     if not isinstance(model, VideoModel):
         model = load_model(model, weights, device=device, precision=precision)
     clips = clip_options_for(
-        model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop
-    )
+        model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop,
+        frame_stride=frame_stride,
+    )  # fmt: skip
     sources = discover_videos(inputs)
     categories = model.categories
     report = ClassifyReport(

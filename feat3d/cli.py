@@ -107,6 +107,9 @@ def clip_options(func: F) -> F:
                      help="Frames per clip. Default: the weights' clip length (16)."),
         click.option("--stride", type=click.IntRange(min=1), default=None,
                      help="Frames between clip starts. Default: clip length (no overlap)."),
+        click.option("--frame-stride", type=click.IntRange(min=1), default=None,
+                     help="Take every K-th frame of a clip-len×K window. Default: the "
+                     "weights' (2 for Res3D, else 1)."),
         click.option("--tail", type=click.Choice(["pad", "drop"]), default="pad", show_default=True,
                      help="Loop the last partial clip to full length, or drop it."),
         click.option("--size", type=SizeParam(), default=None, metavar="N|HxW",
@@ -282,8 +285,8 @@ def extract_command(
     inputs: tuple[str, ...], output: Path, output_format: str | None, model: str | None,
     weights: str, device: str, precision: str, trust_checkpoint: bool, layer: str | None,
     no_pool: bool, average_only: bool, dtype: str, clip_len: int | None, stride: int | None,
-    tail: str, size: Any, crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
-    overwrite: bool,
+    frame_stride: int | None, tail: str, size: Any, crop: Any, batch_size: int, workers: str,
+    quiet: bool, verbose: bool, overwrite: bool,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -297,7 +300,8 @@ def extract_command(
     with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
         report = extract(
             inputs, output, model=vm, layer=layer, pool=not no_pool, clip_len=clip_len,
-            stride=stride, tail=tail, size=size, crop=crop, batch_size=batch_size,
+            stride=stride, frame_stride=frame_stride, tail=tail, size=size, crop=crop,
+            batch_size=batch_size,
             workers=_workers(workers), dtype=dtype, average_only=average_only,
             format=output_format, overwrite=overwrite, events=events,
         )  # fmt: skip
@@ -359,7 +363,8 @@ def _load(
 def classify_command(
     inputs: tuple[str, ...], model: str | None, weights: str, device: str, precision: str,
     trust_checkpoint: bool, top_k: int, per_clip: bool, json_path: Path | None,
-    json_format: str, clip_len: int | None, stride: int | None, tail: str, size: Any,
+    json_format: str, clip_len: int | None, stride: int | None, frame_stride: int | None,
+    tail: str, size: Any,
     crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Top-k action labels of each video (mean of clip softmax scores) and, with --per-clip,
@@ -374,7 +379,8 @@ def classify_command(
     vm = _load(model, weights, device, precision, trust_checkpoint, quiet)
     with CliEvents(quiet=quiet, verbose=verbose, what="classify") as events:
         report = classify(
-            inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride, tail=tail, size=size,
+            inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride,
+            frame_stride=frame_stride, tail=tail, size=size,
             crop=crop, batch_size=batch_size, workers=_workers(workers), events=events,
         )  # fmt: skip
     if json_path is not None:

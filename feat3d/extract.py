@@ -69,21 +69,24 @@ def clip_options_for(
     tail: str = "pad",
     size: int | tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
+    frame_stride: int | None = None,
 ) -> ClipOptions:
     """Clip options, each left-out one taken from the weights' metadata."""
     meta = model.meta
     clip_len = clip_len or meta.clip_len
+    frame_stride = frame_stride or meta.frame_stride
     if tail not in ("pad", "drop"):
         raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
-    if clip_len < 1 or (stride is not None and stride < 1):
-        raise ValueError("clip length and stride must be at least 1")
+    if clip_len < 1 or frame_stride < 1 or (stride is not None and stride < 1):
+        raise ValueError("clip length, stride and frame stride must be at least 1")
     for name, value in (("size", size), ("crop", crop)):
         sides = value if isinstance(value, tuple) else (value,)
         if value is not None and not all(isinstance(v, int) and v >= 1 for v in sides):
             raise ValueError(f"{name} must be a positive int or an (H, W) pair, not {value!r}")
     return ClipOptions(
         clip_len=clip_len,
-        stride=stride or clip_len,
+        stride=stride or clip_len * frame_stride,
+        frame_stride=frame_stride,
         tail=tail,
         size=size if size is not None else meta.resize,
         crop=crop if crop is not None else meta.crop,
@@ -101,12 +104,14 @@ def run_attributes(model: VideoModel, clips: ClipOptions, **extra: Any) -> dict[
         "weights_sha256": meta.sha256 or "",
         "clip_len": clips.clip_len,
         "stride": clips.stride,
+        "frame_stride": clips.frame_stride,
         "size": list(clips.size) if isinstance(clips.size, tuple) else clips.size,
         "crop": list(clips.crop) if isinstance(clips.crop, tuple) else clips.crop,
         "tail": clips.tail,
         "mean": list(meta.mean),
         "std": list(meta.std),
         "value_scale": float(meta.value_scale),
+        "channel_order": meta.channel_order,
         "precision": model.precision,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -127,6 +132,7 @@ def extract(
     tail: str = "pad",
     size: int | tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
+    frame_stride: int | None = None,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "auto",
@@ -149,6 +155,8 @@ def extract(
         pool: ``False`` keeps ``conv5`` unpooled: ``(n_clips, D, t, h, w)`` per video.
         clip_len, stride, tail: Clip segmentation (defaults: the weights' clip length,
             non-overlapping, loop the last partial clip).
+        frame_stride: Take every k-th frame of a ``clip_len * k`` window (default: the
+            weights', 2 for Res3D, else 1).
         size, crop: Resize (short side, or ``(H, W)``) and centre crop; default from weights.
         batch_size: Clips per forward pass (batches span videos).
         workers: Decoding processes (0: decode in this process).
@@ -177,8 +185,9 @@ def extract(
     if not pool and layer != "conv5":
         raise ValueError("unpooled output (--no-pool) applies to --layer conv5 only")
     clips = clip_options_for(
-        model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop
-    )
+        model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop,
+        frame_stride=frame_stride,
+    )  # fmt: skip
     inputs = list(inputs)
     if all(isinstance(item, VideoSource) for item in inputs):
         sources: list[VideoSource] = inputs  # type: ignore[assignment]

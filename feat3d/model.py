@@ -87,10 +87,11 @@ class VideoModel:
         return self.meta.format == "random"
 
     def normalize(self, clips: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, T, H, W, 3)`` clips → normalized float ``(N, 3, T, H, W)`` on the device."""
+        """uint8 RGB ``(N, T, H, W, 3)`` clips → normalized float ``(N, 3, T, H, W)`` on the
+        device, in the channel order the weights were trained with."""
         clips = clips.to(self.device, non_blocking=True)
-        x = clips.permute(0, 4, 1, 2, 3).float()
-        return x * self._mul + self._add
+        x = clips.permute(0, 4, 1, 2, 3).float() * self._mul + self._add
+        return x.flip(1) if self.meta.channel_order == "BGR" else x
 
     def _autocast(self):  # type: ignore[no-untyped-def]
         if self.precision == "fp32":
@@ -109,7 +110,7 @@ class VideoModel:
     @property
     def default_layer(self) -> str:
         """The layer the network's paper uses as its feature (``pool5``; ``fc6`` for C3D)."""
-        return getattr(self.backbone, "default_feature_layer", "pool5")
+        return self.backbone.default_feature_layer
 
     def check_layer(self, layer: str) -> None:
         """Raise ``ValueError`` naming the choices when the network has no such layer."""

@@ -34,6 +34,7 @@ class ClipOptions:
         size: Short side after resizing (int) or an exact ``(H, W)``.
         crop: Centre crop (int for a square, or ``(H, W)``).
         threads: Codec threads per video (0: FFmpeg chooses).
+        frame_stride: A clip takes every ``frame_stride``-th frame of its window.
     """
 
     clip_len: int = 16
@@ -42,6 +43,7 @@ class ClipOptions:
     size: int | tuple[int, int] | None = 112
     crop: int | tuple[int, int] | None = 112
     threads: int = 0
+    frame_stride: int = 1
 
 
 class ClipItem(NamedTuple):
@@ -88,7 +90,11 @@ class ClipStream(IterableDataset):
         n_clips = padded = 0
         try:
             for clip in iter_clips(
-                decoded, clip_len=opts.clip_len, stride=opts.stride, tail=opts.tail
+                decoded,
+                clip_len=opts.clip_len,
+                stride=opts.stride,
+                tail=opts.tail,
+                frame_stride=opts.frame_stride,
             ):
                 n_clips += 1
                 padded += clip.padded

@@ -152,3 +152,17 @@ def test_unpooled_conv5_and_logits_layers(tmp_path, videos, tiny_model):
         extract([videos / "a.mp4"], None, model=tiny_model, layer="pool5", pool=False)
     with pytest.raises(ValueError, match="no layer 'fc6'"):
         extract([videos / "a.mp4"], None, model=tiny_model, layer="fc6")
+
+
+def test_frame_stride_comes_from_the_weights_and_is_recorded(tmp_path, videos):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res3d = load_model("res3d-18", None, device="cpu")
+    assert (res3d.meta.clip_len, res3d.meta.frame_stride) == (8, 2)
+    out = tmp_path / "r.h5"
+    extract([videos / "a.mp4"], out, model=res3d, size=32, crop=32)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["frame_stride"] == 2 and f.attrs["clip_len"] == 8
+        np.testing.assert_array_equal(f["a.mp4/segments"][()], [[0, 16], [16, 32], [32, 40]])
+    with pytest.raises(Exception, match="frame_stride"):
+        extract([videos / "a.mp4"], out, model=res3d, size=32, crop=32, frame_stride=1)

@@ -97,3 +97,14 @@ def test_layers_are_consistent():
     unpooled = vm.run(clips, ("conv5",), pool=False)["conv5"]
     assert unpooled.shape == (3, 512, 1, 1, 1)
     np.testing.assert_allclose(unpooled.mean(axis=(2, 3, 4)), out["pool5"], rtol=1e-5, atol=1e-6)
+
+
+def test_bgr_weights_get_channels_flipped_after_normalization():
+    from dataclasses import replace
+
+    rgb = quiet_load("resnet-10", None, device="cpu")
+    bgr = VideoModel(backbone=rgb.backbone, meta=replace(rgb.meta, channel_order="BGR"),
+                     device=rgb.device)  # fmt: skip
+    clips = torch.randint(0, 256, (1, 2, 4, 4, 3), dtype=torch.uint8)
+    assert torch.equal(bgr.normalize(clips), rgb.normalize(clips).flip(1))
+    assert quiet_load("c3d", None, device="cpu").meta.channel_order == "BGR"

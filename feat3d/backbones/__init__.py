@@ -7,7 +7,15 @@ Example:
 """
 
 # Importing the model modules registers their builders.
-from feat3d.backbones import hara_resnet, video_resnet
+from feat3d.backbones import (
+    c3d,
+    densenet,
+    hara_resnet,
+    hara_variants,
+    res3d,
+    resnet2p1d,
+    video_resnet,
+)
 from feat3d.backbones.registry import (
     Backbone,
     BackboneSpec,
@@ -50,20 +58,25 @@ __all__ = [
     "ResolvedWeights",
     "WeightsError",
     "WeightsMeta",
+    "c3d",
     "categories_for",
     "compute_sha256",
     "convert_checkpoint",
     "default_meta",
+    "densenet",
     "fetch_weights",
     "get_backbone",
     "get_spec",
     "hara_resnet",
+    "hara_variants",
     "kinetics400_categories",
     "list_backbones",
     "list_weights",
     "load_checkpoint",
     "load_state_dict_strict",
     "register_backbone",
+    "res3d",
+    "resnet2p1d",
     "resolve_weights",
     "save_checkpoint",
     "video_resnet",

@@ -210,6 +210,7 @@ def init_weights(model: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
+
 #: Depth → (block, blocks per stage), as in Hara's ``models/resnet.py``.
 DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
     10: (BasicBlock, (1, 1, 1, 1)),

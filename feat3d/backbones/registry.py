@@ -60,6 +60,8 @@ class Backbone(nn.Module):
 
     feature_dim: int
     num_classes: int
+    #: The layer the network's paper uses as its clip feature (``extract``'s default).
+    default_feature_layer: str = "pool5"
     arch_kwargs: dict[str, Any]
     meta: WeightsMeta
     avgpool: nn.Module
@@ -168,8 +170,10 @@ class BackboneSpec:
 
     Attributes:
         name: Registry name (``"resnet-18"``, ``"r3d_18"``).
-        family: ``"hara-resnet"`` or ``"torchvision"``.
-        block: ``"basic"`` or ``"bottleneck"``.
+        family: ``"hara-resnet"``, ``"hara-densenet"``, ``"torchvision"``, ``"res3d"`` or
+            ``"c3d"``.
+        block: ``"basic"``, ``"bottleneck"`` or a family-specific variant
+            (``"preact-bottleneck"``, ``"resnext-bottleneck"``, ``"basic-2+1d"``, ...).
         layers: Residual blocks per stage (conv2_x .. conv5_x).
         feature_dim: Width of the pooled features.
         default_meta: Name of the normalization preset used without weights
@@ -180,6 +184,8 @@ class BackboneSpec:
         widths: Channels of the 3×3×3 convs per stage.
         stem: One-line description of the stem.
         default_input: ``(frames, crop)`` the published weights expect.
+        frame_stride: Temporal stride at which those frames are sampled from the video
+            (Res3D: 8 frames, every 2nd frame of a 16-frame window).
         num_params: Parameter count with 400 classes.
         gflops: Multiply-accumulates (×1e9) for one ``default_input`` clip, torchvision's
             convention for its ``_ops`` field.
@@ -197,6 +203,7 @@ class BackboneSpec:
     widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     stem: str = ""
     default_input: tuple[int, int] = (16, 112)
+    frame_stride: int = 1
     num_params: int | None = None
     gflops: float | None = None
     paper: str = ""

@@ -89,6 +89,10 @@ class Preset:
         clip_len: Frames per clip.
         frame_rate: Frames per second the weights were evaluated at, ``None`` for native.
         reference: Where the values come from.
+        channel_order: ``"RGB"``, or ``"BGR"`` for weights trained on OpenCV/Caffe frames
+            (mean and std are always listed in RGB order).
+        frame_stride: Every ``frame_stride``-th frame of a window of
+            ``clip_len * frame_stride`` frames makes a clip (Res3D: 2).
     """
 
     name: str
@@ -100,6 +104,8 @@ class Preset:
     clip_len: int
     frame_rate: float | None
     reference: str
+    channel_order: str = "RGB"
+    frame_stride: int = 1
 
 
 PRESETS: dict[str, Preset] = {
@@ -148,16 +154,59 @@ PRESETS: dict[str, Preset] = {
         frame_rate=15.0,
         reference="pytorch/vision transforms/_presets.py VideoClassification",
     ),
+    # facebookarchive/C3D C3D-v1.0 examples/c3d_feature_extraction/prototxt/
+    # c3d_sport1m_feature_extractor_frm.prototxt: frames resized to 128×171 (new_height,
+    # new_width), the Sports-1M mean cube sport1m_train16_128_mean.binaryproto subtracted,
+    # centre crop 112, 16 frames, 0-255 values. The per-channel means are the averages of that
+    # mean cube as quoted in public C3D preprocessing code, BGR (90.2516, 97.6570, 101.4083),
+    # listed here in RGB order. Caffe read frames with OpenCV, so the original weights expect
+    # BGR; axon-research/c3d-keras convert_caffe_model.py copies conv1 without a channel flip
+    # and tests with cv2 (BGR) frames, and DavideA/c3d-pytorch documents no flip either.
+    "c3d-sports1m": Preset(
+        name="c3d-sports1m",
+        mean=(101.4083, 97.6570, 90.2516),
+        std=(1.0, 1.0, 1.0),
+        value_scale=255.0,
+        resize=(128, 171),
+        crop=112,
+        clip_len=16,
+        frame_rate=None,
+        reference="facebookarchive/C3D C3D-v1.0 c3d_sport1m_feature_extractor_frm.prototxt",
+        channel_order="BGR",
+    ),
+    # facebookarchive/C3D C3D-v1.1 examples/c3d_ucf101_feature_extraction/
+    # c3d_resnet18_ucf101_feature_extraction.prototxt (Res3D-18, Sports-1M): mean_value 128
+    # on 0-255 values, new_height 128, new_width 171, crop_size 112, new_length 8 frames at
+    # sampling_rate 2 (see BackboneSpec.frame_stride). Caffe/OpenCV frames: BGR.
+    "res3d-sports1m": Preset(
+        name="res3d-sports1m",
+        mean=(128.0, 128.0, 128.0),
+        std=(1.0, 1.0, 1.0),
+        value_scale=255.0,
+        resize=(128, 171),
+        crop=112,
+        clip_len=8,
+        frame_rate=None,
+        reference="facebookarchive/C3D C3D-v1.1 c3d_resnet18_ucf101_feature_extraction.prototxt",
+        channel_order="BGR",
+        frame_stride=2,
+    ),
 }
 
 # Checkpoint format → preset of the weights stored in it.
-_FORMAT_PRESET = {"hara2017": "hara2017", "hara2020": "hara2020", "torchvision": "torchvision"}
+_FORMAT_PRESET = {
+    "hara2017": "hara2017",
+    "hara2020": "hara2020",
+    "torchvision": "torchvision",
+    "c3d": "c3d-sports1m",
+}
 
 _FORMAT_TEXT = {
     "feat3d": "feat3d checkpoint",
     "hara2017": "Hara et al. 2017 checkpoint",
     "hara2020": "Hara et al. 2020 checkpoint",
     "torchvision": "torchvision state dict",
+    "c3d": "C3D Sports-1M state dict (the c3d.pickle of DavideA/c3d-pytorch)",
 }
 
 
@@ -211,6 +260,9 @@ class WeightsMeta:
         arch_kwargs: Builder arguments that rebuild the layout (``num_classes``, ...).
         metrics: Published accuracy, e.g. ``{"Kinetics-400": {"acc@1": 63.2}}``.
         preset: Name of the normalization preset the values came from.
+        channel_order: ``"RGB"``, or ``"BGR"`` when the network was trained on BGR frames;
+            ``mean``/``std`` are listed in RGB order either way.
+        frame_stride: A clip takes every ``frame_stride``-th frame of its window.
     """
 
     name: str
@@ -229,6 +281,8 @@ class WeightsMeta:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     preset: str | None = None
+    channel_order: str = "RGB"
+    frame_stride: int = 1
 
     @property
     def reference(self) -> str:
@@ -303,6 +357,8 @@ def _preset_meta(
         resize=p.resize,
         crop=p.crop,
         frame_rate=p.frame_rate,
+        channel_order=p.channel_order,
+        frame_stride=p.frame_stride,
         source=source,
         format=format,
         sha256=sha256,
@@ -478,7 +534,7 @@ def _fetch(named: NamedWeights, *, progress: bool) -> tuple[Path, str]:
 
 def _no_default_message(arch: str) -> str:
     spec = get_spec(arch)
-    if spec.family == "hara-resnet":
+    if spec.family.startswith("hara-"):
         return (
             f"{arch} has no downloadable default weights: Hara et al.'s checkpoints are on "
             "Google Drive (links in github.com/kenshohara/3D-ResNets-PyTorch); download one "
@@ -617,40 +673,143 @@ def _parse_hara_arch(arch: Any) -> tuple[str | None, int | None]:
     return m.group(1), (int(m.group(2)) if m.group(2) else None)
 
 
-def _hara_registry_name(block: str, layers: tuple[int, ...]) -> str | None:
-    for spec in _REGISTRY.values():
-        if spec.family == "hara-resnet" and spec.block == block and spec.layers == layers:
-            return spec.name
+def _hara_registry_name(prefix: str, *, bottleneck: bool, layers: tuple[int, ...]) -> str | None:
+    """``"{prefix}-{depth}"`` for a Hara-style ResNet with these blocks per stage, or ``None``.
+
+    The depth comes from :data:`feat3d.backbones.hara_resnet.DEPTHS`, the table every Hara
+    ResNet family shares (pre-activation, wide, ResNeXt and (2+1)D use the same stage counts);
+    the name may or may not be registered.
+    """
+    from feat3d.backbones.hara_resnet import DEPTHS, BasicBlock  # late: avoid import cycles
+
+    for depth, (block, stage_layers) in DEPTHS.items():
+        if tuple(stage_layers) == tuple(layers) and (block is not BasicBlock) == bottleneck:
+            return f"{prefix}-{depth}"
     return None
 
 
-def _infer_hara(sd: Mapping[str, torch.Tensor], *, family_hint: str | None) -> tuple[str, dict]:
-    layers = _blocks_per_layer(sd)
-    block = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
-    name = _hara_registry_name(block, layers)
-    depth = name.rsplit("-", 1)[1] if name else f"{block}{list(layers)}"
+def _require(sd: Mapping[str, torch.Tensor], keys: tuple[str, ...], what: str) -> None:
+    missing = [k for k in keys if k not in sd]
+    if missing:
+        raise WeightsError(f"{what} without {', '.join(missing)}")
 
-    conv2 = sd.get("layer1.0.conv2.weight")
-    bn1, conv1 = sd.get("layer2.0.bn1.weight"), sd.get("layer2.0.conv1.weight")
-    if family_hint in ("resnext", "preresnet", "wideresnet", "densenet"):
-        raise _Unsupported(f"{_HARA_FAMILIES[family_hint]}-{depth}")
-    if conv2 is not None and conv2.ndim == 5 and conv2.shape[1] != conv2.shape[0]:
-        raise _Unsupported(f"resnext-{depth}")  # grouped 3×3×3 conv
-    if bn1 is not None and conv1 is not None and bn1.shape[0] != conv1.shape[0]:
-        raise _Unsupported(f"preact-resnet-{depth}")  # BN before the conv
-    first = sd.get("layer1.0.conv1.weight")
-    if block == "bottleneck" and first is not None and first.shape[0] != 64:
-        raise _Unsupported(f"wide-resnet-{depth}")
-    if name is None or "fc.weight" not in sd:
-        raise WeightsError(f"a Hara-style ResNet with {block} blocks {list(layers)}")
-    kwargs = {
-        "num_classes": int(sd["fc.weight"].shape[0]),
+
+def _hara_common_kwargs(sd: Mapping[str, torch.Tensor], *, stem: str, head: str) -> dict:
+    return {
+        "num_classes": int(sd[head].shape[0]),
         "shortcut_type": "B" if any(".downsample." in k for k in sd) else "A",
-        "conv1_t_size": int(sd["conv1.weight"].shape[2]),
+        "conv1_t_size": int(sd[stem].shape[2]),
         # Not visible in the keys; Hara's defaults, which all published files use.
         "conv1_t_stride": 1,
         "no_max_pool": False,
     }
+
+
+def _registered(name: str | None, description: str) -> str:
+    if name is None:
+        raise WeightsError(description)
+    if name not in _REGISTRY:
+        raise _Unsupported(name)
+    return name
+
+
+def _infer_hara(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
+    """Hara's ResNet, pre-activation ResNet, Wide ResNet or ResNeXt (stem ``conv1``/``bn1``).
+
+    The variant is read from the shapes, not from the file's ``arch``: pre-activation blocks
+    normalize their input (``layer2.0.bn1`` as wide as ``conv1``'s input, not its output),
+    ResNeXt's 3×3×3 conv is grouped, a Wide ResNet's bottleneck expands 2× instead of 4×.
+    """
+    _require(sd, ("conv1.weight", "layer1.0.conv1.weight", "fc.weight"), "a Hara-style ResNet")
+    layers = _blocks_per_layer(sd)
+    bottleneck = "layer1.0.conv3.weight" in sd
+    kind = "bottleneck" if bottleneck else "basic"
+    kwargs = _hara_common_kwargs(sd, stem="conv1.weight", head="fc.weight")
+    stem_width = int(sd["conv1.weight"].shape[0])
+    planes = int(sd["layer1.0.conv1.weight"].shape[0])  # layer1's mid width
+
+    bn1, conv1 = sd.get("layer2.0.bn1.weight"), sd.get("layer2.0.conv1.weight")
+    conv2 = sd.get("layer1.0.conv2.weight")
+    conv3 = sd.get("layer1.0.conv3.weight")
+    groups = planes // int(conv2.shape[1]) if conv2 is not None and conv2.ndim == 5 else 1
+    if (
+        bn1 is not None
+        and conv1 is not None
+        and bn1.shape[0] == conv1.shape[1]
+        and bn1.shape[0] != conv1.shape[0]
+    ):
+        prefix = "preact-resnet"  # BN before the conv: it normalizes the block input
+    elif bottleneck and groups > 1:
+        prefix = "resnext"
+        kwargs.update(cardinality=groups, stem_width=stem_width)
+    elif bottleneck and conv3 is not None and conv3.shape[0] == 2 * conv3.shape[1]:
+        prefix = "wide-resnet"
+        kwargs.update(widen_factor=planes // 64, stem_width=stem_width)
+    else:
+        prefix = "resnet"
+    name = _hara_registry_name(prefix, bottleneck=bottleneck, layers=layers)
+    if name is not None and prefix in ("resnet", "preact-resnet") and planes != 64:
+        # Hara's 2020 --resnet_widen_factor; only Wide ResNets and ResNeXts are wider here.
+        raise _Unsupported(f"{name} with widen_factor {planes / 64:g}")
+    description = f"a Hara-style {prefix} with {kind} blocks {list(layers)}"
+    return _registered(name, description), kwargs
+
+
+def _infer_resnet2p1d(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
+    """Hara's 2020 R(2+1)D ResNet (stem ``conv1_s``/``conv1_t``)."""
+    _require(sd, ("conv1_s.weight", "conv1_t.weight", "fc.weight"), "an R(2+1)D ResNet")
+    layers = _blocks_per_layer(sd)
+    bottleneck = "layer1.0.conv3.weight" in sd
+    name = _hara_registry_name("resnet2p1d", bottleneck=bottleneck, layers=layers)
+    kind = "bottleneck" if bottleneck else "basic"
+    name = _registered(name, f"an R(2+1)D ResNet with {kind} blocks {list(layers)}")
+    kwargs = _hara_common_kwargs(sd, stem="conv1_t.weight", head="fc.weight")
+    kwargs["widen_factor"] = int(sd["conv1_t.weight"].shape[0]) / 64
+    return name, kwargs
+
+
+# Hara's DenseNet keys as written by PyTorch < 0.4 (2017 files: "denselayer1.norm.1.weight")
+# and by his 2020 code (stem "features.conv1", "features.norm1").
+_DENSE_LAYER_LEGACY = re.compile(r"(\.denselayer\d+\.)(norm|conv)\.([12])\.")
+_DENSE_STEM_2020 = re.compile(r"^features\.(conv|norm)1\.")
+_DENSE_LAYER_KEY = re.compile(r"^features\.denseblock([1-4])\.denselayer(\d+)\.")
+
+
+def _canonical_densenet_keys(sd: Mapping[str, torch.Tensor]) -> None:
+    """Rename Hara's older DenseNet key spellings to feat3d's, in place (a ``dict`` only).
+
+    ``denselayerN.norm.1`` → ``norm1`` (and ``conv.1``, ``norm.2``, ``conv.2``); the 2020
+    stem ``features.conv1``/``features.norm1`` → ``features.conv0``/``features.norm0``.
+    """
+    if not isinstance(sd, dict):
+        return
+    stem_2020 = "features.conv0.weight" not in sd and "features.conv1.weight" in sd
+    renamed = {}
+    for key in list(sd):
+        new = _DENSE_LAYER_LEGACY.sub(r"\1\2\3.", key)
+        if stem_2020:
+            new = _DENSE_STEM_2020.sub(r"features.\g<1>0.", new)
+        if new != key:
+            renamed[new] = sd.pop(key)
+    sd.update(renamed)
+
+
+def _infer_densenet(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
+    """Hara's 3D DenseNet (keys ``features.*`` and ``classifier``), canonical keys."""
+    from feat3d.backbones.densenet import DEPTHS  # late: avoid import cycles
+
+    _require(sd, ("features.conv0.weight", "classifier.weight"), "a DenseNet")
+    counts = [0, 0, 0, 0]
+    for key in sd:
+        m = _DENSE_LAYER_KEY.match(key)
+        if m:
+            block = int(m.group(1)) - 1
+            counts[block] = max(counts[block], int(m.group(2)))
+    depth = next((d for d, config in DEPTHS.items() if tuple(config) == tuple(counts)), None)
+    name = f"densenet-{depth}" if depth is not None else None
+    name = _registered(name, f"a DenseNet with dense blocks {counts}")
+    kwargs = _hara_common_kwargs(sd, stem="features.conv0.weight", head="classifier.weight")
+    del kwargs["shortcut_type"]
     return name, kwargs
 
 
@@ -672,24 +831,29 @@ def _infer_torchvision(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
 def _infer_layout(sd: Mapping[str, torch.Tensor], *, arch_hint: Any = None) -> tuple[str, dict]:
     """Registry name and builder kwargs for a stripped state dict.
 
+    Hara's older DenseNet key spellings are renamed in place first (see
+    :func:`_canonical_densenet_keys`), so the state dict :func:`load_checkpoint` returns loads
+    strictly into :class:`~feat3d.backbones.densenet.HaraDenseNet`.
+
     Raises:
         _Unsupported: A known architecture that is not registered.
         WeightsError: Unrecognised keys (the message is the layout description only).
     """
-    family, depth = _parse_hara_arch(arch_hint)
+    family, _ = _parse_hara_arch(arch_hint)
     if "stem.0.weight" in sd:
         return _infer_torchvision(sd)
+    if "conv3a.weight" in sd and "fc8.weight" in sd:
+        return "c3d", {"num_classes": int(sd["fc8.weight"].shape[0])}
+    if family == "densenet" or "features.conv0.weight" in sd or "features.conv1.weight" in sd:
+        _canonical_densenet_keys(sd)
+        return _infer_densenet(sd)
     if "conv1_s.weight" in sd or family == "resnet2p1d":
-        layers = _blocks_per_layer(sd)
-        name = _hara_registry_name("basic", layers) or _hara_registry_name("bottleneck", layers)
-        d = depth or (name.rsplit("-", 1)[1] if name else list(layers))
-        raise _Unsupported(f"resnet2p1d-{d}")
-    if "features.conv0.weight" in sd or family == "densenet":
-        raise _Unsupported(f"densenet-{depth}" if depth else "densenet")
+        return _infer_resnet2p1d(sd)
     if "conv1.weight" in sd:
-        return _infer_hara(sd, family_hint=family)
+        return _infer_hara(sd)
     keys = ", ".join(list(sd)[:3])
-    raise WeightsError(f"unrecognised keys ({keys}, ...)")
+    expected = f" for Hara's {_HARA_FAMILIES[family]}" if family in _HARA_FAMILIES else ""
+    raise WeightsError(f"unrecognised keys{expected} ({keys}, ...)")
 
 
 def _detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) -> str:
@@ -697,6 +861,8 @@ def _detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) ->
         return "feat3d"
     if "stem.0.weight" in sd:
         return "torchvision"
+    if "conv3a.weight" in sd and "fc8.weight" in sd:
+        return "c3d"  # DavideA/c3d-pytorch's c3d.pickle: a flat state dict
     family, number = _parse_hara_arch(obj.get("arch"))
     if "scheduler" in obj or (family is not None and number is None):
         return (
@@ -704,7 +870,8 @@ def _detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) ->
         )
     if "arch" in obj:
         return "hara2017"  # saved from nn.DataParallel, arch like "resnet-34"
-    if not any(k in sd for k in ("conv1.weight", "conv1_s.weight", "features.conv0.weight")):
+    stems = ("conv1.weight", "conv1_s.weight", "features.conv0.weight", "features.conv1.weight")
+    if not any(k in sd for k in stems):
         return "unknown"
     return "hara2017" if depth > 0 else "hara2020"
 
@@ -830,7 +997,7 @@ def load_checkpoint(
         raise WeightsError(f"{path} ({_FORMAT_TEXT[fmt]}): unsupported layout: {exc}") from None
 
     notes = []
-    assumed = fmt != "torchvision" and "arch" not in top and "scheduler" not in top
+    assumed = fmt not in ("torchvision", "c3d") and "arch" not in top and "scheduler" not in top
     if depth:
         notes.append("'module.' prefix stripped" if depth == 1 else "'module.module.' stripped")
     hint_family, hint_depth = _parse_hara_arch(arch_hint)
@@ -856,8 +1023,16 @@ def load_checkpoint(
 
 def _summary(arch: str, kwargs: Mapping[str, Any]) -> str:
     parts = [arch]
+    if "cardinality" in kwargs:
+        parts.append(f"cardinality {kwargs['cardinality']}")
+    if kwargs.get("widen_factor", 1) != 1:
+        parts.append(f"widen factor {kwargs['widen_factor']:g}")
+    if kwargs.get("stem_width", 64) != 64:
+        parts.append(f"stem width {kwargs['stem_width']}")
     if "shortcut_type" in kwargs:
         parts.append(f"shortcut {kwargs['shortcut_type']}")
+    if kwargs.get("conv1_t_size", 7) != 7:
+        parts.append(f"conv1 temporal kernel {kwargs['conv1_t_size']}")
     parts.append(f"{kwargs.get('num_classes')} classes")
     return ", ".join(parts)
 

@@ -15,6 +15,12 @@ End of the video (``N`` frames):
 
 Looping repeats the clip's own real frames in order, as Hara et al.'s ``LoopPadding``:
 ``[a, b, c]`` becomes ``[a, b, c, a, b, c, a, ...]``.
+
+With ``frame_stride=k`` (Res3D's 8 frames at temporal stride 2; Hara 2020's
+``sample_t_stride``) a clip spans a *window* of ``clip_len * k`` consecutive frames and takes
+every ``k``-th of them, still ``clip_len`` frames; everything above applies to windows
+(``stride`` defaults to the window length, and a short window's sampled frames are looped).
+``segment`` and ``time`` give the span of the window's real frames.
 """
 
 from __future__ import annotations
@@ -53,11 +59,13 @@ class Clip:
     padded: int
 
 
-def _check_args(clip_len: int, stride: int | None, tail: str) -> int:
+def _check_args(clip_len: int, stride: int | None, tail: str, frame_stride: int = 1) -> int:
     if isinstance(clip_len, bool) or not isinstance(clip_len, int) or clip_len < 1:
         raise ValueError(f"clip_len must be an int >= 1, got {clip_len!r}")
+    if isinstance(frame_stride, bool) or not isinstance(frame_stride, int) or frame_stride < 1:
+        raise ValueError(f"frame_stride must be an int >= 1, got {frame_stride!r}")
     if stride is None:
-        stride = clip_len
+        stride = clip_len * frame_stride
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be an int >= 1, got {stride!r}")
     if tail not in ("pad", "drop"):
@@ -66,7 +74,12 @@ def _check_args(clip_len: int, stride: int | None, tail: str) -> int:
 
 
 def count_clips(
-    n_frames: int, *, clip_len: int = 16, stride: int | None = None, tail: Tail = "pad"
+    n_frames: int,
+    *,
+    clip_len: int = 16,
+    stride: int | None = None,
+    tail: Tail = "pad",
+    frame_stride: int = 1,
 ) -> int:
     """Number of clips :func:`iter_clips` yields for a video of ``n_frames`` frames.
 
@@ -75,6 +88,7 @@ def count_clips(
         clip_len: Frames per clip.
         stride: Frames between clip starts; ``None`` means ``clip_len`` (no overlap).
         tail: ``"pad"`` or ``"drop"``, see the module docstring.
+        frame_stride: Take every ``frame_stride``-th frame of each window.
 
     Returns:
         The clip count.
@@ -82,7 +96,8 @@ def count_clips(
     Raises:
         ValueError: Invalid arguments or negative ``n_frames``.
     """
-    stride = _check_args(clip_len, stride, tail)
+    stride = _check_args(clip_len, stride, tail, frame_stride)
+    clip_len *= frame_stride  # the window, in source frames
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames!r}")
     if n_frames == 0:
@@ -102,6 +117,7 @@ def iter_clips(
     clip_len: int = 16,
     stride: int | None = None,
     tail: Tail = "pad",
+    frame_stride: int = 1,
 ) -> Iterator[Clip]:
     """Group frames into fixed-length clips, lazily.
 
@@ -113,6 +129,8 @@ def iter_clips(
             A stride larger than ``clip_len`` skips frames between clips.
         tail: ``"pad"`` loops the last partial clip, ``"drop"`` drops it. A video shorter
             than one clip always gives one looped clip.
+        frame_stride: Take every ``frame_stride``-th frame of a window of
+            ``clip_len * frame_stride`` frames (``stride`` then defaults to the window).
 
     Returns:
         An iterator of :class:`Clip`; ``count_clips(N, ...)`` of them for ``N`` frames.
@@ -125,25 +143,29 @@ def iter_clips(
         >>> [c.segment for c in clips]
         [(0, 16), (16, 32), (32, 40)]
     """
-    stride = _check_args(clip_len, stride, tail)
-    return _iter_clips(iter(frames), clip_len, stride, tail)
+    stride = _check_args(clip_len, stride, tail, frame_stride)
+    return _iter_clips(iter(frames), clip_len, stride, tail, frame_stride)
 
 
-def _make_clip(index: int, real: list[Frame], clip_len: int) -> Clip:
+def _make_clip(index: int, real: list[Frame], clip_len: int, frame_stride: int) -> Clip:
     first, last = real[0], real[-1]
+    sampled = real[::frame_stride]
     out = np.empty((clip_len, *first.image.shape), dtype=np.uint8)
     for t in range(clip_len):
-        out[t] = real[t % len(real)].image
+        out[t] = sampled[t % len(sampled)].image
     return Clip(
         index=index,
         frames=out,
         segment=(first.index, last.index + 1),
         time=(first.time, last.time + last.duration),
-        padded=clip_len - len(real),
+        padded=clip_len - len(sampled),
     )
 
 
-def _iter_clips(frames: Iterator[Frame], clip_len: int, stride: int, tail: str) -> Iterator[Clip]:
+def _iter_clips(
+    frames: Iterator[Frame], length: int, stride: int, tail: str, frame_stride: int
+) -> Iterator[Clip]:
+    clip_len = length * frame_stride  # the window, in source frames
     window: deque[Frame] = deque(maxlen=clip_len)
     next_start = 0  # position of the first frame of the next clip
     last_end = 0  # one past the position of the last frame of the last full clip
@@ -154,7 +176,7 @@ def _iter_clips(frames: Iterator[Frame], clip_len: int, stride: int, tail: str) 
             continue
         window.append(frame)
         if len(window) == clip_len:
-            yield _make_clip(n_clips, list(window), clip_len)
+            yield _make_clip(n_clips, list(window), length, frame_stride)
             n_clips += 1
             last_end = next_start + clip_len
             next_start += stride
@@ -164,4 +186,4 @@ def _iter_clips(frames: Iterator[Frame], clip_len: int, stride: int, tail: str) 
     if not window:
         return
     if n_clips == 0 or (tail == "pad" and n_frames > last_end):
-        yield _make_clip(n_clips, list(window), clip_len)
+        yield _make_clip(n_clips, list(window), length, frame_stride)

@@ -36,7 +36,7 @@ FORMATS = ("h5", "json", "npy")
 # Options that change the numbers in the file: resuming with other values would mix features.
 RESUME_CHECKED = (
     "arch", "weights_sha256", "layer", "clip_len", "stride", "size", "crop", "tail", "dtype",
-    "average_only", "mean", "std", "value_scale", "pool",
+    "average_only", "mean", "std", "value_scale", "pool", "frame_stride", "channel_order",
 )  # fmt: skip
 
 

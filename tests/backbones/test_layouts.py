@@ -57,14 +57,29 @@ SUPPORTED: dict[str, tuple[str, str, int, str | None]] = {
         700,
         "B",
     ),
-}
-# Recognised but not provided: (format, name in the error).
-UNSUPPORTED: dict[str, tuple[str, str]] = {
     "Hara 2017 resnext-101, cardinality 32, shortcut B (file saved from DataParallel)": (
         "hara2017",
         "resnext-101",
+        400,
+        "B",
     ),
-    "Hara 2020 r2p1d18_K_200ep (resnet2p1d-18, 700 classes)": ("hara2020", "resnet2p1d-18"),
+    "Hara 2020 r2p1d18_K_200ep (resnet2p1d-18, 700 classes)": (
+        "hara2020",
+        "resnet2p1d-18",
+        700,
+        "B",
+    ),
+}
+# Further builder arguments each layout must be recognised with.
+EXTRA_KWARGS: dict[str, dict[str, Any]] = {
+    "Hara 2017 resnext-101, cardinality 32, shortcut B (file saved from DataParallel)": {
+        "cardinality": 32,
+        "stem_width": 64,
+    },
+    "Hara 2020 r2p1d18_K_200ep (resnet2p1d-18, 700 classes)": {
+        "conv1_t_size": 7,
+        "widen_factor": 1.0,
+    },
 }
 
 # Top-level entries of the published files besides 'arch' and 'state_dict'.
@@ -108,7 +123,7 @@ def _write(
 
 
 def test_every_layout_has_an_expectation() -> None:
-    assert set(SUPPORTED) | set(UNSUPPORTED) == set(ENTRIES)
+    assert set(SUPPORTED) == set(ENTRIES)
 
 
 @pytest.mark.parametrize("key", list(SUPPORTED))
@@ -121,6 +136,8 @@ def test_supported_layout_loads_strictly(key: str, tmp_path: Path) -> None:
     ckpt = load_checkpoint(path)
     assert (ckpt.format, ckpt.arch, ckpt.arch_kwargs["num_classes"]) == (fmt, arch, num_classes)
     assert ckpt.arch_kwargs.get("shortcut_type") == shortcut
+    for name, value in EXTRA_KWARGS.get(key, {}).items():
+        assert ckpt.arch_kwargs[name] == value
     assert arch in ckpt.description and f"{num_classes} classes" in ckpt.description
     layout = {_strip(k): tuple(v) for k, v in entry["state_dict"].items()}
     assert {k: tuple(v.shape) for k, v in ckpt.state_dict.items()} == layout
@@ -136,6 +153,7 @@ def test_supported_layout_loads_strictly(key: str, tmp_path: Path) -> None:
     model = get_backbone(arch, weights=resolved)
     assert model.num_classes == num_classes
     assert model.meta.format == fmt and model.meta.sha256 == ckpt.meta.sha256
+    assert model.meta.preset == fmt  # each format's own normalization preset
     for name in ("fc.weight", next(iter(saved))):
         torch.testing.assert_close(model.state_dict()[name], saved[name], rtol=0, atol=0)
     model = get_backbone(arch, weights=path, num_classes=num_classes)
@@ -181,19 +199,6 @@ def test_torchvision_metadata(tmp_path: Path) -> None:
     meta = load_checkpoint(path).meta
     assert meta.resize == (128, 171) and meta.crop == 112 and meta.frame_rate == 15.0
     assert meta.std == (0.22803, 0.22145, 0.216989)
-
-
-@pytest.mark.parametrize("key", list(UNSUPPORTED))
-def test_unsupported_layout_is_named(key: str, tmp_path: Path) -> None:
-    fmt, name = UNSUPPORTED[key]
-    path = tmp_path / "weights.pth"
-    _write(ENTRIES[key], path)
-    expected = (
-        rf"recognised as {name} \(format {fmt}\) but that architecture is not available "
-        "in this version"
-    )
-    with pytest.raises(WeightsError, match=expected):
-        resolve_weights(path)
 
 
 def test_model_mismatch_names_the_checkpoint_arch(tmp_path: Path) -> None:

@@ -9,7 +9,10 @@ from feat3d.backbones import registry as registry_module
 
 
 def test_names() -> None:
-    assert list_backbones() == [
+    names = list_backbones()
+    assert names == sorted(names)
+    # Each model module's own test pins its names (tests/backbones/test_hara_zoo.py, ...).
+    assert {
         "mc3_18",
         "r2plus1d_18",
         "r3d_18",
@@ -20,7 +23,7 @@ def test_names() -> None:
         "resnet-200",
         "resnet-34",
         "resnet-50",
-    ]
+    } <= set(names)
     assert list_backbones("resnet-1*") == ["resnet-10", "resnet-101", "resnet-152", "resnet-18"]
     assert list_backbones("*_18") == ["mc3_18", "r2plus1d_18", "r3d_18"]
     assert list_backbones("nothing*") == []
@@ -44,7 +47,7 @@ def test_specs() -> None:
 
 def test_unknown_name_lists_valid_ones() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown backbone 'resnet-19'; valid names: mc3_18, .*resnet-50"
+        ValueError, match=r"unknown backbone 'resnet-19'; valid names: .*mc3_18, .*resnet-50"
     ):
         get_backbone("resnet-19")
 

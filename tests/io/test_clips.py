@@ -191,3 +191,36 @@ class TestTimes:
         assert clip.segment == (0, 5)
         assert clip.time == pytest.approx((0.0, 5 / 25), abs=1e-3)
         assert clip.frames.shape == (16, 112, 112, 3)
+
+
+class TestFrameStride:
+    """Res3D's sampling: 8 frames, every 2nd frame of a 16-frame window."""
+
+    def test_windows_and_sampled_frames(self) -> None:
+        clips = list(iter_clips(fake_frames(40), clip_len=8, frame_stride=2))
+        assert [c.segment for c in clips] == [(0, 16), (16, 32), (32, 40)]
+        assert ids(clips[0]) == list(range(0, 16, 2))
+        assert ids(clips[1]) == list(range(16, 32, 2))
+        assert ids(clips[2]) == [32, 34, 36, 38] * 2 and clips[2].padded == 4
+        assert all(c.frames.shape[0] == 8 for c in clips)
+
+    def test_overlap_and_short_video(self) -> None:
+        assert segments(32, clip_len=8, frame_stride=2, stride=8) == [(0, 16), (8, 24), (16, 32)]
+        (clip,) = iter_clips(fake_frames(5), clip_len=8, frame_stride=2, tail="drop")
+        assert ids(clip) == [0, 2, 4] * 2 + [0, 2] and clip.padded == 5
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        n=st.integers(0, 90),
+        clip_len=st.integers(1, 10),
+        frame_stride=st.integers(1, 4),
+        stride=st.one_of(st.none(), st.integers(1, 30)),
+        tail=st.sampled_from(["pad", "drop"]),
+    )
+    def test_count_matches(self, n, clip_len, frame_stride, stride, tail) -> None:
+        kwargs = dict(clip_len=clip_len, stride=stride, tail=tail, frame_stride=frame_stride)
+        assert count_clips(n, **kwargs) == len(list(iter_clips(fake_frames(n), **kwargs)))
+
+    def test_invalid(self) -> None:
+        with pytest.raises(ValueError, match="frame_stride"):
+            iter_clips([], frame_stride=0)

@@ -1,0 +1,405 @@
+"""Hara et al.'s ResNet variants: pre-activation ResNet, Wide ResNet and ResNeXt (3D).
+
+K. Hara, H. Kataoka, Y. Satoh. "Can Spatiotemporal 3D CNNs Retrace the History of 2D CNNs
+and ImageNet?" CVPR 2018 (arXiv:1711.09577). The Kinetics checkpoints of 2017
+(``preresnet-200-kinetics.pth``, ``wideresnet-50-kinetics.pth``, ``resnext-101-kinetics.pth``)
+were trained with github.com/kenshohara/3D-ResNets-PyTorch; the key names here are those of its
+``models/pre_act_resnet.py``, ``wide_resnet.py`` and ``resnext.py``.
+
+All three share :class:`~feat3d.backbones.hara_resnet.HaraResNet`'s stem, stages, shortcuts
+and head; only the block and the widths differ (``(N, C, T, H, W)``, 16×112×112 input)::
+
+    conv1 7×7×7 /(1,2,2) ─ bn1 ─ relu ─ maxpool 3 /2       stem_width × 8 × 28 × 28
+    layer1 ─ layer2 /2 ─ layer3 /2 ─ layer4 /2             2048 × 1 × 4 × 4
+    avgpool (global) ─ fc                                   (N, num_classes)
+
+- pre-activation (He et al. 2016): BN → ReLU → conv inside each block, keys ``bn1, conv1,
+  bn2, conv2[, bn3, conv3]``; ``bn1`` normalizes the block *input*. As in Hara's code there is
+  no BN/ReLU after the last block, so the trunk output is the last residual sum.
+- Wide ResNet (Zagoruyko & Komodakis 2016): a bottleneck with ``planes = 64·k·2^i`` and
+  expansion 2: the 3×3×3 convs are half the block output instead of a quarter, so with
+  k = 2 they are twice ResNet-50's at the same output width (128 → 256 in layer1,
+  1024 → 2048 in layer4).
+- ResNeXt (Xie et al. 2017): expansion 2, ``planes`` 128/256/512/1024, a grouped 3×3×3 conv
+  with ``cardinality`` groups over ``cardinality · planes / 32`` channels (32 × 4d in layer1).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from feat3d.backbones.hara_resnet import (
+    Block,
+    Bottleneck,
+    HaraResNet,
+    ShortcutType,
+    _conv1x1x1,
+    _conv3x3x3,
+)
+from feat3d.backbones.registry import register_backbone
+
+__all__ = [
+    "PREACT_DEPTHS",
+    "RESNEXT_DEPTHS",
+    "WIDE_DEPTHS",
+    "PreActBasicBlock",
+    "PreActBottleneck",
+    "ResNeXtBottleneck",
+    "WideBottleneck",
+    "preact_resnet",
+    "resnext",
+    "wide_resnet",
+]
+
+
+class PreActBasicBlock(nn.Module):
+    """Pre-activation basic block: ``bn1 → relu → conv1`` (strided), ``bn2 → relu → conv2``.
+
+    Args:
+        in_planes: Input channels (``bn1`` normalizes them).
+        planes: Output channels.
+        stride: Stride of ``conv1`` in T, H and W.
+        downsample: Shortcut module, or ``None`` for the identity.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self, *, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm3d(in_planes)
+        self.conv1 = _conv3x3x3(in_planes, planes, stride)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv2 = _conv3x3x3(planes, planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block on ``(N, C, T, H, W)``; no activation after the sum."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv1(self.relu(self.bn1(x)))
+        out = self.conv2(self.relu(self.bn2(out)))
+        return out + identity
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck: BN → ReLU before each of 1×1×1, 3×3×3 (strided), 1×1×1 ×4.
+
+    Args:
+        in_planes: Input channels (``bn1`` normalizes them).
+        planes: Width of the 3×3×3 conv; the block outputs ``4 * planes``.
+        stride: Stride of ``conv2`` in T, H and W.
+        downsample: Shortcut module, or ``None`` for the identity.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, *, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm3d(in_planes)
+        self.conv1 = _conv1x1x1(in_planes, planes)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv2 = _conv3x3x3(planes, planes, stride)
+        self.bn3 = nn.BatchNorm3d(planes)
+        self.conv3 = _conv1x1x1(planes, planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block on ``(N, C, T, H, W)``; no activation after the sum."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv1(self.relu(self.bn1(x)))
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        return out + identity
+
+
+class WideBottleneck(Bottleneck):
+    """Hara's ``WideBottleneck``: :class:`~feat3d.backbones.hara_resnet.Bottleneck` with
+    expansion 2 (keys ``conv1..3``/``bn1..3``)."""
+
+    expansion = 2
+
+
+class ResNeXtBottleneck(nn.Module):
+    """ResNeXt bottleneck: 1×1×1 → grouped 3×3×3 (strided) → 1×1×1 ×2, keys ``conv1..3``/``bn1..3``.
+
+    Args:
+        in_planes: Input channels.
+        planes: Stage width; the block outputs ``2 * planes``.
+        stride: Stride of ``conv2`` in T, H and W.
+        downsample: Shortcut module, or ``None`` for the identity.
+        cardinality: Groups of ``conv2``, which has ``cardinality * (planes // 32)`` channels.
+    """
+
+    expansion = 2
+
+    def __init__(
+        self,
+        *,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        cardinality: int = 32,
+    ) -> None:
+        super().__init__()
+        mid = cardinality * (planes // 32)
+        self.conv1 = _conv1x1x1(in_planes, mid)
+        self.bn1 = nn.BatchNorm3d(mid)
+        self.conv2 = nn.Conv3d(
+            mid, mid, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False
+        )
+        self.bn2 = nn.BatchNorm3d(mid)
+        self.conv3 = _conv1x1x1(mid, planes * self.expansion)
+        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block on ``(N, C, T, H, W)``."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+#: Depth → (block, blocks per stage), as in Hara's ``models/pre_act_resnet.py``.
+PREACT_DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
+    10: (PreActBasicBlock, (1, 1, 1, 1)),
+    18: (PreActBasicBlock, (2, 2, 2, 2)),
+    34: (PreActBasicBlock, (3, 4, 6, 3)),
+    50: (PreActBottleneck, (3, 4, 6, 3)),
+    101: (PreActBottleneck, (3, 4, 23, 3)),
+    152: (PreActBottleneck, (3, 8, 36, 3)),
+    200: (PreActBottleneck, (3, 24, 36, 3)),
+}
+#: Depth → blocks per stage of the registered Wide ResNets (Hara's 2017 code defines 50 only).
+WIDE_DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3)}
+#: Depth → blocks per stage of the registered ResNeXts (Hara's 2017 ``models/resnext.py``).
+RESNEXT_DEPTHS: dict[int, tuple[int, int, int, int]] = {
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
+_RESNEXT_WIDTHS = (128, 256, 512, 1024)
+
+
+def _check_depth(depth: int, table: dict[int, object], what: str) -> None:
+    if depth not in table:
+        raise ValueError(f"{what} depth {depth} is not one of {sorted(table)}")
+
+
+def preact_resnet(
+    depth: int,
+    *,
+    num_classes: int = 400,
+    shortcut_type: ShortcutType = "B",
+    conv1_t_size: int = 7,
+    conv1_t_stride: int = 1,
+    no_max_pool: bool = False,
+) -> HaraResNet:
+    """Build Hara et al.'s pre-activation 3D ResNet (registered as ``preact-resnet-{depth}``).
+
+    Args:
+        depth: One of :data:`PREACT_DEPTHS` (10, 18, 34, 50, 101, 152, 200).
+        num_classes: Rows of ``fc``.
+        shortcut_type: ``"A"`` or ``"B"`` (``preresnet-200-kinetics.pth``: B).
+        conv1_t_size: Temporal kernel of ``conv1``.
+        conv1_t_stride: Temporal stride of ``conv1``.
+        no_max_pool: Skip the max-pool after ``conv1``.
+
+    Returns:
+        A randomly initialized CPU model.
+
+    Raises:
+        ValueError: Unknown depth.
+    """
+    _check_depth(depth, PREACT_DEPTHS, "pre-activation ResNet")
+    block, layers = PREACT_DEPTHS[depth]
+    return HaraResNet(
+        block=block,
+        layers=layers,
+        num_classes=num_classes,
+        shortcut_type=shortcut_type,
+        conv1_t_size=conv1_t_size,
+        conv1_t_stride=conv1_t_stride,
+        no_max_pool=no_max_pool,
+    )
+
+
+def wide_resnet(
+    depth: int,
+    *,
+    num_classes: int = 400,
+    widen_factor: int = 2,
+    stem_width: int = 64,
+    shortcut_type: ShortcutType = "B",
+    conv1_t_size: int = 7,
+    conv1_t_stride: int = 1,
+    no_max_pool: bool = False,
+) -> HaraResNet:
+    """Build Hara et al.'s 3D Wide ResNet (registered as ``wide-resnet-{depth}``).
+
+    Args:
+        depth: One of :data:`WIDE_DEPTHS` (50).
+        num_classes: Rows of ``fc``.
+        widen_factor: ``k``: stage widths ``64k, 128k, 256k, 512k``, outputs twice that
+            (``wideresnet-50-kinetics.pth``: 2).
+        stem_width: Channels of ``conv1``: 64 in Hara's 2017 code, ``64 * k`` in his 2020 code.
+        shortcut_type: ``"A"`` or ``"B"`` (the published file: B).
+        conv1_t_size: Temporal kernel of ``conv1``.
+        conv1_t_stride: Temporal stride of ``conv1``.
+        no_max_pool: Skip the max-pool after ``conv1``.
+
+    Returns:
+        A randomly initialized CPU model; ``feature_dim`` is ``1024 * k``.
+
+    Raises:
+        ValueError: Unknown depth, or a widen factor below 1.
+    """
+    _check_depth(depth, WIDE_DEPTHS, "Wide ResNet")
+    if widen_factor < 1:
+        raise ValueError(f"widen_factor must be a positive integer, got {widen_factor}")
+    model = HaraResNet(
+        block=WideBottleneck,
+        layers=WIDE_DEPTHS[depth],
+        num_classes=num_classes,
+        shortcut_type=shortcut_type,
+        conv1_t_size=conv1_t_size,
+        conv1_t_stride=conv1_t_stride,
+        no_max_pool=no_max_pool,
+        widths=tuple(w * widen_factor for w in (64, 128, 256, 512)),
+        stem_width=stem_width,
+    )
+    model.arch_kwargs.update(widen_factor=widen_factor, stem_width=stem_width)
+    return model
+
+
+def resnext(
+    depth: int,
+    *,
+    num_classes: int = 400,
+    cardinality: int = 32,
+    stem_width: int = 64,
+    shortcut_type: ShortcutType = "B",
+    conv1_t_size: int = 7,
+    conv1_t_stride: int = 1,
+    no_max_pool: bool = False,
+) -> HaraResNet:
+    """Build Hara et al.'s 3D ResNeXt (registered as ``resnext-{depth}``).
+
+    Args:
+        depth: One of :data:`RESNEXT_DEPTHS` (50, 101, 152).
+        num_classes: Rows of ``fc``.
+        cardinality: Groups of every 3×3×3 conv (``resnext-101-kinetics.pth``: 32).
+        stem_width: Channels of ``conv1``: 64 in Hara's 2017 code (his 2020 code would give
+            128, the first stage width).
+        shortcut_type: ``"A"`` or ``"B"`` (the published files: B).
+        conv1_t_size: Temporal kernel of ``conv1``.
+        conv1_t_stride: Temporal stride of ``conv1``.
+        no_max_pool: Skip the max-pool after ``conv1``.
+
+    Returns:
+        A randomly initialized CPU model; ``feature_dim`` is 2048.
+
+    Raises:
+        ValueError: Unknown depth, or a cardinality below 1.
+    """
+    _check_depth(depth, RESNEXT_DEPTHS, "ResNeXt")
+    if cardinality < 1:
+        raise ValueError(f"cardinality must be a positive integer, got {cardinality}")
+    model = HaraResNet(
+        block=ResNeXtBottleneck,
+        layers=RESNEXT_DEPTHS[depth],
+        num_classes=num_classes,
+        shortcut_type=shortcut_type,
+        conv1_t_size=conv1_t_size,
+        conv1_t_stride=conv1_t_stride,
+        no_max_pool=no_max_pool,
+        widths=_RESNEXT_WIDTHS,
+        stem_width=stem_width,
+        block_kwargs={"cardinality": cardinality},
+    )
+    model.arch_kwargs.update(cardinality=cardinality, stem_width=stem_width)
+    return model
+
+
+# Parameter counts (400 classes, default options) and multiply-accumulates per 16×112×112
+# clip, measured with torch.utils.flop_counter and checked by tests/backbones/test_models.py.
+_PREACT_STATS: dict[int, tuple[int, float]] = {
+    10: (14603728, 5.654),
+    18: (33408208, 8.308),
+    34: (63717840, 12.696),
+    50: (47014608, 10.069),
+    101: (86060752, 13.891),
+    152: (118219472, 18.611),
+    200: (127419088, 25.805),
+}
+_WIDE_STATS: dict[int, tuple[int, float]] = {50: (158248272, 26.24)}
+_RESNEXT_STATS: dict[int, tuple[int, float]] = {
+    50: (26685264, 7.452),
+    101: (48340816, 9.568),
+    152: (66178896, 12.181),
+}
+
+_PAPER = "Hara et al., CVPR 2018, arXiv:1711.09577"
+_STEM = "conv 7×7×7 /(1,2,2), BN, ReLU, max-pool 3×3×3 /2"
+_FORMATS = ("hara2017", "hara2020", "feat3d")
+
+for _depth, (_block, _layers) in PREACT_DEPTHS.items():
+    _params, _gmacs = _PREACT_STATS[_depth]
+    register_backbone(
+        f"preact-resnet-{_depth}",
+        family="hara-resnet",
+        block="preact-basic" if _block is PreActBasicBlock else "preact-bottleneck",
+        layers=_layers,
+        feature_dim=512 * _block.expansion,
+        default_meta="hara2017",
+        formats=_FORMATS,
+        stem=_STEM,
+        num_params=_params,
+        gflops=_gmacs,
+        paper=f"{_PAPER}; He et al., ECCV 2016, arXiv:1603.05027",
+    )(partial(preact_resnet, _depth))
+
+for _depth, _layers in WIDE_DEPTHS.items():
+    _params, _gmacs = _WIDE_STATS[_depth]
+    register_backbone(
+        f"wide-resnet-{_depth}",
+        family="hara-resnet",
+        block="wide-bottleneck",
+        layers=_layers,
+        feature_dim=2048,
+        default_meta="hara2017",
+        formats=_FORMATS,
+        widths=(128, 256, 512, 1024),
+        stem=_STEM,
+        num_params=_params,
+        gflops=_gmacs,
+        paper=f"{_PAPER}; Zagoruyko & Komodakis, BMVC 2016, arXiv:1605.07146",
+    )(partial(wide_resnet, _depth))
+
+for _depth, _layers in RESNEXT_DEPTHS.items():
+    _params, _gmacs = _RESNEXT_STATS[_depth]
+    register_backbone(
+        f"resnext-{_depth}",
+        family="hara-resnet",
+        block="resnext-bottleneck",
+        layers=_layers,
+        feature_dim=2048,
+        default_meta="hara2017",
+        formats=_FORMATS,
+        widths=_RESNEXT_WIDTHS,
+        stem=_STEM,
+        num_params=_params,
+        gflops=_gmacs,
+        paper=f"{_PAPER}; Xie et al., CVPR 2017, arXiv:1611.05431",
+    )(partial(resnext, _depth))
