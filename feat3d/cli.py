@@ -90,6 +90,10 @@ def model_options(func: F) -> F:
             help="bf16/fp16 run under autocast (fp16 needs CUDA).",
         ),
         click.option(
+            "--num-classes", type=click.IntRange(min=1), default=None,
+            help="Classes for random initialization; with weights it is read from the file.",
+        ),
+        click.option(
             "--trust-checkpoint", is_flag=True,
             help="Load a checkpoint that holds pickled Python objects with full unpickling. "
             "This can run code hidden in the file: only for files you trust.",
@@ -283,7 +287,8 @@ def cli() -> None:
 @errors_to_click
 def extract_command(
     inputs: tuple[str, ...], output: Path, output_format: str | None, model: str | None,
-    weights: str, device: str, precision: str, trust_checkpoint: bool, layer: str | None,
+    weights: str, device: str, precision: str, num_classes: int | None,
+    trust_checkpoint: bool, layer: str | None,
     no_pool: bool, average_only: bool, dtype: str, clip_len: int | None, stride: int | None,
     frame_stride: int | None, tail: str, size: Any, crop: Any, batch_size: int, workers: str,
     quiet: bool, verbose: bool, overwrite: bool,
@@ -296,7 +301,7 @@ def extract_command(
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
     """
-    vm = _load(model, weights, device, precision, trust_checkpoint, quiet)
+    vm = _load(model, weights, device, precision, trust_checkpoint, num_classes, quiet)
     with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
         report = extract(
             inputs, output, model=vm, layer=layer, pool=not no_pool, clip_len=clip_len,
@@ -316,12 +321,16 @@ def extract_command(
 
 
 def _load(
-    model: str | None, weights: str, device: str, precision: str, trust: bool, quiet: bool
-) -> VideoModel:
+    model: str | None, weights: str, device: str, precision: str, trust: bool,
+    num_classes: int | None, quiet: bool,
+) -> VideoModel:  # fmt: skip
     """Load the model, printing library warnings (random weights, ...) as one line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        vm = load_model(model, weights, device=device, precision=precision, trust_checkpoint=trust)
+        vm = load_model(
+            model, weights, device=device, precision=precision, trust_checkpoint=trust,
+            num_classes=num_classes,
+        )  # fmt: skip
     if not quiet:
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
@@ -362,9 +371,9 @@ def _load(
 @errors_to_click
 def classify_command(
     inputs: tuple[str, ...], model: str | None, weights: str, device: str, precision: str,
-    trust_checkpoint: bool, top_k: int, per_clip: bool, json_path: Path | None,
-    json_format: str, clip_len: int | None, stride: int | None, frame_stride: int | None,
-    tail: str, size: Any,
+    num_classes: int | None, trust_checkpoint: bool, top_k: int, per_clip: bool,
+    json_path: Path | None, json_format: str, clip_len: int | None, stride: int | None,
+    frame_stride: int | None, tail: str, size: Any,
     crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Top-k action labels of each video (mean of clip softmax scores) and, with --per-clip,
@@ -376,7 +385,7 @@ def classify_command(
       feat3d classify videos/ --per-clip --json labels.json
       feat3d classify clip.mp4 -w resnet-34-kinetics.pth --format hara --json out.json
     """
-    vm = _load(model, weights, device, precision, trust_checkpoint, quiet)
+    vm = _load(model, weights, device, precision, trust_checkpoint, num_classes, quiet)
     with CliEvents(quiet=quiet, verbose=verbose, what="classify") as events:
         report = classify(
             inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride,

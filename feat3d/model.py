@@ -153,6 +153,7 @@ def load_model(
     device: str | torch.device = "auto",
     precision: str = "fp32",
     trust_checkpoint: bool = False,
+    num_classes: int | None = None,
 ) -> VideoModel:
     """Build a registry network, load its weights and place it on a device.
 
@@ -167,6 +168,8 @@ def load_model(
         precision: ``fp32``; ``bf16`` or ``fp16`` run under autocast.
         trust_checkpoint: Allow full unpickling of a checkpoint holding Python objects. It
             can run code stored in the file: only for files from a source you trust.
+        num_classes: Classifier rows for random initialization (default 400, or the
+            family's). With weights it is read from the checkpoint; a different value raises.
 
     Returns:
         A ``VideoModel`` whose metadata says how to decode and normalize its input.
@@ -186,5 +189,8 @@ def load_model(
             "mean nothing",
             stacklevel=2,
         )
-    backbone = get_backbone(resolved.arch, weights=resolved)
-    return VideoModel(backbone=backbone, meta=resolved.meta, device=chosen, precision=precision)
+    if resolved.state_dict is None:
+        backbone = get_backbone(resolved.arch, num_classes=num_classes)
+    else:
+        backbone = get_backbone(resolved.arch, weights=resolved, num_classes=num_classes)
+    return VideoModel(backbone=backbone, meta=backbone.meta, device=chosen, precision=precision)

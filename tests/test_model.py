@@ -108,3 +108,15 @@ def test_bgr_weights_get_channels_flipped_after_normalization():
     clips = torch.randint(0, 256, (1, 2, 4, 4, 3), dtype=torch.uint8)
     assert torch.equal(bgr.normalize(clips), rgb.normalize(clips).flip(1))
     assert quiet_load("c3d", None, device="cpu").meta.channel_order == "BGR"
+
+
+def test_num_classes_for_random_init_and_conflict_with_weights(tmp_path):
+    vm = quiet_load("resnet-10", None, device="cpu", num_classes=7)
+    assert vm.layers["logits"] == 7 and vm.categories == [f"class_{i}" for i in range(7)]
+    path = tmp_path / "r10.pth"
+    from feat3d.backbones import get_backbone
+
+    torch.save({"arch": "resnet", "scheduler": {}, "state_dict": get_backbone("resnet-10", num_classes=700).state_dict()}, path)  # fmt: skip
+    assert quiet_load(None, str(path), device="cpu").layers["logits"] == 700
+    with pytest.raises(ValueError, match="num_classes=7 conflicts"):
+        quiet_load(None, str(path), device="cpu", num_classes=7)
