@@ -116,7 +116,8 @@ def test_num_classes_for_random_init_and_conflict_with_weights(tmp_path):
     path = tmp_path / "r10.pth"
     from feat3d.backbones import get_backbone
 
-    torch.save({"arch": "resnet", "scheduler": {}, "state_dict": get_backbone("resnet-10", num_classes=700).state_dict()}, path)  # fmt: skip
+    state = get_backbone("resnet-10", num_classes=700).state_dict()
+    torch.save({"arch": "resnet", "scheduler": {}, "state_dict": state}, path)
     assert quiet_load(None, str(path), device="cpu").layers["logits"] == 700
     with pytest.raises(ValueError, match="num_classes=7 conflicts"):
         quiet_load(None, str(path), device="cpu", num_classes=7)
