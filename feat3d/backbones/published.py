@@ -109,7 +109,16 @@ def published_checkpoints() -> list[PublishedCheckpoint]:
         )
         for named in list_weights()
     ]
-    return [*torchvision, *_hara_2017(), *_hara_2020()]
+    c3d = PublishedCheckpoint(
+        filename="c3d.pickle",
+        model="c3d",
+        format="c3d",
+        classes=487,
+        dataset="Sports-1M (Caffe weights of Tran et al. 2015, converted)",
+        accuracy="see Tran et al. 2015, arXiv:1412.0767",
+        source="linked from the README of DavideA/c3d-pytorch",
+    )
+    return [*torchvision, *_hara_2017(), *_hara_2020(), c3d]
 
 
 def describe_models(pattern: str | None = None) -> list[dict[str, Any]]:
