@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from feat3d.backbones import BackboneSpec, get_backbone, get_spec, list_backbones, register_backbone
 from feat3d.backbones import registry as registry_module
@@ -75,3 +76,15 @@ def test_models_are_cpu_and_in_training_mode() -> None:
     assert model.training
     assert {p.device.type for p in model.parameters()} == {"cpu"}
     assert model.meta.arch == "mc3_18"
+
+
+@pytest.mark.parametrize(
+    ("name", "published_millions"),
+    [("r3d_18", 33.4), ("mc3_18", 11.7), ("r2plus1d_18", 31.5)],  # torchvision's model docs
+)
+def test_torchvision_published_parameter_counts(name: str, published_millions: float) -> None:
+    with torch.device("meta"):
+        model = get_spec(name).builder(num_classes=400)
+    counted = sum(p.numel() for p in model.parameters())
+    assert counted == get_spec(name).num_params
+    assert abs(counted / 1e6 - published_millions) / published_millions < 0.01
