@@ -30,12 +30,12 @@ demo: $(STAMP)
 	$(BIN)/feat3d classify demo/sample.mp4 --weights $$W --per-clip --top-k 3
 
 test: $(STAMP)
-	$(BIN)/ruff check feat3d tests bench
+	$(BIN)/ruff check feat3d tests bench examples
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check feat3d tests bench
-	$(BIN)/ruff format --check feat3d tests bench
+	$(BIN)/ruff check feat3d tests bench examples
+	$(BIN)/ruff format --check feat3d tests bench examples
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py --make-video 640x360 --model resnet-18

@@ -39,8 +39,10 @@ from .io.decode import VideoDecodeError
 from .io.discover import InputError
 from .io.writers import FORMATS, OutputError, VideoFailure
 from .model import LAYERS, PRECISIONS, VideoModel, load_model
+from .train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate
 
 F = TypeVar("F", bound=Callable[..., Any])
+BLOCK_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc")
 err_console = Console(stderr=True)
 
 
@@ -404,6 +406,358 @@ def classify_command(
         sys.exit(1)
 
 
+def dataset_options(func: F) -> F:
+    """How DATASET is read (shared by train and evaluate)."""
+    options = [
+        click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+                     show_default=True, help="Fraction of each class held out for validation "
+                     "(a folder without train/ and val/, or a CSV without a split column)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the split (and of training's sampling and initialization)."),
+        click.option("--train-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="UCF-101/HMDB-51 style list of training videos (paths relative to "
+                     "DATASET, optional label number)."),
+        click.option("--val-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="List of validation videos, same format."),
+        click.option("--classes", "classes_file",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="classInd.txt ('1 ApplyEyeMakeup') or one class name per line."),
+        click.option("--csv", "csv_file",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="CSV 'path,label[,split]' (Kinetics style), paths relative to DATASET."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_split(
+    dataset: Path, val_split: float, seed: int, train_list: Path | None, val_list: Path | None,
+    classes_file: Path | None, csv_file: Path | None,
+):  # type: ignore[no-untyped-def]  # fmt: skip
+    from .train import DatasetError, load_dataset
+
+    try:
+        return load_dataset(
+            dataset, val_split=val_split, seed=seed, train_list=train_list, val_list=val_list,
+            classes_file=classes_file, csv=csv_file,
+        )  # fmt: skip
+    except DatasetError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError as error:
+        raise click.BadParameter(f"{text!r}: give comma-separated numbers") from error
+
+
+@cli.command("train")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder: config.json, metrics.csv, last.pt, best.pt, train_state.pt.",
+)
+@dataset_options
+@click.option(
+    "--model",
+    "-m",
+    type=click.Choice(list_backbones()),
+    default="resnet-18",
+    show_default=True,
+    help="Architecture to train from scratch.",
+)
+@click.option(
+    "--pretrained",
+    metavar="NAME|PATH",
+    default=None,
+    help="Fine-tune these weights (their architecture replaces --model).",
+)
+@click.option(
+    "--finetune-from",
+    type=click.Choice(BLOCK_NAMES),
+    default=None,
+    help="First trained block; all before it is frozen. Default with --pretrained: conv5.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--batch-size",
+    "-b",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Clips per forward pass.",
+)
+@click.option(
+    "--accumulate",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Forward passes per optimizer step (32 × 8 = the paper's batch of 256).",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Learning rate. Default: 0.1 from scratch, 0.001 when fine-tuning.",
+)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option(
+    "--dampening",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="SGD dampening (Hara et al.'s code).",
+)
+@click.option("--nesterov", is_flag=True, help="Nesterov momentum (needs --dampening 0).")
+@click.option(
+    "--weight-decay",
+    type=float,
+    default=None,
+    help="Default: 0.001 from scratch, 1e-5 when fine-tuning.",
+)
+@click.option(
+    "--lr-patience",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Validation epochs without a lower loss before the rate is divided by 10.",
+)
+@click.option(
+    "--max-lr-drops",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Rate divisions before training stops at the next plateau.",
+)
+@click.option(
+    "--clip-len",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Frames per clip (default: the pretrained weights', else 16).",
+)
+@click.option(
+    "--frame-stride",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Every K-th frame of a clip-len×K window (default: weights', else 1).",
+)
+@click.option(
+    "--crop",
+    type=click.IntRange(min=1),
+    default=112,
+    show_default=True,
+    help="Side of the training and validation crops.",
+)
+@click.option(
+    "--decode-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Short side frames are decoded at before multi-scale cropping.",
+)
+@click.option(
+    "--scales",
+    default="1,0.8409,0.7071,0.5946,0.5",
+    show_default=True,
+    help="Crop sides as fractions of the short side (Hara et al.: 1 .. 1/2).",
+)
+@click.option(
+    "--flip",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Probability of a horizontal flip.",
+)
+@click.option(
+    "--workers",
+    "-j",
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    help="Decoding processes.",
+)
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto: fp16 autocast with loss scaling on CUDA, else fp32.",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Validate every N epochs.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --output from its last epoch.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the final line.")
+@errors_to_click
+def train_command(
+    dataset: Path, output: Path, val_split: float, seed: int, train_list: Path | None,
+    val_list: Path | None, classes_file: Path | None, csv_file: Path | None, model: str,
+    pretrained: str | None, finetune_from: str | None, epochs: int, batch_size: int,
+    accumulate: int, lr: float | None, momentum: float, dampening: float, nesterov: bool,
+    weight_decay: float | None, lr_patience: int, max_lr_drops: int, clip_len: int | None,
+    frame_stride: int | None, crop: int, decode_size: int, scales: str, flip: float,
+    workers: str, device: str, precision: str, val_every: int, resume: bool, quiet: bool,
+) -> None:  # fmt: skip
+    """Train or fine-tune a model on DATASET with Hara et al.'s recipe.
+
+    DATASET is a folder with one sub-folder per class (split by --val-split, or with train/
+    and val/ sub-folders), or the root that --train-list/--val-list/--csv paths are relative to.
+
+    \b
+    Examples:
+      feat3d train motion/ -o runs/motion -m resnet-10 --epochs 20 -b 8 --accumulate 1
+      feat3d train ucf101/ --train-list trainlist01.txt --val-list testlist01.txt \\
+          --classes classInd.txt --pretrained resnet-34-kinetics.pth -o runs/ucf
+      feat3d train motion/ -o runs/motion --resume
+    """
+    from .train import TrainError, TrainOptions, fit
+
+    split = _load_split(dataset, val_split, seed, train_list, val_list, classes_file, csv_file)
+    options = TrainOptions(
+        model=model, pretrained=pretrained, finetune_from=finetune_from, epochs=epochs,
+        batch_size=batch_size, accumulate=accumulate, lr=lr, momentum=momentum,
+        dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
+        lr_patience=lr_patience, max_lr_drops=max_lr_drops, clip_len=clip_len,
+        frame_stride=frame_stride, crop=crop, decode_size=decode_size, scales=_floats(scales),
+        flip=flip, workers=workers, device=device, precision=precision, seed=seed,
+        val_every=val_every,
+    )  # fmt: skip
+    if not quiet:
+        click.echo(
+            f"{len(split.classes)} classes, {len(split.train)} training and {len(split.val)} "
+            f"validation videos → {output}",
+            err=True,
+        )
+    progress = _EpochProgress(quiet=quiet, epochs=epochs)
+    try:
+        with progress:
+            report = fit(split, output, options, resume=resume, on_epoch=progress.epoch,
+                         on_batch=progress.batch)  # fmt: skip
+    except TrainError as error:
+        raise click.ClickException(str(error)) from error
+    best = report.best
+    click.echo(
+        f"{report.epochs_run} epoch(s) run, {report.stopped}; best epoch {report.best_epoch}: "
+        f"val top-1 {best.get('val_top1', float('nan')):.4f} → {output / 'best.pt'}",
+        err=True,
+    )
+
+
+class _EpochProgress:
+    """A bar over an epoch's batches on a terminal, and one line per finished epoch."""
+
+    def __init__(self, *, quiet: bool, epochs: int):
+        self.quiet = quiet
+        self.epochs = epochs
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> _EpochProgress:
+        if not self.quiet and err_console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
+            )  # fmt: skip
+            self.task = self.progress.add_task("train", total=None)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def batch(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        text = " ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in row.items()
+        )
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+
+@cli.command("evaluate")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@dataset_options
+@click.option(
+    "--split",
+    "which",
+    type=click.Choice(["val", "train", "all"]),
+    default="val",
+    show_default=True,
+    help="Which videos of DATASET to evaluate.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for metrics.json, per_class.csv, confusion.csv, predictions.json.",
+)
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--workers", "-j", default="auto", show_default=True, metavar="N|auto")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs its code).")
+@errors_to_click
+def evaluate_command(
+    checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
+    val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
+    output: Path | None, batch_size: int, workers: str, device: str, precision: str,
+    trust_checkpoint: bool,
+) -> None:  # fmt: skip
+    """Evaluate CHECKPOINT on DATASET the papers' way: non-overlapping clips, centre crop, clip
+    softmax averaged per video. Prints video top-1/top-5 and clip accuracy.
+
+    \b
+    Examples:
+      feat3d evaluate runs/motion/best.pt motion/
+      feat3d evaluate runs/ucf/best.pt ucf101/ --val-list testlist01.txt \\
+          --train-list trainlist01.txt --classes classInd.txt -o runs/ucf/eval
+    """
+    from .extract import clip_options_for
+    from .train import evaluate_videos, write_evaluation
+
+    split = _load_split(dataset, val_split, seed, train_list, val_list, classes_file, csv_file)
+    vm = _load(None, str(checkpoint), device, precision, trust_checkpoint, None, quiet=False)
+    if list(vm.categories) != list(split.classes):
+        raise click.ClickException(
+            f"{checkpoint} was trained on classes {vm.categories[:3]}…, DATASET has "
+            f"{split.classes[:3]}…: they must be the same, in the same order"
+        )
+    items = {"val": split.val, "train": split.train, "all": [*split.train, *split.val]}[which]
+    result = evaluate_videos(
+        vm, items, split.classes, clips=clip_options_for(vm), batch_size=batch_size,
+        workers=_workers(workers),
+    )  # fmt: skip
+    click.echo(result.summary())
+    for failure in result.failures:
+        click.echo(f"error: {failure.source}: {failure.message}", err=True)
+    if output is not None:
+        write_evaluation(result, split.classes, output)
+        click.echo(f"written to {output}", err=True)
+    if result.failures:
+        sys.exit(1)
+
+
 @cli.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.argument("pattern", required=False)
@@ -522,6 +876,93 @@ def _print_predictions(report: ClassifyReport, *, per_clip: bool) -> None:
                     labels + marker,
                 )
             console.print(clips)
+
+
+@cli.command("svm")
+@click.argument("feats", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--labels",
+    "-l",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV video,label[,split]; split is train or test (val/validation = test) on every row "
+    "or on none (then k-fold). A video is an output key, the path it was extracted from, a path "
+    "ending in a key, the end of one key, or the file name of one key.",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    help="Stratified folds when the labels have no split column.",
+)
+@click.option(
+    "--pca",
+    "pca_text",
+    default="",
+    metavar="D1,D2,...",
+    help="Also evaluate after PCA (fitted on each training part) to these dimensions, e.g. "
+    "10,50,100,200,300 as in Tran et al.; sizes not below min(train videos, D) are skipped.",
+)
+@click.option(
+    "--c",
+    "c_text",
+    default="0.01,0.1,1,10,100",
+    show_default=True,
+    metavar="C1,C2,...",
+    help="SVM C values; the best is chosen by stratified 3-fold cross-validation on the "
+    "training part only.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds and solver.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report as JSON to this file ('-' for stdout).",
+)
+@errors_to_click
+def svm_command(
+    feats: Path, labels: Path, folds: int, pca_text: str, c_text: str, seed: int,
+    json_path: Path | None,
+) -> None:  # fmt: skip
+    """Linear-SVM accuracy of extracted features FEATS (h5, json or npy output of extract):
+    per-video mean of clip features, L2-normalized, LinearSVC with C chosen on the training
+    part (the C3D/Res3D protocol); mean ± std over splits, and over PCA sizes with --pca.
+
+    \b
+    Examples:
+      feat3d svm feats.h5 --labels labels.csv
+      feat3d svm feats.h5 -l ucf101_split1.csv --pca 10,50,100,200,300
+      feat3d svm feats/ -l labels.csv --folds 5 --c 0.1,1,10 --json svm.json
+    """
+    try:
+        pca_dims = parse_number_list(pca_text, kind=int)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--pca") from error
+    try:
+        c_grid = parse_number_list(c_text, kind=float)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--c") from error
+    report = svm_evaluate(feats, labels, folds=folds, pca_dims=pca_dims, c_grid=c_grid, seed=seed)
+    data = json.dumps(report.to_json(), indent=1, ensure_ascii=False)
+    if json_path is not None and str(json_path) == "-":
+        click.echo(data)
+        return
+    if json_path is not None:
+        json_path.write_text(data + "\n", encoding="utf-8")
+    for line in summary_lines(report):
+        click.echo(line)
+    if pca_dims:
+        table = Table(title="SVM accuracy after PCA", title_justify="left")
+        for column in ("dims", "accuracy (%)", "C per split"):
+            table.add_column(column, justify="right")
+        for row in pca_rows(report):
+            table.add_row(*row)
+        Console().print(table)
+        if report.pca_skipped:
+            skipped = ", ".join(map(str, report.pca_skipped))
+            click.echo(f"PCA sizes skipped (not below min(train videos, D)): {skipped}")
 
 
 def main() -> None:

@@ -1,0 +1,38 @@
+"""Training and evaluation: labelled datasets (:mod:`.datasets`), clip sampling with Hara et
+al.'s augmentation (:mod:`.sampling`), the training loop (:mod:`.fit`), the papers' evaluation
+(:mod:`.evaluate`) and the linear-SVM protocol on extracted features (:mod:`.svm`)."""
+
+from .datasets import DatasetError, DatasetSplit, FrameIndex, VideoItem, load_dataset
+from .evaluate import EvalResult, evaluate_videos, write_evaluation
+from .fit import TrainError, TrainOptions, TrainReport, fit
+from .sampling import (
+    HARA_SCALES,
+    POSITIONS,
+    ClipParams,
+    FailedSample,
+    TrainClips,
+    crop_box,
+    temporal_indices,
+)
+
+__all__ = [
+    "HARA_SCALES",
+    "POSITIONS",
+    "ClipParams",
+    "DatasetError",
+    "DatasetSplit",
+    "EvalResult",
+    "FailedSample",
+    "FrameIndex",
+    "TrainClips",
+    "TrainError",
+    "TrainOptions",
+    "TrainReport",
+    "VideoItem",
+    "crop_box",
+    "evaluate_videos",
+    "fit",
+    "load_dataset",
+    "temporal_indices",
+    "write_evaluation",
+]

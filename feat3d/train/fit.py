@@ -1,0 +1,548 @@
+"""Training and fine-tuning with Hara et al.'s recipe (CVPR 2018, §3.3), crash-safe and resumable.
+
+A run folder holds ``config.json`` (every option), ``metrics.csv`` (one row per finished epoch),
+``last.pt`` and ``best.pt`` (feat3d checkpoints: weights plus metadata, loadable by every
+command), ``train_state.pt`` (optimizer, scheduler, epoch, random state: what ``--resume``
+needs) and ``frame_counts.json`` (the frame count of every video, probed once).
+
+An epoch is committed by atomically replacing ``train_state.pt``, which holds the weights, the
+optimizer and every metrics row so far; ``last.pt`` and ``metrics.csv`` are then rewritten from
+it. A run killed at any moment resumes from the last committed epoch (or from the start when
+none was), and ``metrics.csv`` is rewritten from the committed rows, so it never has a gap or a
+duplicate.
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel, each
+rank trains on its share of the videos and validates its share, metrics are summed across
+ranks, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..backbones import WeightsMeta, default_meta, get_backbone, resolve_weights, save_checkpoint
+from ..model import VideoModel, select_device
+from ..pipeline import ClipOptions, resolve_workers
+from .datasets import DatasetSplit, FrameIndex
+from .evaluate import EvalResult, evaluate_videos
+from .sampling import HARA_SCALES, TrainClips
+
+METRICS_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_clip_acc", "val_loss", "val_clip_acc", "val_top1",
+    "val_top5", "seconds",
+)  # fmt: skip
+BLOCKS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc")
+
+
+class TrainError(Exception):
+    """A run cannot start or resume (bad options, a run folder made with other options)."""
+
+
+@dataclass
+class TrainOptions:
+    """Every number of the recipe, with the papers' defaults.
+
+    Attributes:
+        model: Registry name (ignored when ``pretrained`` names a checkpoint: its architecture
+            is used).
+        pretrained: Weights to fine-tune from (path or name); ``None`` trains from scratch.
+        finetune_from: First block that is trained (``conv1`` .. ``conv5``, ``fc``); every
+            parameter before it is frozen. Default with ``pretrained``: ``conv5``.
+        epochs: Upper bound on epochs.
+        batch_size: Clips per forward pass.
+        accumulate: Forward passes per optimizer step (effective batch ``batch_size *
+            accumulate``; the paper's 256 = 32 × 8).
+        lr: Learning rate; default 0.1 from scratch, 1e-3 when fine-tuning.
+        momentum, dampening, nesterov: SGD settings of Hara et al.'s code.
+        weight_decay: Default 1e-3 from scratch, 1e-5 when fine-tuning.
+        lr_patience: Epochs without a lower validation loss before the rate is divided by 10.
+        max_lr_drops: Divisions by 10 allowed; training stops at the next plateau.
+        clip_len, frame_stride: Frames per clip and temporal sampling stride (defaults from the
+            pretrained weights, else 16 and 1).
+        crop: Side of the square training and validation crops.
+        decode_size: Short side frames are decoded at before multi-scale cropping.
+        scales: Crop sizes as fractions of the short side.
+        flip: Probability of a horizontal flip.
+        workers: Decoding processes (``"auto"`` or a count).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (fp16 autocast with loss scaling on CUDA, fp32 on the CPU),
+            ``fp32``, ``bf16`` or ``fp16``.
+        seed: Seeds sampling, augmentation, initialization and the data order.
+        val_batch_size: Clips per forward pass during validation.
+        val_every: Validate every N epochs (the scheduler steps on validation epochs only).
+    """
+
+    model: str = "resnet-18"
+    pretrained: str | None = None
+    finetune_from: str | None = None
+    epochs: int = 200
+    batch_size: int = 32
+    accumulate: int = 8
+    lr: float | None = None
+    momentum: float = 0.9
+    dampening: float = 0.9
+    nesterov: bool = False
+    weight_decay: float | None = None
+    lr_patience: int = 10
+    max_lr_drops: int = 3
+    clip_len: int | None = None
+    frame_stride: int | None = None
+    crop: int = 112
+    decode_size: int = 128
+    scales: tuple[float, ...] = HARA_SCALES
+    flip: float = 0.5
+    workers: int | str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    val_batch_size: int = 8
+    val_every: int = 1
+
+    def resolved(self) -> TrainOptions:
+        """Fill the defaults that depend on fine-tuning vs training from scratch."""
+        finetune = self.pretrained is not None
+        return replace(
+            self,
+            lr=self.lr if self.lr is not None else (1e-3 if finetune else 0.1),
+            weight_decay=(
+                self.weight_decay if self.weight_decay is not None else (1e-5 if finetune else 1e-3)
+            ),
+            finetune_from=self.finetune_from or ("conv5" if finetune else None),
+            scales=tuple(float(s) for s in self.scales),
+        )
+
+
+# Options that may differ between a run and its resumption.
+_RESUME_FREE = {"workers", "device", "epochs", "val_batch_size"}
+
+
+@dataclass
+class TrainReport:
+    """What a run did."""
+
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int | None
+    best: dict[str, float] = field(default_factory=dict)
+    last: dict[str, float] = field(default_factory=dict)
+    stopped: str = ""
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        if not self.enabled:
+            return list(values)
+        tensor = torch.tensor(list(values), dtype=torch.float64)
+        if torch.distributed.get_backend() == "nccl":
+            tensor = tensor.cuda()
+        torch.distributed.all_reduce(tensor)
+        return tensor.cpu().tolist()
+
+
+def _setup_distributed(device: str) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), select_device(device)
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    return _Dist(rank=rank, world=world, local_rank=local_rank), chosen
+
+
+def block_prefixes(model: nn.Module) -> dict[str, str]:
+    """Parameter-name prefix where each block (``conv1`` .. ``conv5``, ``fc``) starts."""
+    names = [name for name, _ in model.named_parameters()]
+    first = names[0].split(".")[0]
+    if hasattr(model, "layer4"):
+        head = "fc" if hasattr(model, "fc") and not hasattr(model, "classifier") else "classifier"
+        return {"conv1": first, "conv2": "layer1.", "conv3": "layer2.", "conv4": "layer3.",
+                "conv5": "layer4.", "fc": f"{head}."}  # fmt: skip
+    if any(n.startswith("features.denseblock") for n in names):
+        return {"conv1": "features.", "conv2": "features.denseblock1.",
+                "conv3": "features.denseblock2.", "conv4": "features.denseblock3.",
+                "conv5": "features.denseblock4.", "fc": "classifier."}  # fmt: skip
+    if "conv3a.weight" in names:  # C3D
+        return {"conv1": "conv1.", "conv2": "conv2.", "conv3": "conv3a.", "conv4": "conv4a.",
+                "conv5": "conv5a.", "fc": "fc6."}  # fmt: skip
+    raise TrainError(f"{type(model).__name__}: no known block layout for --finetune-from")
+
+
+def freeze_before(model: nn.Module, block: str) -> list[str]:
+    """Freeze every parameter before ``block`` (and keep those BN layers' statistics fixed).
+
+    Returns:
+        Names of the frozen parameters.
+    """
+    if block not in BLOCKS:
+        raise TrainError(f"--finetune-from must be one of {', '.join(BLOCKS)}, not {block!r}")
+    prefix = block_prefixes(model)[block]
+    frozen: list[str] = []
+    for name, parameter in model.named_parameters():
+        if name.startswith(prefix):
+            break
+        parameter.requires_grad_(False)
+        frozen.append(name)
+    return frozen
+
+
+def _set_train_mode(model: nn.Module, frozen: set[str]) -> None:
+    model.train()
+    if not frozen:
+        return
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and f"{name}.weight" in frozen:
+            module.eval()  # frozen layers keep their running statistics too
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def _write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRICS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def _build_model(options: TrainOptions, classes: Sequence[str]) -> tuple[nn.Module, WeightsMeta]:
+    n_classes = len(classes)
+    if options.pretrained is None:
+        model = get_backbone(options.model, num_classes=n_classes)
+        base = default_meta(options.model, arch_kwargs=model.arch_kwargs)
+        return model, base
+    resolved = resolve_weights(options.pretrained)
+    model = get_backbone(resolved.arch, weights=resolved)
+    if model.num_classes != n_classes:
+        model.reset_classifier(n_classes)
+    return model, resolved.meta
+
+
+def _run_meta(
+    base: WeightsMeta, model: nn.Module, classes: Sequence[str], options: TrainOptions, name: str
+) -> WeightsMeta:
+    return replace(
+        base,
+        name=name,
+        arch=base.arch,
+        categories=list(classes),
+        clip_len=int(options.clip_len),  # type: ignore[arg-type]
+        frame_stride=int(options.frame_stride),  # type: ignore[arg-type]
+        resize=options.crop,
+        crop=options.crop,
+        format="feat3d",
+        source=name,
+        sha256=None,
+        metrics={},
+        arch_kwargs=dict(model.arch_kwargs),
+    )
+
+
+def fit(
+    dataset: DatasetSplit,
+    run_dir: str | os.PathLike[str],
+    options: TrainOptions | None = None,
+    *,
+    resume: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> TrainReport:
+    """Train (or fine-tune) a registry model on a labelled video dataset.
+
+    Args:
+        dataset: Classes and train/val videos (see :func:`feat3d.train.load_dataset`).
+        run_dir: Run folder; created, or resumed with ``resume=True``.
+        options: The recipe; defaults to Hara et al.'s.
+        resume: Continue from ``train_state.pt`` and ``last.pt`` in ``run_dir``.
+        on_epoch: Called with each epoch's metrics row.
+        on_batch: Called with (batches done, batches per epoch) during training.
+
+    Returns:
+        A :class:`TrainReport`.
+
+    Raises:
+        TrainError: Bad options, an existing run without ``resume``, or a resume with
+            different options.
+
+    Example:
+        >>> split = load_dataset("motion/")  # doctest: +SKIP
+        >>> fit(split, "runs/motion", TrainOptions(model="resnet-10", epochs=10))  # doctest: +SKIP
+    """
+    options = (options or TrainOptions()).resolved()
+    run = Path(run_dir)
+    dist, device = _setup_distributed(options.device)
+    if options.batch_size < 1 or options.accumulate < 1 or options.epochs < 1:
+        raise TrainError("batch size, accumulate and epochs must be at least 1")
+    if not dataset.train:
+        raise TrainError("the dataset has no training videos")
+
+    _seed_everything(options.seed)
+    model, base_meta = _build_model(options, dataset.classes)
+    options = replace(
+        options,
+        model=base_meta.arch,
+        clip_len=options.clip_len or (base_meta.clip_len if options.pretrained else 16),
+        frame_stride=options.frame_stride or (base_meta.frame_stride if options.pretrained else 1),
+    )
+    config = {"feat3d_version": __version__, **asdict(options), "classes": list(dataset.classes),
+              "train_videos": len(dataset.train), "val_videos": len(dataset.val)}  # fmt: skip
+    _prepare_run_dir(run, config, resume=resume, main=dist.main)
+
+    frozen = set(freeze_before(model, options.finetune_from)) if options.finetune_from else set()
+    meta = _run_meta(base_meta, model, dataset.classes, options, run.name)
+    model.meta = meta
+    wrapper = VideoModel(backbone=model, meta=meta, device=device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        trainable,
+        lr=options.lr,
+        momentum=options.momentum,
+        dampening=options.dampening,
+        weight_decay=options.weight_decay,
+        nesterov=options.nesterov,
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=0.1, patience=options.lr_patience
+    )
+    precision = options.precision
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise TrainError("fp16 training needs CUDA; use --precision bf16 or fp32 on the CPU")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    autocast = (
+        nullcontext()
+        if precision == "fp32"
+        else torch.autocast(
+            device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16
+        )
+    )
+    network: nn.Module = model
+    if dist.enabled:
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    start_epoch, best, best_epoch, lr_drops = 1, -math.inf, None, 0
+    rows: list[dict[str, Any]] = []
+    state_path = run / "train_state.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"]) + 1
+        best, best_epoch, lr_drops = (
+            float(state["best"]),
+            state["best_epoch"],
+            int(state["lr_drops"]),
+        )
+        torch.set_rng_state(state["torch_rng"])
+        rows = list(state["rows"])
+    if resume and dist.main:  # rows of an epoch the kill interrupted are dropped
+        _write_metrics(run / "metrics.csv", rows)
+
+    workers = resolve_workers(options.workers)
+    frame_index = FrameIndex(run / "frame_counts.json")
+    train_items = list(dataset.train)[dist.rank :: dist.world]
+    clips = TrainClips(
+        train_items,
+        frame_index=frame_index,
+        clip_len=options.clip_len,
+        frame_stride=options.frame_stride,
+        crop=options.crop,
+        decode_size=options.decode_size,
+        scales=options.scales,
+        flip=options.flip,
+        seed=options.seed,
+    )
+    val_items = list(dataset.val)[dist.rank :: dist.world]
+    val_clips = ClipOptions(
+        clip_len=options.clip_len,
+        stride=options.clip_len * options.frame_stride,
+        frame_stride=options.frame_stride,
+        size=options.crop,
+        crop=options.crop,
+    )
+    report = TrainReport(run_dir=run, epochs_run=0, best_epoch=best_epoch)
+    criterion = nn.CrossEntropyLoss()
+
+    for epoch in range(start_epoch, options.epochs + 1):
+        started = time.perf_counter()
+        clips.set_epoch(epoch)
+        order = torch.Generator().manual_seed(options.seed * 1000 + epoch)
+        loader = DataLoader(
+            clips,
+            batch_size=options.batch_size,
+            shuffle=True,
+            generator=order,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            collate_fn=TrainClips.collate,
+            persistent_workers=False,
+        )
+        _set_train_mode(model, frozen)
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = correct = seen = 0.0
+        n_batches = len(loader)
+        for step, batch in enumerate(loader, 1):
+            if batch is None:  # every video of the batch failed to decode
+                continue
+            frames, labels = batch
+            labels = labels.to(device, non_blocking=True)
+            with autocast:
+                logits = network(wrapper.normalize(frames))
+                loss = criterion(logits.float(), labels)
+            scaler.scale(loss / options.accumulate).backward()
+            if step % options.accumulate == 0 or step == n_batches:
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            loss_sum += float(loss.detach()) * len(labels)
+            correct += float((logits.detach().argmax(1) == labels).sum())
+            seen += len(labels)
+            if on_batch is not None and dist.main:
+                on_batch(step, n_batches)
+        loss_sum, correct, seen = dist.sum([loss_sum, correct, seen])
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": round(loss_sum / max(seen, 1), 6),
+            "train_clip_acc": round(correct / max(seen, 1), 6),
+        }
+        stop = ""
+        if dataset.val and (epoch % options.val_every == 0 or epoch == options.epochs):
+            model.eval()
+            result = evaluate_videos(
+                wrapper, val_items, dataset.classes, clips=val_clips,
+                batch_size=options.val_batch_size, workers=workers, reduce=dist.sum,
+            )  # fmt: skip
+            row.update(_val_columns(result))
+            before = optimizer.param_groups[0]["lr"]
+            scheduler.step(result.loss)
+            if optimizer.param_groups[0]["lr"] < before:
+                lr_drops += 1
+                if lr_drops > options.max_lr_drops:
+                    stop = f"validation loss plateaued after {options.max_lr_drops} rate drops"
+            if result.top1 > best or best_epoch is None:
+                best, best_epoch = result.top1, epoch
+                if dist.main:
+                    save_checkpoint(model, run / "best.pt", meta=meta)
+                report.best = dict(row)
+        row["seconds"] = round(time.perf_counter() - started, 2)
+        rows.append(row)
+        if dist.main:
+            # train_state.pt is the commit point: it alone decides where a resume starts.
+            _atomic_save(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "rows": rows,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "lr_drops": lr_drops,
+                    "torch_rng": torch.get_rng_state(),
+                },
+                state_path,
+            )
+            save_checkpoint(model, run / "last.pt", meta=meta)
+            _write_metrics(run / "metrics.csv", rows)
+        if dist.enabled:
+            torch.distributed.barrier()
+        report.epochs_run += 1
+        report.last = dict(row)
+        report.best_epoch = best_epoch
+        if on_epoch is not None and dist.main:
+            on_epoch(row)
+        if stop:
+            report.stopped = stop
+            break
+    else:
+        report.stopped = f"reached {options.epochs} epochs"
+    if not dataset.val and dist.main:  # nothing to choose by: the last epoch is the best
+        save_checkpoint(model, run / "best.pt", meta=meta)
+    return report
+
+
+def _val_columns(result: EvalResult) -> dict[str, float]:
+    return {
+        "val_loss": round(result.loss, 6),
+        "val_clip_acc": round(result.clip_accuracy, 6),
+        "val_top1": round(result.top1, 6),
+        "val_top5": round(result.top5, 6),
+    }
+
+
+def _prepare_run_dir(run: Path, config: dict[str, Any], *, resume: bool, main: bool) -> None:
+    config_path = run / "config.json"
+    if resume:
+        if not config_path.exists():
+            raise TrainError(f"{run}: nothing to resume (no config.json)")
+        old = json.loads(config_path.read_text(encoding="utf-8"))
+        changed = [
+            key for key, value in config.items()
+            if key not in _RESUME_FREE and key != "feat3d_version"
+            and json.dumps(old.get(key)) != json.dumps(value)
+        ]  # fmt: skip
+        if changed:
+            raise TrainError(
+                f"{run}: was started with other options ({', '.join(changed)}); resume with "
+                "the same options or start a new run"
+            )
+        return
+    if config_path.exists():
+        raise TrainError(f"{run} already holds a run: pass --resume to continue it, or choose -o")
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        temporary = run / ".config.json.tmp"
+        temporary.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+        os.replace(temporary, config_path)
