@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 import warnings
@@ -645,6 +646,8 @@ def train_command(
                          on_batch=progress.batch)  # fmt: skip
     except TrainError as error:
         raise click.ClickException(str(error)) from error
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return
     best = report.best
     click.echo(
         f"{report.epochs_run} epoch(s) run, {report.stopped}; best epoch {report.best_epoch}: "

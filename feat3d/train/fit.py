@@ -331,7 +331,10 @@ def fit(
     )
     config = {"feat3d_version": __version__, **asdict(options), "classes": list(dataset.classes),
               "train_videos": len(dataset.train), "val_videos": len(dataset.val)}  # fmt: skip
-    _prepare_run_dir(run, config, resume=resume, main=dist.main)
+    if dist.main:
+        _prepare_run_dir(run, config, resume=resume)
+    if dist.enabled:
+        torch.distributed.barrier()  # the run folder exists and was checked before any rank goes on
 
     frozen = set(freeze_before(model, options.finetune_from)) if options.finetune_from else set()
     meta = _run_meta(base_meta, model, dataset.classes, options, run.name)
@@ -522,7 +525,7 @@ def _val_columns(result: EvalResult) -> dict[str, float]:
     }
 
 
-def _prepare_run_dir(run: Path, config: dict[str, Any], *, resume: bool, main: bool) -> None:
+def _prepare_run_dir(run: Path, config: dict[str, Any], *, resume: bool) -> None:
     config_path = run / "config.json"
     if resume:
         if not config_path.exists():
@@ -541,8 +544,7 @@ def _prepare_run_dir(run: Path, config: dict[str, Any], *, resume: bool, main: b
         return
     if config_path.exists():
         raise TrainError(f"{run} already holds a run: pass --resume to continue it, or choose -o")
-    if main:
-        run.mkdir(parents=True, exist_ok=True)
-        temporary = run / ".config.json.tmp"
-        temporary.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-        os.replace(temporary, config_path)
+    run.mkdir(parents=True, exist_ok=True)
+    temporary = run / ".config.json.tmp"
+    temporary.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, config_path)

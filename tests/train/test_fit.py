@@ -186,3 +186,24 @@ def test_kill_and_resume_loses_no_epoch(motion, tmp_path):
     assert [int(r["epoch"]) for r in _rows(run)] == list(range(1, epochs + 1))
     state = torch.load(run / "train_state.pt", weights_only=True)
     assert state["epoch"] == epochs
+
+
+def test_distributed_training_with_torchrun_on_cpu(motion, tmp_path):
+    """Two CPU processes (gloo): each trains and validates its share, rank 0 writes."""
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "-m", "feat3d", "train", str(motion), "-o", str(run), "-q", "-m", "resnet-10",
+               "--epochs", "2", "-b", "4", "--accumulate", "1", "--clip-len", "8", "--crop",
+               "32", "--decode-size", "32", "--scales", "1", "--flip", "0", "-j", "0",
+               "--device", "cpu"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _rows(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    n_val = len(load_dataset(motion).val)
+    # validation accuracy is summed over both ranks' shares: a multiple of 1/n_val
+    assert all(
+        abs(float(r["val_top1"]) * n_val - round(float(r["val_top1"]) * n_val)) < 1e-6 for r in rows
+    )
+    assert done.stderr.count("epoch(s) run") == 1  # the final line, from rank 0 only
+    assert (run / "best.pt").exists() and (run / "last.pt").exists()
