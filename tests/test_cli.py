@@ -160,7 +160,7 @@ def test_readme_documents_every_model_and_option():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     missing = [name for name in list_backbones() if f"`{name}`" not in readme]
     assert missing == []
-    for command in (["extract"], ["classify"]):
+    for command in (["extract"], ["classify"], ["train"], ["evaluate"], ["svm"]):
         options = [
             opt
             for param in cli.get_command(None, command[0]).params
