@@ -40,6 +40,7 @@ __all__ = [
     "hara_resnet",
     "init_weights",
     "make_stage",
+    "make_stages",
 ]
 
 ShortcutType = Literal["A", "B"]
@@ -201,6 +202,42 @@ def make_stage(
     return nn.Sequential(*stage)
 
 
+def make_stages(
+    block: Block,
+    *,
+    in_planes: int,
+    widths: Sequence[int],
+    layers: Sequence[int],
+    shortcut_type: ShortcutType,
+    **block_kwargs: Any,
+) -> list[nn.Sequential]:
+    """The four stages (``layer1`` .. ``layer4``): stride 1 for the first, 2 for the others.
+
+    Args:
+        block: The block class.
+        in_planes: Channels entering ``layer1`` (the stem's width).
+        widths: The blocks' ``planes`` per stage.
+        layers: Blocks per stage.
+        shortcut_type: ``"A"`` or ``"B"``.
+        **block_kwargs: Passed to every block.
+    """
+    stages = []
+    for i, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
+        stages.append(
+            make_stage(
+                block,
+                in_planes=in_planes,
+                planes=planes,
+                blocks=blocks,
+                shortcut_type=shortcut_type,
+                stride=1 if i == 0 else 2,
+                **block_kwargs,
+            )
+        )
+        in_planes = planes * block.expansion
+    return stages
+
+
 def init_weights(model: nn.Module) -> None:
     """Hara's 2020 initialization: Kaiming-normal convs (fan-out), BN weight 1 and bias 0."""
     for m in model.modules():
@@ -282,21 +319,14 @@ class HaraResNet(Backbone):
         self.bn1 = nn.BatchNorm3d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
-        stages, in_planes = [], stem_width
-        for i, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
-            stages.append(
-                make_stage(
-                    block,
-                    in_planes=in_planes,
-                    planes=planes,
-                    blocks=blocks,
-                    shortcut_type=shortcut_type,
-                    stride=1 if i == 0 else 2,
-                    **(block_kwargs or {}),
-                )
-            )
-            in_planes = planes * block.expansion
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(
+            block,
+            in_planes=stem_width,
+            widths=widths,
+            layers=layers,
+            shortcut_type=shortcut_type,
+            **(block_kwargs or {}),
+        )
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(self.feature_dim, num_classes)
         init_weights(self)

@@ -36,7 +36,7 @@ from feat3d.backbones.hara_resnet import (
     ShortcutType,
     _conv1x1x1,
     init_weights,
-    make_stage,
+    make_stages,
 )
 from feat3d.backbones.registry import Backbone, register_backbone
 
@@ -222,20 +222,9 @@ class HaraResNet2p1d(Backbone):
         self.bn1_t = nn.BatchNorm3d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
-        stages, in_planes = [], widths[0]
-        for i, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
-            stages.append(
-                make_stage(
-                    block,
-                    in_planes=in_planes,
-                    planes=planes,
-                    blocks=blocks,
-                    shortcut_type=shortcut_type,
-                    stride=1 if i == 0 else 2,
-                )
-            )
-            in_planes = planes * block.expansion
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(
+            block, in_planes=widths[0], widths=widths, layers=layers, shortcut_type=shortcut_type
+        )
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(self.feature_dim, num_classes)
         init_weights(self)
