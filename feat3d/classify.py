@@ -130,6 +130,10 @@ def classify(
     size: int | tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
     frame_stride: int | None = None,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    max_clips: int | None = None,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "auto",
@@ -142,8 +146,8 @@ def classify(
         inputs: Video files, folders or ``@list.txt`` files.
         model, weights, device, precision: See ``load_model``.
         top_k: Labels per video and per clip.
-        clip_len, stride, tail, size, crop, frame_stride, batch_size, workers: As for
-            ``extract``.
+        clip_len, stride, tail, size, crop, frame_stride, fps, start, end, max_clips,
+            batch_size, workers: As for ``extract``.
         events: Progress hooks.
 
     Returns:
@@ -161,7 +165,7 @@ def classify(
         model = load_model(model, weights, device=device, precision=precision)
     clips = clip_options_for(
         model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop,
-        frame_stride=frame_stride,
+        frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
     )  # fmt: skip
     sources = discover_videos(inputs)
     categories = model.categories

@@ -117,6 +117,16 @@ def clip_options(func: F) -> F:
         click.option("--frame-stride", type=click.IntRange(min=1), default=None,
                      help="Take every K-th frame of a clip-len×K window. Default: the "
                      "weights' (2 for Res3D, else 1)."),
+        click.option("--fps", type=click.FloatRange(min=0), default=None,
+                     help="Sample frames at F per second by presentation time (no "
+                     "re-encoding). Default: the weights' rate (15 for torchvision's), else "
+                     "native; 0 forces native."),
+        click.option("--start", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                     help="Skip to this time (seeks to the keyframe before it)."),
+        click.option("--end", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                     help="Stop at this time."),
+        click.option("--max-clips", type=click.IntRange(min=1), default=None,
+                     help="At most N clips per video."),
         click.option("--tail", type=click.Choice(["pad", "drop"]), default="pad", show_default=True,
                      help="Loop the last partial clip to full length, or drop it."),
         click.option("--size", type=SizeParam(), default=None, metavar="N|HxW",
@@ -293,7 +303,8 @@ def extract_command(
     weights: str, device: str, precision: str, num_classes: int | None,
     trust_checkpoint: bool, layer: str | None,
     no_pool: bool, average_only: bool, dtype: str, clip_len: int | None, stride: int | None,
-    frame_stride: int | None, tail: str, size: Any, crop: Any, batch_size: int, workers: str,
+    frame_stride: int | None, fps: float | None, start: float | None, end: float | None,
+    max_clips: int | None, tail: str, size: Any, crop: Any, batch_size: int, workers: str,
     quiet: bool, verbose: bool, overwrite: bool,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
@@ -308,8 +319,8 @@ def extract_command(
     with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
         report = extract(
             inputs, output, model=vm, layer=layer, pool=not no_pool, clip_len=clip_len,
-            stride=stride, frame_stride=frame_stride, tail=tail, size=size, crop=crop,
-            batch_size=batch_size,
+            stride=stride, frame_stride=frame_stride, fps=fps, start=start, end=end,
+            max_clips=max_clips, tail=tail, size=size, crop=crop, batch_size=batch_size,
             workers=_workers(workers), dtype=dtype, average_only=average_only,
             format=output_format, overwrite=overwrite, events=events,
         )  # fmt: skip
@@ -376,7 +387,8 @@ def classify_command(
     inputs: tuple[str, ...], model: str | None, weights: str, device: str, precision: str,
     num_classes: int | None, trust_checkpoint: bool, top_k: int, per_clip: bool,
     json_path: Path | None, json_format: str, clip_len: int | None, stride: int | None,
-    frame_stride: int | None, tail: str, size: Any,
+    frame_stride: int | None, fps: float | None, start: float | None, end: float | None,
+    max_clips: int | None, tail: str, size: Any,
     crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Top-k action labels of each video (mean of clip softmax scores) and, with --per-clip,
@@ -392,7 +404,8 @@ def classify_command(
     with CliEvents(quiet=quiet, verbose=verbose, what="classify") as events:
         report = classify(
             inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride,
-            frame_stride=frame_stride, tail=tail, size=size,
+            frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
+            tail=tail, size=size,
             crop=crop, batch_size=batch_size, workers=_workers(workers), events=events,
         )  # fmt: skip
     if json_path is not None:
@@ -548,6 +561,13 @@ def _floats(text: str) -> tuple[float, ...]:
     help="Every K-th frame of a clip-len×K window (default: weights', else 1).",
 )
 @click.option(
+    "--fps",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Sample frames at F per second (stored in the checkpoints and used by default with "
+    "them). Default: the pretrained weights' rate, else native.",
+)
+@click.option(
     "--crop",
     type=click.IntRange(min=1),
     default=112,
@@ -606,8 +626,9 @@ def train_command(
     pretrained: str | None, finetune_from: str | None, epochs: int, batch_size: int,
     accumulate: int, lr: float | None, momentum: float, dampening: float, nesterov: bool,
     weight_decay: float | None, lr_patience: int, max_lr_drops: int, clip_len: int | None,
-    frame_stride: int | None, crop: int, decode_size: int, scales: str, flip: float,
-    workers: str, device: str, precision: str, val_every: int, resume: bool, quiet: bool,
+    frame_stride: int | None, fps: float | None, crop: int, decode_size: int, scales: str,
+    flip: float, workers: str, device: str, precision: str, val_every: int, resume: bool,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Train or fine-tune a model on DATASET with Hara et al.'s recipe.
 
@@ -629,7 +650,8 @@ def train_command(
         batch_size=batch_size, accumulate=accumulate, lr=lr, momentum=momentum,
         dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
         lr_patience=lr_patience, max_lr_drops=max_lr_drops, clip_len=clip_len,
-        frame_stride=frame_stride, crop=crop, decode_size=decode_size, scales=_floats(scales),
+        frame_stride=frame_stride, fps=fps, crop=crop, decode_size=decode_size,
+        scales=_floats(scales),
         flip=flip, workers=workers, device=device, precision=precision, seed=seed,
         val_every=val_every,
     )  # fmt: skip

@@ -70,8 +70,13 @@ def clip_options_for(
     size: int | tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
     frame_stride: int | None = None,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    max_clips: int | None = None,
 ) -> ClipOptions:
-    """Clip options, each left-out one taken from the weights' metadata."""
+    """Clip options, each left-out one taken from the weights' metadata (``fps``: the rate
+    the weights were evaluated at, when they record one; ``fps=0`` forces the native rate)."""
     meta = model.meta
     clip_len = clip_len or meta.clip_len
     frame_stride = frame_stride or meta.frame_stride
@@ -79,6 +84,14 @@ def clip_options_for(
         raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
     if clip_len < 1 or frame_stride < 1 or (stride is not None and stride < 1):
         raise ValueError("clip length, stride and frame stride must be at least 1")
+    if fps is None:
+        fps = meta.frame_rate
+    if fps is not None and fps < 0:
+        raise ValueError("fps must be positive (0 for the native rate)")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    if max_clips is not None and max_clips < 1:
+        raise ValueError("max_clips must be at least 1")
     for name, value in (("size", size), ("crop", crop)):
         sides = value if isinstance(value, tuple) else (value,)
         if value is not None and not all(isinstance(v, int) and v >= 1 for v in sides):
@@ -87,6 +100,10 @@ def clip_options_for(
         clip_len=clip_len,
         stride=stride or clip_len * frame_stride,
         frame_stride=frame_stride,
+        fps=float(fps) if fps else None,
+        start=start,
+        end=end,
+        max_clips=max_clips,
         tail=tail,
         size=size if size is not None else meta.resize,
         crop=crop if crop is not None else meta.crop,
@@ -105,6 +122,10 @@ def run_attributes(model: VideoModel, clips: ClipOptions, **extra: Any) -> dict[
         "clip_len": clips.clip_len,
         "stride": clips.stride,
         "frame_stride": clips.frame_stride,
+        "fps": clips.fps,
+        "start": clips.start,
+        "end": clips.end,
+        "max_clips": clips.max_clips,
         "size": list(clips.size) if isinstance(clips.size, tuple) else clips.size,
         "crop": list(clips.crop) if isinstance(clips.crop, tuple) else clips.crop,
         "tail": clips.tail,
@@ -133,6 +154,10 @@ def extract(
     size: int | tuple[int, int] | None = None,
     crop: int | tuple[int, int] | None = None,
     frame_stride: int | None = None,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    max_clips: int | None = None,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "auto",
@@ -157,6 +182,10 @@ def extract(
             non-overlapping, loop the last partial clip).
         frame_stride: Take every k-th frame of a ``clip_len * k`` window (default: the
             weights', 2 for Res3D, else 1).
+        fps: Sample frames at this rate by presentation time (default: the weights' rate
+            when they record one, e.g. 15 for torchvision's; else every frame; 0: native).
+        start, end: Only the span between these times (seconds); ``start`` seeks.
+        max_clips: At most this many clips per video.
         size, crop: Resize (short side, or ``(H, W)``) and centre crop; default from weights.
         batch_size: Clips per forward pass (batches span videos).
         workers: Decoding processes (0: decode in this process).
@@ -186,7 +215,7 @@ def extract(
         raise ValueError("unpooled output (--no-pool) applies to --layer conv5 only")
     clips = clip_options_for(
         model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop,
-        frame_stride=frame_stride,
+        frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
     )  # fmt: skip
     inputs = list(inputs)
     if all(isinstance(item, VideoSource) for item in inputs):

@@ -35,6 +35,9 @@ class ClipOptions:
         crop: Centre crop (int for a square, or ``(H, W)``).
         threads: Codec threads per video (0: FFmpeg chooses).
         frame_stride: A clip takes every ``frame_stride``-th frame of its window.
+        fps: Sample frames at this rate by presentation time (``None``: every frame).
+        start, end: Only the frames shown between these times (seconds); ``start`` seeks.
+        max_clips: Stop each video after this many clips.
     """
 
     clip_len: int = 16
@@ -44,6 +47,15 @@ class ClipOptions:
     crop: int | tuple[int, int] | None = 112
     threads: int = 0
     frame_stride: int = 1
+    fps: float | None = None
+    start: float | None = None
+    end: float | None = None
+    max_clips: int | None = None
+
+    def decode_kwargs(self) -> dict[str, Any]:
+        """Temporal options for ``iter_frames`` (only those that are set)."""
+        chosen = {"fps": self.fps, "start": self.start, "end": self.end}
+        return {name: value for name, value in chosen.items() if value is not None}
 
 
 class ClipItem(NamedTuple):
@@ -84,18 +96,26 @@ class ClipStream(IterableDataset):
         infos: list[VideoInfo] = []
         decoded = _FrameCounter(
             iter_frames(
-                source.path, size=opts.size, crop=opts.crop, threads=opts.threads, info_out=infos
+                source.path,
+                size=opts.size,
+                crop=opts.crop,
+                threads=opts.threads,
+                info_out=infos,
+                **opts.decode_kwargs(),
             )
         )
         n_clips = padded = 0
+        clips = iter_clips(
+            decoded,
+            clip_len=opts.clip_len,
+            stride=opts.stride,
+            tail=opts.tail,
+            frame_stride=opts.frame_stride,
+        )
         try:
-            for clip in iter_clips(
-                decoded,
-                clip_len=opts.clip_len,
-                stride=opts.stride,
-                tail=opts.tail,
-                frame_stride=opts.frame_stride,
-            ):
+            for clip in clips:
+                if opts.max_clips is not None and n_clips >= opts.max_clips:
+                    break  # leaving the loop closes the decoder
                 n_clips += 1
                 padded += clip.padded
                 yield ClipItem(
@@ -112,6 +132,8 @@ class ClipStream(IterableDataset):
         except Exception as error:  # one broken video must never stop a run of thousands
             yield ClipItem("error", index, message=f"{type(error).__name__}: {_describe(error)}")
             return
+        finally:
+            clips.close()  # closes the decoder now, also when --max-clips stopped early
         if n_clips == 0 or not infos:
             yield ClipItem("error", index, message="no frames could be decoded")
             return
@@ -121,7 +143,7 @@ class ClipStream(IterableDataset):
             index,
             info={
                 "fps": float(info.fps or 0.0),
-                "n_frames": decoded.count,
+                "n_frames": decoded.source_frames,
                 "duration": float(info.duration or decoded.end_time),
                 "width": int(info.width),
                 "height": int(info.height),
@@ -132,16 +154,20 @@ class ClipStream(IterableDataset):
 
 
 class _FrameCounter:
-    """Passes frames through, counting them and noting where the last one ends."""
+    """Passes frames through, noting the source frames they reach and where the last ends.
+
+    ``source_frames`` is one past the highest source frame index used: the number of decoded
+    frames when every frame is used, and still a source frame count with ``--fps``.
+    """
 
     def __init__(self, frames: Iterator[Frame]):
         self.frames = frames
-        self.count = 0
+        self.source_frames = 0
         self.end_time = 0.0
 
     def __iter__(self) -> Iterator[Frame]:
         for frame in self.frames:
-            self.count += 1
+            self.source_frames = max(self.source_frames, frame.index + 1)
             self.end_time = frame.time + frame.duration
             yield frame
 

@@ -166,3 +166,35 @@ def test_frame_stride_comes_from_the_weights_and_is_recorded(tmp_path, videos):
         np.testing.assert_array_equal(f["a.mp4/segments"][()], [[0, 16], [16, 32], [32, 40]])
     with pytest.raises(Exception, match="frame_stride"):
         extract([videos / "a.mp4"], out, model=res3d, size=32, crop=32, frame_stride=1)
+
+
+def test_temporal_options_reach_the_output(tmp_path, video_factory, tiny_model):
+    video = video_factory(tmp_path / "v60.mp4", n_frames=120, fps=60, codec="h264")
+    out = tmp_path / "t.h5"
+    report = extract([video], out, model=tiny_model, size=32, crop=32, fps=15, clip_len=8,
+                     start=0.5, max_clips=2)  # fmt: skip
+    assert report.ok
+    with h5py.File(out, "r") as f:
+        assert (f.attrs["fps"], f.attrs["start"], f.attrs["max_clips"]) == (15.0, 0.5, 2)
+        segments = f["v60.mp4/segments"][()]
+        times = f["v60.mp4/timestamps"][()]
+    # 15 fps ticks from 0.5 s: every 4th source frame of a 60 fps video, 8 per clip
+    np.testing.assert_array_equal(segments, [[30, 59], [62, 91]])
+    np.testing.assert_allclose(
+        times, [[0.5, 0.5 + 8 / 15], [0.5 + 8 / 15, 0.5 + 16 / 15]], atol=1e-6
+    )
+
+
+def test_weights_frame_rate_is_the_default_and_zero_means_native(tmp_path, video_factory):
+    from dataclasses import replace
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = load_model("resnet-10", None, device="cpu")
+    at_15 = VideoModel(backbone=base.backbone, meta=replace(base.meta, frame_rate=15.0),
+                       device=base.device)  # fmt: skip
+    video = video_factory(tmp_path / "v30.mp4", n_frames=64, fps=30, codec="h264")
+    sampled = extract([video], None, model=at_15, size=32, crop=32).videos["v30.mp4"]
+    native = extract([video], None, model=at_15, size=32, crop=32, fps=0).videos["v30.mp4"]
+    assert sampled.segments.tolist() == [[0, 31], [32, 63]]  # 32 ticks of 1/15 s in 2.13 s
+    assert native.segments[0].tolist() == [0, 16] and native.n_clips == 4

@@ -116,6 +116,8 @@ def write_video(
     pix_fmt: str | None = None,
     faststart: bool = False,
     sar: Fraction | None = None,
+    gop: int | None = None,
+    ids: Sequence[int] | None = None,
 ) -> Path:
     """Write a small synthetic video whose frames encode their index (see module docs).
 
@@ -138,6 +140,10 @@ def write_video(
             h264, ``rgb24`` for libx264rgb, ``yuvj420p`` for mjpeg).
         faststart: Put the MP4 ``moov`` index before the media data.
         sar: Sample aspect ratio to declare.
+        gop: Keyframe interval in frames (``codec_context.gop_size``; x264 may add keyframes
+            at scene cuts, never fewer), so seeking lands close to its target.
+        ids: The id each frame shows (default: its own index), e.g. ``f(time)`` to render
+            one scene at several frame rates.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -149,6 +155,10 @@ def write_video(
         pts = vfr_pts(n_frames) if vfr else list(range(n_frames))
     if len(pts) != n_frames:
         raise ValueError("pts must have n_frames entries")
+    if ids is None:
+        ids = range(n_frames)
+    if len(ids) != n_frames:
+        raise ValueError("ids must have n_frames entries")
     if pix_fmt is None:
         if codec == "libx264rgb":
             pix_fmt = "rgb24"
@@ -163,6 +173,8 @@ def write_video(
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.codec_context.time_base = 1 / rate
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         if codec in ("h264", "libx264rgb"):
             stream.options = {"crf": "0"} if codec == "libx264rgb" else {"preset": "veryfast"}
         if sar is not None:
@@ -172,7 +184,8 @@ def write_video(
         elif rotation is not None:
             stream.set_display_rotation(rotation)
         for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(_image(i, width, height, pattern), format="rgb24")
+            image = _image(ids[i], width, height, pattern)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = pts[i]
             frame.time_base = 1 / rate
             container.mux(stream.encode(frame))

@@ -7,24 +7,30 @@ inside libswscale, so a whole video is never held in memory. :func:`open_video` 
 Conventions:
 
 - ``Frame.index`` counts decoded frames in presentation order (0-based); for variable frame
-  rate videos it is *not* ``time * fps``.
+  rate videos it is *not* ``time * fps``. With a target ``fps`` it is the index of the
+  *source* frame shown at the frame's tick (repeated or skipping as the rates require).
 - ``Frame.time`` is ``pts * time_base`` minus the stream's ``start_time``, in seconds, and
   never decreases. AVI stores no presentation timestamps (FFmpeg's made-up ones come out
   permuted when there are B-frames), so there, and for frames without a pts, it is
   ``index / fps``.
 - Output images are upright as a player shows them: the display matrix (``rotate`` tag of
   phone videos) is honoured.
+- Resampling to a frame rate and time windows happen at decode time, by presentation time
+  (``iter_frames(fps=, start=, end=)``): nothing is re-encoded, and a window starting late
+  seeks back to a keyframe instead of decoding from the beginning.
 - Every failure surfaces as :class:`VideoDecodeError` whose message is a one-line reason; the
   caller prefixes the path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,7 +40,7 @@ import numpy as np
 from av.stream import Discard
 from av.video.reformatter import Interpolation, VideoReformatter
 
-__all__ = ["Frame", "VideoDecodeError", "VideoInfo", "iter_frames", "open_video"]
+__all__ = ["Frame", "VideoDecodeError", "VideoInfo", "iter_frames", "open_video", "tick_count"]
 
 #: Allowed shortfall, as a fraction of the declared duration (or frame count), before a video
 #: counts as truncated. A few frames more are always allowed (see ``_TRUNCATION_FRAMES``).
@@ -71,6 +77,12 @@ class VideoInfo:
         rotation: Counterclockwise rotation in degrees (0, 90, 180 or 270) applied to coded
             frames to display them upright.
         codec: FFmpeg decoder name (``"h264"``, ``"mpeg4"``, ...).
+        constant_rate: Whether the header says every frame lasts ``1 / fps``, so frame
+            ``i`` is at ``i / fps`` seconds: ``True`` for AVI (constant-rate by design) and
+            for MP4/MOV whose average rate (frames / duration) equals the rate of its
+            sample durations (``r_frame_rate``); ``False`` for MP4/MOV where they differ
+            (variable frame rate); ``None`` where the header cannot tell (Matroska and
+            others report the first frames' rate). Not part of equality comparisons.
     """
 
     path: Path
@@ -81,6 +93,7 @@ class VideoInfo:
     duration: float | None
     rotation: int
     codec: str
+    constant_rate: bool | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -88,11 +101,14 @@ class Frame:
     """One decoded frame.
 
     Attributes:
-        index: 0-based position among decoded frames, in presentation order.
+        index: 0-based position among decoded frames, in presentation order (with a target
+            ``fps``: the source frame shown at ``time``).
         time: Presentation time in seconds, relative to the stream's start time
-            (``index / fps`` for AVI and for frames without a pts).
+            (``index / fps`` for AVI and for frames without a pts; with a target ``fps``, the
+            tick).
         duration: Seconds until the next frame (from the next frame's timestamp; for the last
-            frame the frame's own duration, else ``1 / fps``).
+            frame the frame's own duration, else ``1 / fps``; with a target ``fps``,
+            ``1 / fps``).
         image: ``(H, W, 3)`` uint8 RGB, C-contiguous.
     """
 
@@ -333,7 +349,26 @@ def _make_info(
         duration=_duration(container, stream),
         rotation=k * 90,
         codec=stream.codec_context.name,
+        constant_rate=_constant_rate(container, stream),
     )
+
+
+#: Demuxers whose average rate comes from the sample table (frames / duration) and whose base
+#: rate (``r_frame_rate``) comes from the sample durations, so equal rates mean constant rate.
+_INDEXED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+
+
+def _constant_rate(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> bool | None:
+    if container.format.name in _NO_PTS_FORMATS:
+        return True
+    if container.format.name not in _INDEXED_FORMATS:
+        return None
+    average, base = stream.average_rate, stream.base_rate
+    if not average or not base:
+        return None
+    return Fraction(average) == Fraction(base)
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -416,15 +451,19 @@ def iter_frames(
     crop: int | tuple[int, int] | None = 112,
     threads: int = 0,
     info_out: list[VideoInfo] | None = None,
+    fps: float | Fraction | None = None,
+    start: float | Fraction | None = None,
+    end: float | Fraction | None = None,
+    stats: dict[str, int] | None = None,
 ) -> Iterator[Frame]:
     """Decode a video lazily into upright, resized, centre-cropped RGB frames.
 
     Pipeline per frame: one reused :class:`~av.video.reformatter.VideoReformatter` converts
     to ``rgb24`` and resizes (bilinear) in libswscale, to the *pre-rotation* size; the small
     image is then rotated with :func:`numpy.rot90` and centre-cropped (torchvision's offsets).
-    Only one decoded frame is held back (to compute its duration from the next timestamp),
-    so memory does not grow with the video's length. The container is closed when the
-    generator finishes, raises, or is closed early.
+    Only one decoded frame is held back (to compute its duration from the next timestamp, or
+    as the frame on screen at the next tick), so memory does not grow with the video's
+    length. The container is closed when the generator finishes, raises, or is closed early.
 
     Sizes (applied to the displayed frame, i.e. after rotation and sample aspect ratio):
 
@@ -435,8 +474,44 @@ def iter_frames(
     - ``crop``: centre crop (square for an int). A resized frame smaller than the crop in
       either dimension is first scaled up uniformly until the crop fits; nothing is padded.
 
+    Frame rate (``fps=F``): frames are picked by presentation time as they decode, with no
+    re-encoding, so videos of any frame rate (variable too) give frames at the same instants.
+    Tick ``k`` (``k = 0, 1, ...``) is at ``t_k = t0 + k / F`` seconds, with ``t0 = start``
+    (``0``, the stream start, without ``start``). Its frame is the one *on screen* at
+    ``t_k``: the last frame whose time is ``<= t_k`` (times within 1 µs count as equal), so
+    a source slower than ``F`` repeats frames and a faster one skips frames (skipped frames
+    are decoded but never converted to RGB). A tick before the first frame gets the first
+    frame. Ticks continue while ``t_k`` is before the end of the last frame's display
+    interval (its time plus its duration: the container's frame duration, else
+    ``1 / average rate``) and before ``end``. E.g. 40 frames at 25 fps (1.6 s) with
+    ``fps=15`` give 24 ticks, sources ``floor(k * 25 / 15) = 0, 1, 3, 5, 6, 8, ...``. The
+    yielded :class:`Frame` keeps the *source* frame's ``index`` (so clip segments name
+    source frames), with ``time = t_k`` and ``duration = 1 / F``.
+
+    Time window (``start``/``end``, seconds relative to the stream start like
+    :attr:`Frame.time`): with ``start > 0`` the demuxer seeks to the nearest keyframe at or
+    before ``start`` (``container.seek(pts, backward=True, any_frame=False, stream=...)``)
+    and decodes forward. Demuxers without a usable index (MPEG-TS) can land *after* the
+    target; then the seek is retried 1 s earlier, doubling the step, and when even that
+    fails (or the demuxer cannot seek at all) the file is read from its beginning
+    (VideoIO.jl PR #467 handles the same problem so). AVI (no stored timestamps) is never
+    seeked: it is decoded from the beginning. Without ``fps``, the frames on screen during
+    ``[start, end)`` are yielded: from the one on screen at ``start`` (the last whose time
+    is ``<= start``; earlier ones are dropped) up to the last whose time is ``< end``, where
+    decoding stops. With ``fps``, the ticks of ``[start, end)``. Either way a ``start`` at
+    or after the end of the last frame's display interval raises.
+
+    Frame indices after a seek equal those of a decode from the beginning for constant
+    frame rate streams: the first decoded frame gets
+    ``round((pts - stream.start_time) * time_base * average_rate)`` (``0`` if it is the
+    stream's first frame) and later ones count on from it. For variable frame rate video
+    this is an *estimate* (its time times the average rate), and the indices of the frames
+    after it are that estimate plus their count; only a decode from the beginning
+    (``start`` ``None`` or ``0``) gives exact indices there. Times are always exact (pts).
+
     Truncation rule (checked before the last frame is yielded, so a truncated video never
-    looks complete): PyAV 18 opens a truncated MP4 whose ``moov`` index is at the end not at
+    looks complete; not checked when decoding stops at ``end`` or the generator is closed
+    early): PyAV 18 opens a truncated MP4 whose ``moov`` index is at the end not at
     all (``InvalidDataError``/``EOFError`` on open); with ``movflags=faststart`` it opens
     and decodes the surviving frames *without* raising, but the demuxer flags the cut packet
     as corrupt (``Packet.is_corrupt``) — single-threaded decoding then raises
@@ -445,7 +520,7 @@ def iter_frames(
     is flagged corrupt, or (b) after the last frame, the decoded frames end before the
     declared stream duration (stream duration, Matroska ``DURATION`` tag, or container
     duration for video-only files) by more than ``max(3 frames, 5%)``; with no duration, when
-    the decoded count falls short of the header's frame count by that margin. Time is
+    the last frame's index falls short of the header's frame count by that margin. Time is
     preferred over counts because MP4 edit lists legitimately hide frames the header counts.
 
     Args:
@@ -454,28 +529,174 @@ def iter_frames(
         crop: Centre crop, ``int`` (square) or ``(H, W)``; ``None`` for no crop.
         threads: Decoder threads; ``0`` lets FFmpeg choose. Frame and slice threading
             (``thread_type="AUTO"``) are enabled before decoding starts.
-        info_out: If given, the video's :class:`VideoInfo` is appended to it just before the
-            first frame is yielded (saves a second :func:`open_video`).
+        info_out: If given, the video's :class:`VideoInfo` is appended to it when the first
+            frame is decoded, before any is yielded (saves a second :func:`open_video`).
+        fps: Output frame rate (``> 0``; a ``Fraction`` such as ``Fraction(30000, 1001)``
+            is exact, a float is read as the nearest fraction with a denominator up to
+            10^6); ``None`` yields every decoded frame.
+        start: First instant in seconds (``>= 0``); ``None`` starts at the beginning.
+        end: Stop before this instant, in seconds (``> start``); ``None`` runs to the end.
+        stats: If given, ``stats["decoded"]`` is set to the number of frames the decoder
+            produced so far, including dropped and skipped ones (kept up to date while
+            iterating, so it is valid after an early ``close()``).
 
     Yields:
         :class:`Frame` objects in presentation order.
 
     Raises:
-        ValueError: Invalid ``size``, ``crop`` or ``threads`` (raised on call).
+        ValueError: Invalid ``size``, ``crop``, ``threads``, ``fps``, ``start`` or ``end``
+            (raised on call).
         VideoDecodeError: On the first ``next()``: the reasons of :func:`open_video`; later:
-            read or decode errors, truncation, or no frames decoded.
+            read or decode errors, truncation, no frames decoded, or
+            ``"start ... is past the end ..."``.
 
     Example:
         >>> for frame in iter_frames("clip.mp4", size=112, crop=112):  # doctest: +SKIP
         ...     frame.image.shape
         (112, 112, 3)
+        >>> ticks = iter_frames("clip60.mp4", fps=15, start=2.0, end=3.0)  # doctest: +SKIP
+        >>> [(f.index, round(f.time, 3)) for f in ticks][:3]
+        [(120, 2.0), (124, 2.067), (128, 2.133)]
     """
     size_hw = _as_hw(size, name="size")
     size_v = size_hw if size_hw is None or isinstance(size, (tuple, list)) else size_hw[0]
     crop_hw = _as_hw(crop, name="crop")
-    if not isinstance(threads, int) or threads < 0:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an int >= 0, got {threads!r}")
-    return _iter_frames(Path(path), size_v, crop_hw, threads, info_out)
+    rate = None if fps is None else _as_rate(fps)
+    start_q = None if start is None else _as_seconds(start, name="start")
+    end_q = None if end is None else _as_seconds(end, name="end")
+    if end_q is not None and end_q <= (start_q or 0):
+        raise ValueError(f"end must be after start, got start={start!r}, end={end!r}")
+    if stats is not None and not isinstance(stats, dict):
+        raise ValueError(f"stats must be a dict or None, got {type(stats).__name__}")
+    window = _Window(rate=rate, start=start_q, end=end_q)
+    return _iter_frames(Path(path), size_v, crop_hw, threads, info_out, window, stats)
+
+
+def tick_count(duration: float, *, fps: float | Fraction, start: float | Fraction = 0) -> int:
+    """Number of frames ``iter_frames(fps=fps, start=start)`` yields for a video whose last
+    frame's display ends at ``duration`` seconds (see the tick rule of :func:`iter_frames`).
+
+    Args:
+        duration: End of the last frame's display interval, seconds from the stream start.
+        fps: Output frame rate.
+        start: First tick, seconds.
+
+    Returns:
+        ``#{k >= 0 : start + k / fps < duration}``, with the 1 µs tolerance of the rule.
+    """
+    span = (Fraction(duration) - _as_seconds(start, name="start")) * _as_rate(fps)
+    return max(0, math.ceil(span - _EPS * _as_rate(fps)))
+
+
+#: Timestamps closer than this (seconds) count as equal when picking frames for ticks and
+#: windows; far below any frame period, far above float rounding of pts * time_base.
+_EPS = 1e-6
+
+
+def _as_rate(fps: float | Fraction) -> Fraction:
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction, np.number)):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if not math.isfinite(float(fps)) or fps <= 0:
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    rate = Fraction(fps) if isinstance(fps, (int, Fraction)) else Fraction(float(fps))
+    return rate.limit_denominator(1_000_000)
+
+
+def _as_seconds(value: float | Fraction, *, name: str) -> Fraction:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, np.number)):
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    if not math.isfinite(float(value)) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return Fraction(value) if isinstance(value, (int, Fraction)) else Fraction(float(value))
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What to take from the decoded frames: every frame or ticks, within [start, end)."""
+
+    rate: Fraction | None
+    start: Fraction | None
+    end: Fraction | None
+
+
+@dataclass
+class _Raw:
+    """A decoded frame before conversion: index, time, duration (own, else 1 / fps)."""
+
+    index: int
+    time: float
+    duration: float
+    frame: av.VideoFrame
+
+
+def _prepare(container: av.container.InputContainer, threads: int) -> av.video.stream.VideoStream:
+    stream = _video_stream(container)
+    stream.thread_type = "AUTO"  # must precede the codec's opening (first decode)
+    stream.thread_count = threads
+    for other in container.streams:
+        if other.index != stream.index:
+            other.discard = Discard.all  # the demuxer may skip reading them
+    return stream
+
+
+class _Reader:
+    """Packets → decoded frame batches for one stream, with counted, keyframe-safe seeking."""
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        stats: dict[str, int],
+    ) -> None:
+        self.container = container
+        self.stream = stream
+        self.stats = stats
+        self.declared = stream.frames or None
+        self.time_base = stream.time_base or Fraction(1, 1)
+        self.start_pts = stream.start_time or 0
+
+    def seconds(self, pts: int) -> Fraction:
+        return (pts - self.start_pts) * self.time_base
+
+    def batches(self) -> Iterator[list[av.VideoFrame]]:
+        """Non-empty lists of decoded frames, from the current position to the end."""
+        packets = self.container.demux(self.stream)
+        while (packet := _next_packet(packets, self.stats["decoded"])) is not None:
+            if packet.is_corrupt:
+                raise _corrupt_error(self.stats["decoded"], self.declared)
+            frames = _decode_packet(packet, self.stats["decoded"])
+            self.stats["decoded"] += len(frames)
+            if frames:
+                yield frames
+
+    def seek(self, target: Fraction) -> Iterator[list[av.VideoFrame]] | None:
+        """Seek to a keyframe at or before ``target`` seconds.
+
+        Returns:
+            The frame batches from there on, or ``None`` when no seek lands at or before the
+            target or seeking fails (read the file from its start instead).
+        """
+        to = target
+        step = Fraction(1)
+        while to > 0:
+            offset = self.start_pts + math.floor(to / self.time_base)
+            try:
+                self.container.seek(offset, backward=True, any_frame=False, stream=self.stream)
+            except (av.error.FFmpegError, OSError):
+                return None  # not seekable: reading from the start is always right
+            batches = self.batches()
+            first = next(batches, None)
+            if first is not None:
+                pts = first[0].pts
+                if pts is None or self.seconds(pts) <= target + Fraction(_EPS):
+                    return itertools.chain([first], batches)
+                to = min(to, self.seconds(pts))
+            batches.close()
+            to -= step  # landed after the target (or nowhere): back off further
+            step *= 2
+        return None
 
 
 def _iter_frames(
@@ -484,91 +705,238 @@ def _iter_frames(
     crop: tuple[int, int] | None,
     threads: int,
     info_out: list[VideoInfo] | None,
+    window: _Window,
+    stats: dict[str, int] | None,
 ) -> Iterator[Frame]:
-    with _open(path) as container:
-        stream = _video_stream(container)
-        stream.thread_type = "AUTO"  # must precede the codec's opening (first decode)
-        stream.thread_count = threads
-        for other in container.streams:
-            if other.index != stream.index:
-                other.discard = Discard.all  # the demuxer may skip reading them
-        time_base = stream.time_base or Fraction(1, 1)
-        start = stream.start_time or 0
-        fps = _fps(stream)
-        declared = stream.frames or None
-        sar = _sar(stream)
-        reformatter = VideoReformatter()
-        plans: dict[tuple[int, int, int], _Plan] = {}
-
-        def convert(frame: av.VideoFrame) -> np.ndarray:
-            key = (frame.width, frame.height, frame.rotation)
-            plan = plans.get(key)
-            if plan is None:
-                plan = plans[key] = _plan(
-                    coded_w=frame.width,
-                    coded_h=frame.height,
-                    sar=sar,
-                    rotation=frame.rotation,
-                    size=size,
-                    crop=crop,
-                )
-            try:
-                rgb = reformatter.reformat(
-                    frame,
-                    width=plan.width,
-                    height=plan.height,
-                    format="rgb24",
-                    interpolation=Interpolation.BILINEAR,
-                )
-            except (av.error.FFmpegError, ValueError) as e:
-                raise VideoDecodeError(
-                    f"cannot convert {frame.format.name} frame to RGB: {_reason(e)}"
-                ) from e
-            img = rgb.to_ndarray()  # a strided view of the frame's buffer
-            if plan.quarter_turns:
-                img = np.rot90(img, k=plan.quarter_turns)
-            if plan.crop_h is not None:
-                img = img[plan.top : plan.top + plan.crop_h, plan.left : plan.left + plan.crop_w]
-            return np.array(img, dtype=np.uint8, order="C", copy=True)
-
-        clock = _Clock(
-            time_base=time_base,
-            start=start,
-            fps=fps,
-            use_pts=container.format.name not in _NO_PTS_FORMATS,
+    stats = {} if stats is None else stats
+    stats["decoded"] = 0
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(_open(path))
+        stream = _prepare(container, threads)
+        reader = _Reader(container, stream, stats)
+        batches = None
+        seeking = bool(window.start) and container.format.name not in _NO_PTS_FORMATS
+        if seeking:
+            assert window.start is not None
+            batches = reader.seek(window.start)
+            if batches is None:  # every seek landed late: read from the very beginning
+                container.close()
+                container = stack.enter_context(_open(path))
+                stream = _prepare(container, threads)
+                reader = _Reader(container, stream, stats)
+                seeking = False
+        raws = _raw_frames(
+            path,
+            reader,
+            batches if batches is not None else reader.batches(),
+            derive_index=seeking,
+            info_out=info_out,
         )
-        pending: Frame | None = None
-        n = 0
-        packets = container.demux(stream)
-        while (packet := _next_packet(packets, n)) is not None:
-            if packet.is_corrupt:
-                raise _corrupt_error(n, declared)
-            for av_frame in _decode_packet(packet, n):
-                if n == 0 and info_out is not None:
-                    info_out.append(_make_info(path, container, stream, av_frame))
-                t = clock.time(n, av_frame.pts)
-                own = float(av_frame.duration * time_base) if av_frame.duration else 0.0
-                frame = Frame(n, t, own or clock.period, convert(av_frame))
-                n += 1
-                if pending is not None:
-                    gap = frame.time - pending.time
-                    if gap > 0:
-                        pending.duration = gap
-                    yield pending
-                pending = frame
+        convert = _Converter(stream, size=size, crop=crop)
+        try:
+            if window.rate is None:
+                yield from _every_frame(raws, convert, start=window.start, end=window.end)
+            else:
+                yield from _ticks(
+                    raws, convert, rate=window.rate, start=window.start, end=window.end
+                )
+        finally:
+            raws.close()
 
-        if pending is None:
-            raise VideoDecodeError(
-                f"no frames decoded (container declares {declared or 'no'} frames)"
+
+class _Converter:
+    """Decoded frame → upright, resized, cropped RGB array (one reused reformatter)."""
+
+    def __init__(
+        self,
+        stream: av.video.stream.VideoStream,
+        *,
+        size: int | tuple[int, int] | None,
+        crop: tuple[int, int] | None,
+    ) -> None:
+        self.sar = _sar(stream)
+        self.size = size
+        self.crop = crop
+        self.reformatter = VideoReformatter()
+        self.plans: dict[tuple[int, int, int], _Plan] = {}
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        key = (frame.width, frame.height, frame.rotation)
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plans[key] = _plan(
+                coded_w=frame.width,
+                coded_h=frame.height,
+                sar=self.sar,
+                rotation=frame.rotation,
+                size=self.size,
+                crop=self.crop,
             )
-        _check_complete(
-            n_decoded=n,
-            end=pending.time + pending.duration,
-            declared=declared,
-            duration=_duration(container, stream),
-            fps=fps,
+        try:
+            rgb = self.reformatter.reformat(
+                frame,
+                width=plan.width,
+                height=plan.height,
+                format="rgb24",
+                interpolation=Interpolation.BILINEAR,
+            )
+        except (av.error.FFmpegError, ValueError) as e:
+            raise VideoDecodeError(
+                f"cannot convert {frame.format.name} frame to RGB: {_reason(e)}"
+            ) from e
+        img = rgb.to_ndarray()  # a strided view of the frame's buffer
+        if plan.quarter_turns:
+            img = np.rot90(img, k=plan.quarter_turns)
+        if plan.crop_h is not None:
+            img = img[plan.top : plan.top + plan.crop_h, plan.left : plan.left + plan.crop_w]
+        return np.array(img, dtype=np.uint8, order="C", copy=True)
+
+
+def _raw_frames(
+    path: Path,
+    reader: _Reader,
+    batches: Iterator[list[av.VideoFrame]],
+    *,
+    derive_index: bool,
+    info_out: list[VideoInfo] | None,
+) -> Iterator[_Raw]:
+    """Decoded frames with index and time; checks completeness after the last one."""
+    stream = reader.stream
+    fps = _fps(stream)
+    clock = _Clock(
+        time_base=reader.time_base,
+        start=reader.start_pts,
+        fps=fps,
+        use_pts=reader.container.format.name not in _NO_PTS_FORMATS,
+    )
+    index: int | None = None
+    last: _Raw | None = None
+    for frames in batches:
+        for av_frame in frames:
+            if index is None:
+                if info_out is not None:
+                    info_out.append(_make_info(path, reader.container, stream, av_frame))
+                index = 0
+                pts = av_frame.pts
+                if derive_index and pts is not None and pts > reader.start_pts:
+                    rate = stream.average_rate or fps
+                    index = round(reader.seconds(pts) * Fraction(rate))
+            t = clock.time(index, av_frame.pts)
+            own = float(av_frame.duration * reader.time_base) if av_frame.duration else 0.0
+            last = _Raw(index, t, own or clock.period, av_frame)
+            index += 1
+            yield last
+    if last is None:
+        raise VideoDecodeError(
+            f"no frames decoded (container declares {reader.declared or 'no'} frames)"
         )
-        yield pending
+    _check_complete(
+        n_decoded=last.index + 1,
+        end=last.time + last.duration,
+        declared=reader.declared,
+        duration=_duration(reader.container, stream),
+        fps=fps,
+    )
+
+
+def _past_end(start: Fraction, last: _Raw | None) -> VideoDecodeError:
+    ends = f" ({last.time + last.duration:.3f} s)" if last is not None else ""
+    return VideoDecodeError(f"start {float(start):.3f} s is past the end of the video{ends}")
+
+
+def _every_frame(
+    raws: Iterator[_Raw],
+    convert: _Converter,
+    *,
+    start: Fraction | None,
+    end: Fraction | None,
+) -> Iterator[Frame]:
+    """Every decoded frame on screen during ``[start, end)``: from the one on screen at
+    ``start`` to the last whose time is before ``end``."""
+    lo = -math.inf if start is None else float(start) + _EPS
+    hi = math.inf if end is None else float(end) - _EPS
+    pending: Frame | None = None
+    before: _Raw | None = None  # the last frame whose time is <= start, not yet converted
+    for raw in raws:
+        if raw.time < lo:
+            before = raw
+            continue
+        if raw.time >= hi:
+            if before is not None:  # the window falls inside one frame's display
+                pending = Frame(before.index, before.time, before.duration, convert(before.frame))
+            if pending is not None:
+                gap = raw.time - pending.time
+                if gap > 0:
+                    pending.duration = gap
+                yield pending
+            return  # past the window: no completeness check
+        for taken in (before, raw) if before is not None else (raw,):
+            frame = Frame(taken.index, taken.time, taken.duration, convert(taken.frame))
+            if pending is not None:
+                gap = frame.time - pending.time
+                if gap > 0:
+                    pending.duration = gap
+                yield pending
+            pending = frame
+        before = None
+    if before is not None:  # no frame after start: is the last one still on screen?
+        if start is not None and float(start) < before.time + before.duration - _EPS:
+            pending = Frame(before.index, before.time, before.duration, convert(before.frame))
+        else:
+            assert start is not None
+            raise _past_end(start, before)
+    if pending is None:  # unreachable: raws raise on an empty video
+        return
+    yield pending
+
+
+def _ticks(
+    raws: Iterator[_Raw],
+    convert: _Converter,
+    *,
+    rate: Fraction,
+    start: Fraction | None,
+    end: Fraction | None,
+) -> Iterator[Frame]:
+    """The frame on screen at each tick ``start + k / rate`` before ``end`` (see
+    :func:`iter_frames`)."""
+    t0 = start or Fraction(0)
+    period = float(1 / rate)
+    hi = math.inf if end is None else float(end) - _EPS
+    k = 0
+    tick = float(t0)
+    shown: _Raw | None = None  # the last frame whose time is <= the current tick
+    cached: tuple[_Raw | None, np.ndarray | None] = (None, None)
+
+    def emit(raw: _Raw) -> Frame:
+        nonlocal cached
+        if cached[0] is raw and cached[1] is not None:
+            image = cached[1].copy()  # a repeated frame gets its own array
+        else:
+            image = convert(raw.frame)
+            cached = (raw, image)
+        return Frame(raw.index, tick, period, image)
+
+    if tick >= hi:
+        return
+    last: _Raw | None = None
+    for raw in raws:
+        last = raw
+        while tick < raw.time - _EPS:  # ``raw`` comes after this tick: the tick is settled
+            yield emit(shown if shown is not None else raw)
+            k += 1
+            tick = float(t0 + k / rate)
+            if tick >= hi:
+                return  # past the window: no completeness check
+        shown = raw
+    assert last is not None  # raws raise on an empty video
+    stop = last.time + last.duration - _EPS
+    while tick < stop and tick < hi:
+        yield emit(last)
+        k += 1
+        tick = float(t0 + k / rate)
+    if k == 0:
+        raise _past_end(t0, last)
 
 
 class _Clock:

@@ -37,6 +37,7 @@ FORMATS = ("h5", "json", "npy")
 RESUME_CHECKED = (
     "arch", "weights_sha256", "layer", "clip_len", "stride", "size", "crop", "tail", "dtype",
     "average_only", "mean", "std", "value_scale", "pool", "frame_stride", "channel_order",
+    "fps", "start", "end", "max_clips",
 )  # fmt: skip
 
 

@@ -2,7 +2,14 @@
 al.'s augmentation (:mod:`.sampling`), the training loop (:mod:`.fit`), the papers' evaluation
 (:mod:`.evaluate`) and the linear-SVM protocol on extracted features (:mod:`.svm`)."""
 
-from .datasets import DatasetError, DatasetSplit, FrameIndex, VideoItem, load_dataset
+from .datasets import (
+    DatasetError,
+    DatasetSplit,
+    FrameIndex,
+    VideoItem,
+    VideoTiming,
+    load_dataset,
+)
 from .evaluate import EvalResult, evaluate_videos, write_evaluation
 from .fit import TrainError, TrainOptions, TrainReport, fit
 from .sampling import (
@@ -29,6 +36,7 @@ __all__ = [
     "TrainOptions",
     "TrainReport",
     "VideoItem",
+    "VideoTiming",
     "crop_box",
     "evaluate_videos",
     "fit",

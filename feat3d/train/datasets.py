@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from ..io.decode import VideoDecodeError, iter_frames, open_video
 from ..io.discover import is_video_file, safe_key
@@ -48,6 +49,7 @@ __all__ = [
     "DatasetSplit",
     "FrameIndex",
     "VideoItem",
+    "VideoTiming",
     "load_dataset",
 ]
 
@@ -538,13 +540,47 @@ _DECLARED_SLACK = 2
 
 _CACHE_VERSION = 1
 
+#: Largest spread of frame-to-frame gaps (seconds) for a decoded video to count as
+#: constant-rate.
+_CFR_JITTER = 1e-6
+
+
+_T = TypeVar("_T")
+
+
+def _entry(n: int, *, duration: float, fps: float, cfr: bool) -> dict[str, object]:
+    return {"n_frames": n, "error": None, "duration": duration, "fps": fps, "cfr": cfr}
+
+
+@dataclass(frozen=True)
+class VideoTiming:
+    """Frame count and timing of a video, as :class:`FrameIndex` records them.
+
+    Attributes:
+        n_frames: Frame count (``0`` when the video cannot be decoded).
+        duration: End of the last frame's display interval, seconds from the stream start
+            (from the header, or measured when the frames were decoded to count them;
+            ``n_frames / fps`` when neither is known).
+        fps: Average frame rate.
+        constant_rate: Frame ``i`` is at ``i / fps`` seconds: the header says so
+            (:attr:`~feat3d.io.VideoInfo.constant_rate`) or the decoded frames were evenly
+            spaced. ``False`` when unknown.
+    """
+
+    n_frames: int
+    duration: float
+    fps: float
+    constant_rate: bool
+
 
 class FrameIndex:
     """Frame counts of videos, computed once and cached in a JSON file.
 
     Policy: the container header's frame count (``VideoInfo.n_frames_declared``) is used when
     present and consistent with ``duration * fps`` (within 5 % or 2 frames, or when no
-    duration is known); otherwise the frames are decoded and counted once. A video that
+    duration is known); otherwise the frames are decoded and counted once. The same probe
+    records the video's :class:`VideoTiming` (:meth:`timing`): duration, average rate and
+    whether the rate is constant (from the header, or from the decoded timestamps). A video that
     cannot be opened or decoded counts as ``0`` frames and its reason is kept
     (:meth:`error`): callers skip such videos with a warning instead of failing (see
     :class:`~feat3d.train.TrainClips`). A header count can exceed the decodable frames (edit
@@ -608,24 +644,38 @@ class FrameIndex:
             return None
         return entry
 
-    def _probe(self, path: Path) -> tuple[int, str | None]:
-        """Count ``path``'s frames: ``(count, None)`` or ``(0, reason)``."""
+    def _probe(self, path: Path) -> dict[str, object]:
+        """Count ``path``'s frames and time them: a cache entry without the file stamp."""
         try:
             info = open_video(path)
             declared = info.n_frames_declared
             if declared and declared > 0:
-                if not info.duration or not info.fps:
-                    return declared, None
-                expected = info.duration * info.fps
+                expected = (info.duration or 0.0) * info.fps
                 slack = max(_DECLARED_SLACK, _DECLARED_TOLERANCE * declared)
-                if abs(declared - expected) <= slack:
-                    return declared, None
+                if not info.duration or not info.fps or abs(declared - expected) <= slack:
+                    return _entry(
+                        declared,
+                        duration=info.duration or (declared / info.fps if info.fps else 0.0),
+                        fps=info.fps,
+                        cfr=info.constant_rate is True,
+                    )
             n = 0
-            for _ in iter_frames(path, size=(8, 8), crop=None, threads=self.probe_threads):
+            first = previous = 0.0
+            low, high = float("inf"), -float("inf")  # smallest and largest frame gap
+            end = 0.0
+            for frame in iter_frames(path, size=(8, 8), crop=None, threads=self.probe_threads):
+                if n == 0:
+                    first = frame.time
+                else:
+                    gap = frame.time - previous
+                    low, high = min(low, gap), max(high, gap)
+                previous, end = frame.time, frame.time + frame.duration
                 n += 1
-            return n, None
+            fps = info.fps
+            even = n < 2 or (high - low <= _CFR_JITTER and abs(low * fps - 1) < 1e-3)
+            return _entry(n, duration=end, fps=fps, cfr=bool(fps) and even and abs(first) < 1e-6)
         except VideoDecodeError as e:
-            return 0, str(e)
+            return {"n_frames": 0, "error": str(e)}
 
     def count(self, path: str | os.PathLike[str], *, save: bool = True) -> int:
         """Number of frames of a video (``0`` when it cannot be decoded).
@@ -637,19 +687,49 @@ class FrameIndex:
         Returns:
             The frame count.
         """
+        return int(self._entry(path, save=save, timing=False)["n_frames"])  # type: ignore[call-overload]
+
+    def timing(self, path: str | os.PathLike[str], *, save: bool = True) -> VideoTiming:
+        """Frame count, duration, average rate and constant-rate flag of a video.
+
+        Cached like :meth:`count` (an entry written before timings were recorded is probed
+        again once).
+
+        Args:
+            path: Video file.
+            save: Write the cache file when the video was not cached yet.
+
+        Returns:
+            The :class:`VideoTiming`; all zero (and ``False``) when it cannot be decoded.
+        """
+        entry = self._entry(path, save=save, timing=True)
+        n = int(entry["n_frames"])  # type: ignore[call-overload]
+        fps = float(entry.get("fps") or 0.0)  # type: ignore[arg-type]
+        duration = float(entry.get("duration") or 0.0)  # type: ignore[arg-type]
+        if n and not duration and fps:
+            duration = n / fps
+        return VideoTiming(
+            n_frames=n, duration=duration, fps=fps, constant_rate=bool(entry.get("cfr"))
+        )
+
+    def _entry(
+        self, path: str | os.PathLike[str], *, save: bool, timing: bool
+    ) -> dict[str, object]:
         path = Path(path).absolute()
         key, stamp = str(path), self._stamp(path)
         entry = self._cached(key, stamp)
+        if entry is not None and timing and entry.get("n_frames") and "cfr" not in entry:
+            entry = None  # counted before timings were recorded
         if entry is None:
-            n, error = self._probe(path) if stamp is not None else (0, "no such file")
-            entry = {"n_frames": n, "error": error}
+            entry = self._probe(path) if stamp is not None else {"n_frames": 0}
+            entry.setdefault("error", None if stamp is not None else "no such file")
             if stamp is not None:
                 entry.update(size=stamp[0], mtime_ns=stamp[1])
                 self._dirty = True
             self._entries[key] = entry  # without a stamp it is never reused, only reported
             if save:
                 self.save()
-        return int(entry["n_frames"])  # type: ignore[call-overload]
+        return entry
 
     def error(self, path: str | os.PathLike[str]) -> str | None:
         """Why a video counted as 0 frames (``None`` when it decoded or is not indexed)."""
@@ -674,12 +754,45 @@ class FrameIndex:
         Returns:
             The counts, in the order of ``paths``.
         """
+        return self._many(
+            paths, lambda p: self.count(p, save=False), workers=workers, on_progress=on_progress
+        )
+
+    def timing_many(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        workers: int = 1,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[VideoTiming]:
+        """:meth:`timing` of many videos, probed like :meth:`count_many`.
+
+        Args:
+            paths: Video files.
+            workers: Threads probing uncached videos in parallel.
+            on_progress: Called with (done, total) after each video.
+
+        Returns:
+            The timings, in the order of ``paths``.
+        """
+        return self._many(
+            paths, lambda p: self.timing(p, save=False), workers=workers, on_progress=on_progress
+        )
+
+    def _many(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        fn: Callable[[str | os.PathLike[str]], _T],
+        *,
+        workers: int,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> list[_T]:
         total = len(paths)
-        counts = [0] * total
+        counts: list[_T] = [None] * total  # type: ignore[list-item]
         done = 0
 
         def one(i: int) -> None:
-            counts[i] = self.count(paths[i], save=False)
+            counts[i] = fn(paths[i])
 
         try:
             if workers > 1:

@@ -74,6 +74,9 @@ class TrainOptions:
         max_lr_drops: Divisions by 10 allowed; training stops at the next plateau.
         clip_len, frame_stride: Frames per clip and temporal sampling stride (defaults from the
             pretrained weights, else 16 and 1).
+        fps: Sample frames at this rate by presentation time, in training and validation; it
+            is stored in the checkpoints and applied by default wherever they are used
+            (default: the pretrained weights' rate, else every frame; 0: every frame).
         crop: Side of the square training and validation crops.
         decode_size: Short side frames are decoded at before multi-scale cropping.
         scales: Crop sizes as fractions of the short side.
@@ -102,6 +105,7 @@ class TrainOptions:
     max_lr_drops: int = 3
     clip_len: int | None = None
     frame_stride: int | None = None
+    fps: float | None = None
     crop: int = 112
     decode_size: int = 128
     scales: tuple[float, ...] = HARA_SCALES
@@ -273,6 +277,7 @@ def _run_meta(
         categories=list(classes),
         clip_len=int(options.clip_len),  # type: ignore[arg-type]
         frame_stride=int(options.frame_stride),  # type: ignore[arg-type]
+        frame_rate=options.fps,
         resize=options.crop,
         crop=options.crop,
         format="feat3d",
@@ -328,6 +333,12 @@ def fit(
         model=base_meta.arch,
         clip_len=options.clip_len or (base_meta.clip_len if options.pretrained else 16),
         frame_stride=options.frame_stride or (base_meta.frame_stride if options.pretrained else 1),
+        fps=(
+            options.fps
+            if options.fps is not None
+            else (base_meta.frame_rate if options.pretrained else None)
+        )
+        or None,
     )
     config = {"feat3d_version": __version__, **asdict(options), "classes": list(dataset.classes),
               "train_videos": len(dataset.train), "val_videos": len(dataset.val)}  # fmt: skip
@@ -404,6 +415,7 @@ def fit(
         scales=options.scales,
         flip=options.flip,
         seed=options.seed,
+        fps=options.fps,
     )
     val_items = list(dataset.val)[dist.rank :: dist.world]
     val_clips = ClipOptions(
@@ -412,6 +424,7 @@ def fit(
         frame_stride=options.frame_stride,
         size=options.crop,
         crop=options.crop,
+        fps=options.fps,
     )
     report = TrainReport(run_dir=run, epochs_run=0, best_epoch=best_epoch)
     criterion = nn.CrossEntropyLoss()

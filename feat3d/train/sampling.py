@@ -9,6 +9,16 @@ The training-time sampling of Hara et al., "Can Spatiotemporal 3D CNNs Retrace t
   ``[0, N - window - 1]``, never the last one). A video shorter than the window gives all of
   its sampled frames, looped to ``clip_len`` (``[a, b, c, a, b, ...]``) — the looping rule
   of :func:`feat3d.io.iter_clips`.
+- **Frame rate.** With ``fps=F`` the same rule runs on *ticks* instead of frames: tick ``k``
+  is the frame on screen at ``k / F`` seconds (the tick rule of
+  :func:`feat3d.io.iter_frames`), and a video has ``tick_count(duration, fps=F)`` of them,
+  so videos of different frame rates give clips spanning the same seconds.
+- **Random access.** Decoding seeks to a keyframe before the window
+  (``iter_frames(start=..., end=...)``) instead of decoding from the beginning: always with
+  ``fps``; without it only for constant-rate videos
+  (:attr:`~feat3d.train.datasets.VideoTiming.constant_rate`), where frame ``i`` is at
+  ``i / fps`` and indices after a seek are exact. If the seeked decode does not deliver the
+  window (the video is shorter than indexed), it falls back to decoding from the start.
 - **Spatial.** Frames are decoded with the core decoder at short side ``decode_size`` (no
   crop). A scale ``s`` from ``scales`` (Hara's ``1, 2^-1/4, 2^-1/2, 2^-3/4, 1/2``) and a
   position (centre or one of the four corners) pick a square of side ``int(s * short
@@ -44,16 +54,17 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..io.decode import VideoDecodeError, iter_frames
-from .datasets import DatasetError, FrameIndex, VideoItem
+from ..io.decode import Frame, VideoDecodeError, iter_frames, tick_count
+from .datasets import DatasetError, FrameIndex, VideoItem, VideoTiming
 
 __all__ = [
     "HARA_SCALES",
@@ -79,9 +90,10 @@ class ClipParams:
     """The random choices behind one training sample.
 
     Attributes:
-        start: First frame of the temporal window.
+        start: First frame of the temporal window (with ``fps``: its first tick).
         frames: Source frame index of each of the clip's ``clip_len`` frames (looped for
-            short videos).
+            short videos); with ``fps``, tick numbers ``k`` (the frames on screen at
+            ``k / fps`` seconds).
         scale: Crop side as a fraction of the short side.
         position: ``"c"``, ``"tl"``, ``"tr"``, ``"bl"`` or ``"br"``.
         flip: Whether the clip is mirrored left–right.
@@ -174,10 +186,11 @@ class TrainClips(Dataset):
     ``label`` an int; or a :class:`FailedSample` when the video fails to decode. Use
     :meth:`collate` as the DataLoader's ``collate_fn``.
 
-    Frame counts come from ``frame_index`` (computed once per video and cached). Videos it
-    cannot decode (count 0) are left out with one warning and listed in :attr:`skipped`.
-    Decoding stops at the end of the sampled window, so a clip near the start of a long video
-    is cheap; frames are never held beyond one window.
+    Frame counts and durations come from ``frame_index`` (computed once per video and
+    cached). Videos it cannot decode (count 0) are left out with one warning and listed in
+    :attr:`skipped`. Decoding seeks to the window where it can (see the module notes) and
+    stops at its end, so a clip costs about one GOP plus the window wherever it lies; frames
+    are never held beyond one window.
 
     Args:
         items: Training videos.
@@ -193,10 +206,14 @@ class TrainClips(Dataset):
         seed: Base seed (``>= 0``).
         threads: Decoder threads per video (keep 1 with several DataLoader workers).
         index_workers: Threads counting the frames of videos not yet in ``frame_index``.
+        fps: Sample clips at this frame rate (ticks ``k / fps``, see the module notes);
+            ``None`` uses every source frame.
 
     Attributes:
         items: The usable videos; ``dataset[i]`` samples ``items[i]``.
         n_frames: Frame count of each usable video.
+        timings: :class:`~feat3d.train.datasets.VideoTiming` of each usable video.
+        n_ticks: With ``fps``, the number of ticks of each usable video (else ``None``).
         skipped: ``(item, reason)`` for the videos left out.
 
     Raises:
@@ -219,6 +236,7 @@ class TrainClips(Dataset):
         seed: int = 0,
         threads: int = 1,
         index_workers: int = 1,
+        fps: float | Fraction | None = None,
     ) -> None:
         for name, value in (
             ("clip_len", clip_len),
@@ -236,6 +254,10 @@ class TrainClips(Dataset):
             raise ValueError(f"flip must be a probability, got {flip!r}")
         if int(seed) < 0:
             raise ValueError(f"seed must be >= 0, got {seed!r}")
+        if fps is not None and (
+            isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not fps > 0
+        ):
+            raise ValueError(f"fps must be a positive number or None, got {fps!r}")
         self.clip_len = clip_len
         self.frame_stride = frame_stride
         self.crop = crop
@@ -245,15 +267,18 @@ class TrainClips(Dataset):
         self.flip = float(flip)
         self.seed = int(seed)
         self.threads = threads
+        self.fps = fps
 
-        counts = frame_index.count_many([item.path for item in items], workers=index_workers)
+        timings = frame_index.timing_many([item.path for item in items], workers=index_workers)
         self.items: list[VideoItem] = []
         self.n_frames: list[int] = []
+        self.timings: list[VideoTiming] = []
         self.skipped: list[tuple[VideoItem, str]] = []
-        for item, n in zip(items, counts, strict=True):
-            if n > 0:
+        for item, timing in zip(items, timings, strict=True):
+            if timing.n_frames > 0:
                 self.items.append(item)
-                self.n_frames.append(n)
+                self.n_frames.append(timing.n_frames)
+                self.timings.append(timing)
             else:
                 self.skipped.append((item, frame_index.error(item.path) or "no frames"))
         if self.skipped:
@@ -266,6 +291,9 @@ class TrainClips(Dataset):
             )
         if not self.items:
             raise DatasetError("no training video can be decoded")
+        self.n_ticks: list[int] | None = None
+        if fps is not None:
+            self.n_ticks = [max(1, tick_count(t.duration, fps=fps)) for t in self.timings]
         # Shared memory: DataLoader workers (persistent ones too) see set_epoch and report
         # failures back; each writes only its own flags, so no lock is needed.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -295,7 +323,7 @@ class TrainClips(Dataset):
         if not 0 <= index < len(self.items):
             raise IndexError(f"index {index} out of range for {len(self.items)} videos")
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        n = self.n_frames[index]
+        n = self.n_frames[index] if self.n_ticks is None else self.n_ticks[index]
         window = self.clip_len * self.frame_stride
         start = int(rng.integers(0, max(0, n - window) + 1))
         scale = self.scales[int(rng.integers(len(self.scales)))]
@@ -317,7 +345,7 @@ class TrainClips(Dataset):
         """
         p = self.params(index)
         item = self.items[index]
-        images = self._decode(item, p.frames)
+        images = self._decode(index, p.frames)
         top, left, side = crop_box(*images[0].shape[:2], scale=p.scale, position=p.position)
         crops = np.stack([img[top : top + side, left : left + side] for img in images])
         clip = torch.from_numpy(crops)
@@ -331,26 +359,81 @@ class TrainClips(Dataset):
             clip = clip.flip(2)
         return clip, item.label
 
-    def _decode(self, item: VideoItem, wanted: tuple[int, ...]) -> list[np.ndarray]:
-        """Images of the ``wanted`` frames, decoding no further than the last of them.
+    def _decode(self, index: int, wanted: tuple[int, ...]) -> list[np.ndarray]:
+        """Images of the ``wanted`` frames (ticks with ``fps``), decoding no further than the
+        last of them; seeking to the first where the video allows (see the module notes)."""
+        images = self._decode_seeking(index, wanted)
+        return images if images is not None else self._decode_from_start(index, wanted)
 
-        When the video holds fewer frames than counted (a header count that was too high),
-        the clip is taken from its last window instead, looped as a short video would be.
+    def _positions(self, frames: Iterator[Frame], first: int) -> Iterator[tuple[int, Frame]]:
+        """``(position, frame)``: the frame index, or with ``fps`` the tick number (the
+        ``k``-th frame of a decode starting at tick ``first`` is tick ``first + k``)."""
+        if self.fps is None:
+            return ((frame.index, frame) for frame in frames)
+        return enumerate(frames, start=first)
+
+    def _decode_seeking(self, index: int, wanted: tuple[int, ...]) -> list[np.ndarray] | None:
+        """Seek to the window and decode it; ``None`` when seeking does not apply or does not
+        deliver every wanted frame."""
+        first, last = min(wanted), max(wanted)
+        timing = self.timings[index]
+        if first == 0:
+            return None  # a decode from the start is the same work
+        if self.fps is not None:
+            rate = Fraction(self.fps).limit_denominator(1_000_000)
+            window = {"fps": rate, "start": first / rate, "end": (last + 1) / rate}
+        elif timing.constant_rate and timing.fps > 0:
+            window = {"start": first / timing.fps}  # frame ``first``'s time
+        else:
+            return None
+        needed = set(wanted)
+        got: dict[int, np.ndarray] = {}
+        frames = iter_frames(
+            self.items[index].path,
+            size=self.decode_size,
+            crop=None,
+            threads=self.threads,
+            **window,
+        )
+        try:
+            for position, frame in self._positions(frames, first):
+                if position in needed:
+                    got[position] = frame.image
+                if position >= last:
+                    break
+        except VideoDecodeError:
+            return None  # e.g. a start past the end of a video shorter than indexed
+        finally:
+            frames.close()  # stops decoding and closes the container
+        return [got[i] for i in wanted] if len(got) == len(needed) else None
+
+    def _decode_from_start(self, index: int, wanted: tuple[int, ...]) -> list[np.ndarray]:
+        """Decode from the first frame (or tick) to the last wanted one.
+
+        When the video holds fewer frames (ticks) than indexed (a header count that was too
+        high), the clip is taken from its last window instead, looped as a short video would
+        be.
         """
         needed = set(wanted)
         last = max(wanted)
         window = self.clip_len * self.frame_stride
         got: dict[int, np.ndarray] = {}
         tail: deque[np.ndarray] = deque(maxlen=window)
-        frames = iter_frames(item.path, size=self.decode_size, crop=None, threads=self.threads)
+        frames = iter_frames(
+            self.items[index].path,
+            size=self.decode_size,
+            crop=None,
+            threads=self.threads,
+            fps=self.fps,
+        )
         n = 0
         try:
-            for frame in frames:
+            for position, frame in self._positions(frames, 0):
                 n += 1
                 tail.append(frame.image)
-                if frame.index in needed:
-                    got[frame.index] = frame.image
-                if frame.index >= last:
+                if position in needed:
+                    got[position] = frame.image
+                if position >= last:
                     break
         finally:
             frames.close()  # stops decoding and closes the container

@@ -207,3 +207,18 @@ def test_distributed_training_with_torchrun_on_cpu(motion, tmp_path):
     )
     assert done.stderr.count("epoch(s) run") == 1  # the final line, from rank 0 only
     assert (run / "best.pt").exists() and (run / "last.pt").exists()
+
+
+def test_training_rate_is_stored_in_the_checkpoint_and_used_by_default(motion, tmp_path):
+    split = load_dataset(motion)
+    split.train[:] = split.train[:8]
+    split.val[:] = split.val[:4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit(split, tmp_path / "run", TrainOptions(epochs=1, **{**FAST, "clip_len": 4}, fps=12.5))
+    model = load_model(None, str(tmp_path / "run" / "best.pt"), device="cpu")
+    assert model.meta.frame_rate == 12.5
+    video = split.val[0].path
+    features = extract([video], None, model=model).videos[video.name]
+    # 24 frames at 25 fps seen at 12.5 fps: 12 ticks, every 2nd source frame, 4 per clip
+    assert features.segments.tolist() == [[0, 7], [8, 15], [16, 23]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from feat3d.train import (
     crop_box,
     temporal_indices,
 )
+from feat3d.train.datasets import VideoTiming
 from tests.videos import frame_id, write_text, write_video
 
 SMALL = {"crop": 32, "decode_size": 48}  # fast settings for decoding tests
@@ -262,3 +264,137 @@ def test_invalid_arguments(videos: dict[str, Path]) -> None:
         clips.set_epoch(-1)
     with pytest.raises(IndexError):
         clips.params(1)
+
+
+# -- target frame rate and seeking ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rated")
+    small = {"width": 64, "height": 48}
+    return {
+        "60": write_video(root / "60.mp4", n_frames=120, fps=60, gop=10, **small),  # 2 s
+        "25": write_video(root / "25.mp4", n_frames=50, fps=25, gop=10, **small),  # 2 s
+        "vfr": write_video(root / "vfr.mp4", n_frames=40, fps=25, vfr=True, gop=5, **small),
+    }
+
+
+class Spy:
+    """Records the keyword arguments of every iter_frames call in feat3d.train.sampling."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import feat3d.train.sampling as sampling
+
+        self.calls: list[dict] = []
+        real = sampling.iter_frames
+
+        def spy(*args, **kwargs):
+            self.calls.append(kwargs)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(sampling, "iter_frames", spy)
+
+
+@pytest.mark.parametrize(("name", "rate"), [("60", 60), ("25", 25)])
+def test_fps_clip_holds_the_frames_on_screen_at_its_ticks(rated, name, rate, monkeypatch) -> None:
+    spy = Spy(monkeypatch)
+    clips = TrainClips(
+        [item(rated[name])] * 6, frame_index=FrameIndex(), clip_len=4, frame_stride=2, fps=15,
+        **SMALL,
+    )  # fmt: skip
+    assert clips.n_ticks == [30] * 6  # 2 s at 15 fps, whatever the source rate
+    for i in range(len(clips)):
+        p = clips.params(i)
+        assert 0 <= p.start <= 30 - 8 and p.frames == tuple(range(p.start, p.start + 8, 2))
+        clip, _ = clips[i]
+        assert ids(clip) == [t * rate // 15 for t in p.frames]  # floor(k / 15 * rate)
+        call = spy.calls[-1]
+        assert call["fps"] == 15
+        if p.start > 0:  # seeks to the window's first tick instead of decoding from 0
+            assert call["start"] == Fraction(p.start, 15) and call["end"] == Fraction(
+                p.start + 7, 15
+            )
+
+
+def test_fps_start_is_uniform_over_ticks(rated) -> None:
+    clips = TrainClips([item(rated["25"])], frame_index=FrameIndex(), clip_len=8, fps=15)
+    starts = Counter()
+    for epoch in range(1150):
+        clips.set_epoch(epoch)
+        starts[clips.params(0).start] += 1
+    assert set(starts) == set(range(30 - 8 + 1))
+    assert all(abs(n - 50) < 4 * 50**0.5 for n in starts.values())  # 50 expected each
+
+
+def test_fps_short_video_loops_its_ticks(videos) -> None:
+    clips = TrainClips(
+        [item(videos["short"])], frame_index=FrameIndex(), clip_len=4, fps=15, **SMALL
+    )
+    assert clips.n_ticks == [3]  # 5 frames at 25 fps = 0.2 s: ticks 0, 1/15, 2/15
+    clip, _ = clips[0]
+    assert ids(clip) == [0, 1, 3, 0]
+
+
+def test_fps_ticks_too_many_take_the_last_window(rated) -> None:
+    clips = TrainClips([item(rated["60"])], frame_index=FrameIndex(), clip_len=8, fps=15, **SMALL)
+    clips.n_ticks[0] = 100  # as if the duration promised ticks that are not there
+    epoch = next(e for e in range(100) if (clips.set_epoch(e), clips.params(0).start)[1] > 40)
+    clips.set_epoch(epoch)
+    clip, _ = clips[0]
+    assert ids(clip) == [4 * t for t in range(22, 30)]
+
+
+def test_without_fps_constant_rate_videos_seek(rated, monkeypatch) -> None:
+    spy = Spy(monkeypatch)
+    clips = TrainClips([item(rated["60"])] * 8, frame_index=FrameIndex(), clip_len=4, **SMALL)
+    assert clips.timings[0].constant_rate
+    for i in range(len(clips)):
+        p = clips.params(i)
+        clip, _ = clips[i]
+        assert ids(clip) == list(p.frames)
+        call = spy.calls[-1]
+        if p.start > 0:
+            assert call["start"] == pytest.approx(p.start / 60) and call.get("fps") is None
+    assert any(call.get("start") for call in spy.calls)
+
+
+def test_without_fps_variable_rate_videos_decode_from_the_start(rated, monkeypatch) -> None:
+    spy = Spy(monkeypatch)
+    clips = TrainClips([item(rated["vfr"])] * 6, frame_index=FrameIndex(), clip_len=4, **SMALL)
+    assert not clips.timings[0].constant_rate
+    for i in range(len(clips)):
+        clip, _ = clips[i]
+        assert ids(clip) == list(clips.params(i).frames)
+    assert all(call.get("start") is None for call in spy.calls)
+
+
+def test_invalid_fps(videos) -> None:
+    for bad in (0, -1.0, True, "15"):
+        with pytest.raises(ValueError, match="fps"):
+            TrainClips([item(videos["short"])], frame_index=FrameIndex(), fps=bad)
+
+
+def test_frame_index_records_timing_and_upgrades_old_entries(rated, tmp_path: Path) -> None:
+    import json
+
+    cache = tmp_path / "counts.json"
+    index = FrameIndex(cache)
+    assert index.timing(rated["60"]) == VideoTiming(
+        n_frames=120, duration=pytest.approx(2.0), fps=60.0, constant_rate=True
+    )
+    vfr = index.timing(rated["vfr"])
+    assert vfr.n_frames == 40 and not vfr.constant_rate
+    mkv = write_video(tmp_path / "vfr.mkv", n_frames=40, fps=25, vfr=True, width=16, height=16)
+    assert not index.timing(mkv).constant_rate  # decoded to count: gaps are uneven
+    # An entry cached before timings were recorded: counts still come from the cache, and
+    # the timing is probed once.
+    data = json.loads(cache.read_text())
+    for entry in data["videos"].values():
+        for key in ("duration", "fps", "cfr"):
+            entry.pop(key, None)
+    cache.write_text(json.dumps(data))
+    old = FrameIndex(cache)
+    assert old.count(rated["60"]) == 120
+    assert old.timing(rated["60"]).constant_rate
+    assert "cfr" in json.loads(cache.read_text())["videos"][str(rated["60"].absolute())]
