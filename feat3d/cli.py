@@ -568,6 +568,26 @@ def _floats(text: str) -> tuple[float, ...]:
     "them). Default: the pretrained weights' rate, else native.",
 )
 @click.option(
+    "--start",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Sample clips from this time on.",
+)
+@click.option(
+    "--end",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Sample clips before this time.",
+)
+@click.option(
+    "--max-clips",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Validate on at most N clips per video.",
+)
+@click.option(
     "--crop",
     type=click.IntRange(min=1),
     default=112,
@@ -626,7 +646,8 @@ def train_command(
     pretrained: str | None, finetune_from: str | None, epochs: int, batch_size: int,
     accumulate: int, lr: float | None, momentum: float, dampening: float, nesterov: bool,
     weight_decay: float | None, lr_patience: int, max_lr_drops: int, clip_len: int | None,
-    frame_stride: int | None, fps: float | None, crop: int, decode_size: int, scales: str,
+    frame_stride: int | None, fps: float | None, start: float | None, end: float | None,
+    max_clips: int | None, crop: int, decode_size: int, scales: str,
     flip: float, workers: str, device: str, precision: str, val_every: int, resume: bool,
     quiet: bool,
 ) -> None:  # fmt: skip
@@ -650,7 +671,8 @@ def train_command(
         batch_size=batch_size, accumulate=accumulate, lr=lr, momentum=momentum,
         dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
         lr_patience=lr_patience, max_lr_drops=max_lr_drops, clip_len=clip_len,
-        frame_stride=frame_stride, fps=fps, crop=crop, decode_size=decode_size,
+        frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
+        crop=crop, decode_size=decode_size,
         scales=_floats(scales),
         flip=flip, workers=workers, device=device, precision=precision, seed=seed,
         val_every=val_every,

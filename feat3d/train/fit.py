@@ -77,6 +77,8 @@ class TrainOptions:
         fps: Sample frames at this rate by presentation time, in training and validation; it
             is stored in the checkpoints and applied by default wherever they are used
             (default: the pretrained weights' rate, else every frame; 0: every frame).
+        start, end: Train and validate on this span of each video (seconds).
+        max_clips: Validate on at most this many clips per video.
         crop: Side of the square training and validation crops.
         decode_size: Short side frames are decoded at before multi-scale cropping.
         scales: Crop sizes as fractions of the short side.
@@ -106,6 +108,9 @@ class TrainOptions:
     clip_len: int | None = None
     frame_stride: int | None = None
     fps: float | None = None
+    start: float | None = None
+    end: float | None = None
+    max_clips: int | None = None
     crop: int = 112
     decode_size: int = 128
     scales: tuple[float, ...] = HARA_SCALES
@@ -416,6 +421,8 @@ def fit(
         flip=options.flip,
         seed=options.seed,
         fps=options.fps,
+        start=options.start,
+        end=options.end,
     )
     val_items = list(dataset.val)[dist.rank :: dist.world]
     val_clips = ClipOptions(
@@ -425,6 +432,9 @@ def fit(
         size=options.crop,
         crop=options.crop,
         fps=options.fps,
+        start=options.start,
+        end=options.end,
+        max_clips=options.max_clips,
     )
     report = TrainReport(run_dir=run, epochs_run=0, best_epoch=best_epoch)
     criterion = nn.CrossEntropyLoss()

@@ -52,6 +52,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -208,6 +209,8 @@ class TrainClips(Dataset):
         index_workers: Threads counting the frames of videos not yet in ``frame_index``.
         fps: Sample clips at this frame rate (ticks ``k / fps``, see the module notes);
             ``None`` uses every source frame.
+        start, end: Windows start inside this span of each video (seconds); a window that
+            would not fit is moved back to the latest start that fits the video.
 
     Attributes:
         items: The usable videos; ``dataset[i]`` samples ``items[i]``.
@@ -237,7 +240,11 @@ class TrainClips(Dataset):
         threads: int = 1,
         index_workers: int = 1,
         fps: float | Fraction | None = None,
+        start: float | None = None,
+        end: float | None = None,
     ) -> None:
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"end ({end}) must be after start ({start})")
         for name, value in (
             ("clip_len", clip_len),
             ("frame_stride", frame_stride),
@@ -268,6 +275,7 @@ class TrainClips(Dataset):
         self.seed = int(seed)
         self.threads = threads
         self.fps = fps
+        self.span = (start, end)
 
         timings = frame_index.timing_many([item.path for item in items], workers=index_workers)
         self.items: list[VideoItem] = []
@@ -325,7 +333,10 @@ class TrainClips(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         n = self.n_frames[index] if self.n_ticks is None else self.n_ticks[index]
         window = self.clip_len * self.frame_stride
-        start = int(rng.integers(0, max(0, n - window) + 1))
+        low, high = self._span(index, n)
+        last = max(0, n - window)  # the latest start whose window fits in the video
+        first = min(low, last)
+        start = int(rng.integers(first, max(first, min(last, high - window)) + 1))
         scale = self.scales[int(rng.integers(len(self.scales)))]
         position = self.positions[int(rng.integers(len(self.positions)))]
         flip = bool(rng.random() < self.flip)
@@ -333,6 +344,19 @@ class TrainClips(Dataset):
             n, start=start, clip_len=self.clip_len, frame_stride=self.frame_stride
         )
         return ClipParams(start=start, frames=frames, scale=scale, position=position, flip=flip)
+
+    def _span(self, index: int, n: int) -> tuple[int, int]:
+        """``[low, high)`` in frames (ticks with ``fps``) of the ``start``/``end`` span."""
+        start, end = self.span
+        if start is None and end is None:
+            return 0, n
+        timing = self.timings[index]
+        rate = float(self.fps) if self.fps is not None else (
+            timing.fps or (n / timing.duration if timing.duration else 0.0)
+        )  # fmt: skip
+        low = math.ceil(start * rate - 1e-6) if start else 0
+        high = math.ceil(end * rate - 1e-6) if end is not None else n
+        return min(max(low, 0), n), max(min(high, n), 1)
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
         """``dataset[index]`` without the failure handling.

@@ -398,3 +398,18 @@ def test_frame_index_records_timing_and_upgrades_old_entries(rated, tmp_path: Pa
     assert old.count(rated["60"]) == 120
     assert old.timing(rated["60"]).constant_rate
     assert "cfr" in json.loads(cache.read_text())["videos"][str(rated["60"].absolute())]
+
+
+def test_start_and_end_restrict_the_windows(videos: dict[str, Path]) -> None:
+    # 60 frames at 25 fps; span [0.8 s, 1.6 s) = frames [20, 40): windows of 8 start in 20..32
+    clips = TrainClips([item(videos["long"])], frame_index=FrameIndex(), clip_len=8,
+                       start=0.8, end=1.6)  # fmt: skip
+    starts = set()
+    for epoch in range(300):
+        clips.set_epoch(epoch)
+        starts.add(clips.params(0).start)
+    assert starts == set(range(20, 33))
+    late = TrainClips([item(videos["long"])], frame_index=FrameIndex(), clip_len=16, start=2.3)
+    assert late.params(0).start == 60 - 16  # moved back to the last window that fits
+    with pytest.raises(ValueError, match="after start"):
+        TrainClips([item(videos["long"])], frame_index=FrameIndex(), start=2.0, end=1.0)
