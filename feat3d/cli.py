@@ -860,12 +860,13 @@ def weights_group(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps([row.__dict__ for row in rows], indent=1))
         return
     table = Table(title="published checkpoints (--weights NAME for torchvision's, else a path)")
-    for column in ("file", "model", "format", "classes", "trained on", "accuracy", "get it"):
+    columns = ("file", "model", "format", "classes", "sampling", "trained on", "accuracy", "get it")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            row.filename, row.model, row.format, str(row.classes), row.dataset, row.accuracy,
-            row.source,
+            row.filename, row.model, row.format, str(row.classes), row.sampling, row.dataset,
+            row.accuracy, row.source,
         )  # fmt: skip
     Console().print(table)
     cached = [w for w in list_weights() if weights_cache_path(w).exists()]

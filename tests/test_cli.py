@@ -169,3 +169,14 @@ def test_readme_documents_every_model_and_option():
         ]
         undocumented = [o for o in options if not re.search(rf"(?<![\w-]){o}(?![\w-])", readme)]
         assert undocumented == [], command
+
+
+def test_published_weights_carry_the_sampling_their_metadata_applies():
+    from feat3d.backbones import default_meta
+    from feat3d.backbones.published import published_checkpoints
+
+    rows = {row.filename: row for row in published_checkpoints()}
+    assert "15 fps" in rows["r3d_18-b3b3357e.pth"].sampling
+    assert default_meta("r3d_18").frame_rate == 15
+    assert "native" in rows["resnet-34-kinetics.pth"].sampling
+    assert default_meta("resnet-34").frame_rate is None

@@ -34,6 +34,8 @@ class PublishedCheckpoint:
         dataset: What it was trained on.
         accuracy: Published accuracy, as the source states it.
         source: Where to get it.
+        sampling: The temporal sampling the weights were evaluated with (feat3d applies it by
+            default: it is in the weights' metadata).
     """
 
     filename: str
@@ -43,6 +45,7 @@ class PublishedCheckpoint:
     dataset: str
     accuracy: str
     source: str
+    sampling: str = "16 consecutive frames at the native rate"
 
 
 def _hara_2017() -> list[PublishedCheckpoint]:
@@ -106,6 +109,7 @@ def published_checkpoints() -> list[PublishedCheckpoint]:
                 for metric, value in named.metrics.get("Kinetics-400", {}).items()
             ),
             source=f"--weights {named.name} (downloads {named.url})",
+            sampling="16 consecutive frames at 15 fps",
         )
         for named in list_weights()
     ]
