@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -45,7 +46,7 @@ __all__ = [
 Builder = Callable[..., "Backbone"]
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, abc.ABC):
     """Interface shared by every registered network: a trunk, global pooling and a head.
 
     Subclasses build ``self.avgpool`` and ``self.fc`` and implement :meth:`forward_trunk`.
@@ -67,6 +68,7 @@ class Backbone(nn.Module):
     avgpool: nn.Module
     fc: nn.Linear
 
+    @abc.abstractmethod
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and residual stages.
 
@@ -76,7 +78,6 @@ class Backbone(nn.Module):
         Returns:
             The last stage's feature map, ``(N, D, t, h, w)``.
         """
-        raise NotImplementedError
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled trunk features ("pool5").
