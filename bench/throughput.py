@@ -1,128 +1,452 @@
-"""Throughput of feat3d on this machine: decode-only, model-only and end-to-end clips/s.
+"""Throughput of feat3d on this machine, all in one run, for a video set and a model.
 
 Usage:
-    python bench/throughput.py VIDEO --model resnet-18
-    python bench/throughput.py --make-video 640x360 --model resnet-18   # makes its own video
+    python bench/throughput.py VIDEO... --model resnet-18
+    python bench/throughput.py --make-video 640x272 --make-video 1280x720 --jpeg --long
 
-Decode-only runs the streaming decoder and clip cutter; model-only feeds random uint8 clips to
-the network (random weights: speed does not depend on them); end-to-end runs ``extract`` into a
-temporary HDF5 file with decoding workers. Peak memory is the largest resident set size of this
-process and of its (decoding) children.
+For every video (or generated video) it prints:
+
+- decode-only: clips/s of the streaming decoder and clip cutter in one process, and its CPU
+  time per clip (core-seconds, FFmpeg's threads included);
+- model-only, per precision: clips/s on random uint8 clips (random weights: the speed does not
+  depend on them) and core-seconds per clip;
+- end to end, per precision: ``extract`` of ``--copies`` links to the video into HDF5 with
+  ``--workers`` decoding processes, in a fresh child process (so its peak memory is its own),
+  against the bound ``cores / (decode + model core-seconds per clip)`` measured above;
+- peak RSS of that run: the main process and the largest decoding worker;
+- with ``--jpeg``: the same video through the papers' ffmpeg → JPEG → PIL → model pipeline
+  (``bench/jpeg_pipeline.py``, same model, fp32 and each precision asked for), and the ratio;
+- with ``--long``: the video repeated 10 times (remuxed, no re-encoding) through ``extract``,
+  to show that peak memory does not grow with a video's length.
+
+Videos made with ``--make-video WxH`` are 10 s at 25 fps of a textured scene panned by the
+camera, with moving objects and sensor-like grain, h264 (libx264, CRF 23): about 1 Mbit/s at
+640×272 and 3-4 Mbit/s at 1280×720, like web video of those sizes. Timings on a shared
+machine move by several per cent; run it on an otherwise idle one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
-import h5py
+import av
+import numpy as np
 import torch
 
-from feat3d.demo import make_sample_video
 from feat3d.extract import clip_options_for, extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
-from feat3d.model import load_model
+from feat3d.model import PRECISIONS, cpu_has_native_bf16, load_model
 from feat3d.pipeline import resolve_workers
 
 
-def peak_rss_mib() -> tuple[float, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return own, children
+def cpu_seconds() -> float:
+    """CPU time of this process, all its threads, user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
-def bench_decode(video: Path, clip_options, repeat: int) -> float:
-    clips = 0
-    start = time.perf_counter()
-    for _ in range(repeat):
-        frames = iter_frames(video, size=clip_options.size, crop=clip_options.crop)
-        for _clip in iter_clips(frames, clip_len=clip_options.clip_len, stride=clip_options.stride):
+def make_video(path: Path, width: int, height: int, *, seconds: float = 10, fps: int = 25) -> Path:
+    """A textured scene (multi-octave noise, like natural images' 1/f spectrum) panned by the
+    camera, with three moving objects and per-frame grain; h264, CRF 23."""
+    rng = np.random.default_rng(width * 7919 + height)
+    canvas_h, canvas_w = height + height // 2, width + width // 2
+    scene = np.zeros((canvas_h, canvas_w, 3), np.float32)
+    for octave in range(1, 8):
+        cells = 2**octave
+        coarse = rng.normal(size=(cells + 1, cells + 1, 3)).astype(np.float32)
+        ys = np.linspace(0, cells, canvas_h)
+        xs = np.linspace(0, cells, canvas_w)
+        up = coarse[np.minimum(ys.astype(int), cells)][:, np.minimum(xs.astype(int), cells)]
+        scene += up * (60.0 / octave)
+    scene = np.clip(scene - scene.min(axis=(0, 1)) * 0.8, 0, 255)
+    scene = scene / scene.max() * 230
+    n_frames = int(seconds * fps)
+    grain = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
+        for index in range(n_frames):
+            phase = index / n_frames
+            y0 = int((canvas_h - height) * (0.5 + 0.5 * math.sin(2 * math.pi * phase)))
+            x0 = int((canvas_w - width) * phase)
+            image = scene[y0 : y0 + height, x0 : x0 + width].copy()
+            for k in range(3):
+                cx = int(width * (0.2 + 0.6 * ((phase * (k + 1)) % 1)))
+                cy = int(height * (0.3 + 0.2 * k + 0.1 * math.sin(index / (5 + k))))
+                r = height // (6 + 2 * k)
+                image[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r] = image[
+                    max(0, cy - r) : cy + r, max(0, cx - r) : cx + r
+                ][::-1] * 0.5 + 60 * (k + 1)
+            image += grain.normal(0, 5, (height, width, 1)).astype(np.float32)
+            frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), "rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def repeat_video(source: Path, target: Path, times: int) -> Path:
+    """``source`` played ``times`` times in a row, remuxed (packets copied, timestamps
+    shifted): a long video that decodes exactly like the short one."""
+    with av.open(str(source)) as src:
+        packets = [p for p in src.demux(video=0) if p.dts is not None]
+        span = max(p.pts + (p.duration or 0) for p in packets) - min(p.pts for p in packets)
+        with av.open(str(target), "w") as dst:
+            out = dst.add_stream_from_template(src.streams.video[0])
+            for rep in range(times):
+                for packet in packets:
+                    packet.pts += span if rep else 0
+                    packet.dts += span if rep else 0
+                    packet.stream = out
+                    dst.mux(packet)
+    return target
+
+
+def bench_decode(video: Path, options, min_seconds: float) -> dict:
+    clips = passes = 0
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    while passes == 0 or time.perf_counter() - wall < min_seconds:
+        frames = iter_frames(
+            video, size=options.size, crop=options.crop, threads=options.threads,
+            **options.decode_kwargs(),
+        )  # fmt: skip
+        cut = iter_clips(
+            frames, clip_len=options.clip_len, stride=options.stride,
+            frame_stride=options.frame_stride,
+        )  # fmt: skip
+        for _ in cut:
             clips += 1
-    return clips / (time.perf_counter() - start)
+        passes += 1
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    return {"clips_per_s": clips / wall, "core_s_per_clip": cpu / clips, "clips": clips}
 
 
-def bench_model(model, clip_options, batch_size: int, batches: int) -> float:
-    crop = clip_options.crop if isinstance(clip_options.crop, tuple) else (clip_options.crop,) * 2
-    shape = (batch_size, clip_options.clip_len, *crop, 3)
-    clips = torch.randint(0, 256, shape, dtype=torch.uint8)
-    model.run(clips)  # warm-up
-    start = time.perf_counter()
-    for _ in range(batches):
+def bench_model(model, options, batch_size: int, min_seconds: float) -> dict:
+    crop = options.crop if isinstance(options.crop, tuple) else (options.crop,) * 2
+    clips = torch.randint(0, 256, (batch_size, options.clip_len, *crop, 3), dtype=torch.uint8)
+    model.run(clips)  # warm-up (and compilation)
+    model.run(clips)
+    batches = 0
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    while batches < 3 or time.perf_counter() - wall < min_seconds:
         model.run(clips)
-    return batches * batch_size / (time.perf_counter() - start)
+        batches += 1
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    n = batches * batch_size
+    return {"clips_per_s": n / wall, "core_s_per_clip": cpu / n}
+
+
+def _status_kib(pid: int | str, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _private_kib(pid: int) -> int:
+    """Memory only this process holds (USS): what a forked worker adds to the machine."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
+class WorkerMemory:
+    """Samples the decoding workers' resident and private memory (Linux ``/proc``); the
+    main process's peak is its ``VmHWM``, which, unlike ``ru_maxrss``, starts afresh at
+    ``exec``."""
+
+    def __init__(self, interval: float = 0.05):
+        import threading
+
+        self.rss = self.private = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        me, tick = os.getpid(), 0
+        while not self._stop.wait(interval):
+            try:
+                with open(f"/proc/{me}/task/{me}/children") as handle:
+                    pids = [int(pid) for pid in handle.read().split()]
+            except OSError:
+                continue
+            tick += 1
+            for pid in pids:
+                self.rss = max(self.rss, _status_kib(pid, "VmRSS"))
+                if tick % 10 == 1:  # smaps_rollup walks the page tables: rarely, not to slow it
+                    self.private = max(self.private, _private_kib(pid))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def child_main(spec: dict) -> None:
+    """One measured run in a fresh process: extract or the JPEG pipeline."""
+    warnings.simplefilter("ignore")
+    model = load_model(
+        spec["model"], None, device=spec["device"], precision=spec["precision"],
+        compile=spec["compile"],
+    )  # fmt: skip
+    options = clip_options_for(model)
+    crop = options.crop if isinstance(options.crop, tuple) else (options.crop,) * 2
+    shape = (spec["batch_size"], options.clip_len, *crop, 3)
+    # first-call set-up (oneDNN primitives, compilation) is not throughput
+    model.run(torch.randint(0, 256, shape, dtype=torch.uint8))
+    inputs = [Path(p) for p in spec["inputs"]]
+    memory = WorkerMemory()
+    start = time.perf_counter()
+    if spec["kind"] == "jpeg":
+        from jpeg_pipeline import run_jpeg_pipeline
+
+        size = options.crop if isinstance(options.crop, int) else options.crop[0]
+        results = run_jpeg_pipeline(
+            model, inputs, clip_len=options.clip_len, size=size,
+            batch_size=spec["batch_size"], workers=spec["workers"],
+        )  # fmt: skip
+        n_clips = sum(len(r.features) for r in results)
+        ok = True
+        extra = {"ffmpeg_s": sum(r.extract_seconds for r in results)}
+    else:
+        with tempfile.TemporaryDirectory(prefix="feat3d-bench-out-") as tmp:
+            report = extract(
+                inputs, Path(tmp) / "feats.h5", model=model,
+                batch_size=spec["batch_size"], workers=spec["workers"],
+            )  # fmt: skip
+            import h5py
+
+            with h5py.File(Path(tmp) / "feats.h5") as handle:
+                n_clips = sum(int(handle[key].attrs["n_clips"]) for key in report.written)
+        ok = report.ok
+        extra = {}
+    elapsed = time.perf_counter() - start
+    memory.stop()
+    result = {
+        "clips": n_clips,
+        "seconds": elapsed,
+        "rss_main": _status_kib("self", "VmHWM") / 1024,
+        "rss_child": memory.rss / 1024,
+        "private_child": memory.private / 1024,
+    }
+    print(json.dumps({**result, **extra, "ok": ok}))
+
+
+def run_child(spec: dict) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"measured run {spec['kind']} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_text(run: dict) -> str:
+    return (
+        f"main RSS {run['rss_main']:.0f} MiB, worker RSS {run['rss_child']:.0f} MiB "
+        f"({run['private_child']:.0f} MiB private)"
+    )
+
+
+def bitrate(video: Path) -> float:
+    with av.open(str(video)) as container:
+        duration = container.duration / 1e6 if container.duration else 0
+    return video.stat().st_size * 8 / duration / 1e6 if duration else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("video", nargs="?", type=Path, help="video to decode (or use --make-video)")
+    parser.add_argument("videos", nargs="*", type=Path, help="videos to measure")
     parser.add_argument(
-        "--make-video", metavar="WxH", help="generate a 10 s h264 test video of this size"
-    )
+        "--make-video", metavar="WxH", action="append", default=[],
+        help="generate a 10 s h264 test video of this size (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--model", default="resnet-18")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--batches", type=int, default=4, help="timed model-only batches")
-    parser.add_argument("--workers", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--workers", default="auto", help="decoding processes: N or auto")
+    parser.add_argument(
+        "--precision", default=None,
+        help="comma-separated; default fp32, plus bf16 on CPUs with bf16 instructions",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeat", type=int, default=2, help="decode passes over the video")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--copies", type=int, default=4, help="links to each video per run")
+    parser.add_argument("--seconds", type=float, default=5.0, help="least time per measure")
+    parser.add_argument("--jpeg", action="store_true", help="run the papers' JPEG pipeline")
+    parser.add_argument("--long", action="store_true", help="peak memory of a 10x longer video")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="feat3d-bench-"))
-    if args.make_video:
-        width, height = (int(v) for v in args.make_video.lower().split("x"))
-        video = make_sample_video(
-            workdir / f"bench_{width}x{height}.mp4", n_frames=250, width=width, height=height
-        )
-    elif args.video is not None:
-        video = args.video
-    else:
-        parser.error("give a VIDEO or --make-video WxH")
+    if args.child:
+        child_main(json.loads(args.child))
+        return
 
     warnings.simplefilter("ignore")
-    model = load_model(args.model, None, device=args.device, precision=args.precision)
-    clip_options = clip_options_for(model)
+    if args.jpeg:
+        from jpeg_pipeline import INSTALL_HINT, missing_tools
+
+        if missing_tools():
+            parser.error(f"missing {', '.join(missing_tools())}: {INSTALL_HINT}")
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    if args.precision:
+        precisions = args.precision.split(",")
+    else:
+        precisions = ["fp32", "bf16"] if device != "cpu" or cpu_has_native_bf16() else ["fp32"]
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            parser.error(f"unknown precision {precision!r}")
     workers = resolve_workers(args.workers)
+    workdir = Path(tempfile.mkdtemp(prefix="feat3d-bench-"))
+    videos = list(args.videos)
+    for size in args.make_video:
+        width, height = (int(v) for v in size.lower().split("x"))
+        print(f"making a {width}x{height} video ...", flush=True)
+        videos.append(make_video(workdir / f"scene_{width}x{height}.mp4", width, height))
+    if not videos:
+        parser.error("give VIDEO files or --make-video WxH")
+    compiled = [False, True] if args.compile else [False]
+    cores = os.cpu_count() or 1
     print(
-        f"feat3d throughput: {video} | model {args.model} | device {model.device} | "
-        f"precision {args.precision} | batch {args.batch_size} | "
-        f"torch threads {torch.get_num_threads()} | cores {os.cpu_count()} | workers {workers}"
+        f"feat3d throughput | model {args.model} | device {device} | batch {args.batch_size} | "
+        f"cores {cores} | torch threads {torch.get_num_threads()} | workers {workers} "
+        f"({args.workers}) | torch {torch.__version__} | native bf16 {cpu_has_native_bf16()}"
     )
+    models = {}
+    model_rates = {}
+    for precision in precisions:
+        for comp in compiled:
+            vm = load_model(args.model, None, device=device, precision=precision, compile=comp)
+            models[precision, comp] = vm
+            options = clip_options_for(vm)
+            model_rates[precision, comp] = rate = bench_model(
+                vm, options, args.batch_size, args.seconds
+            )
+            print(
+                f"model-only   {precision}{' compiled' if comp else '':9s} "
+                f"{rate['clips_per_s']:7.1f} clips/s  {rate['core_s_per_clip'] * 1e3:6.1f} "
+                f"core-ms/clip  ({vm.execution})",
+                flush=True,
+            )
+            del vm
+    models.clear()
+    results = []
+    for video in videos:
+        copies = workdir / f"set_{video.stem}"
+        copies.mkdir(exist_ok=True)
+        links = [copies / f"copy{index}{video.suffix}" for index in range(args.copies)]
+        for link in links:
+            if not link.exists():
+                os.symlink(video.absolute(), link)
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            size = f"{stream.codec_context.width}x{stream.codec_context.height}"
+        decode = bench_decode(video, options, args.seconds)
+        print(
+            f"\n{video.name}: {size}, {bitrate(video):.2f} Mbit/s\n"
+            f"decode-only  {decode['clips_per_s']:7.1f} clips/s  "
+            f"{decode['core_s_per_clip'] * 1e3:6.1f} core-ms/clip (1 process)",
+            flush=True,
+        )
+        base = {
+            "model": args.model, "device": device, "batch_size": args.batch_size,
+            "workers": workers, "inputs": [str(link) for link in links],
+        }  # fmt: skip
+        for precision in precisions:
+            for comp in compiled:
+                spec = {**base, "kind": "extract", "precision": precision, "compile": comp}
+                run = run_child(spec)
+                e2e = run["clips"] / run["seconds"]
+                cost = decode["core_s_per_clip"] + model_rates[precision, comp]["core_s_per_clip"]
+                bound = cores / cost
+                row = {
+                    "video": video.name, "size": size, "precision": precision, "compile": comp,
+                    "decode": decode["clips_per_s"],
+                    "decode_core_ms": decode["core_s_per_clip"] * 1e3,
+                    "model": model_rates[precision, comp]["clips_per_s"],
+                    "model_core_ms": model_rates[precision, comp]["core_s_per_clip"] * 1e3,
+                    "e2e": e2e, "bound": bound, "rss_main": run["rss_main"],
+                    "rss_worker": run["rss_child"], "private_worker": run["private_child"],
+                }  # fmt: skip
+                line = (
+                    f"end-to-end   {precision}{' compiled' if comp else '':9s} {e2e:7.1f} clips/s"
+                    f"  = {e2e / bound:5.1%} of {bound:.1f} (cores / (decode + model "
+                    f"core-s per clip)); peak memory {memory_text(run)}"
+                )
+                print(line, flush=True)
+                if args.jpeg and not comp:
+                    jpeg = run_child({**spec, "kind": "jpeg"})
+                    row["jpeg"] = jpeg["clips"] / jpeg["seconds"]
+                    row["jpeg_ffmpeg_share"] = jpeg["ffmpeg_s"] / jpeg["seconds"]
+                    print(
+                        f"JPEG papers' pipeline {precision}  {row['jpeg']:6.1f} clips/s "
+                        f"({row['jpeg_ffmpeg_share']:.0%} of it in ffmpeg → JPEG): feat3d is "
+                        f"{e2e / row['jpeg']:.2f}x faster",
+                        flush=True,
+                    )
+                results.append(row)
+        if args.long:
+            long_video = repeat_video(video, workdir / f"long_{video.name}", 10)
+            runs = {}
+            for name, source in (("1x", video), ("10x", long_video)):
+                spec = {
+                    **base, "inputs": [str(source)], "kind": "extract",
+                    "precision": precisions[0], "compile": False,
+                }  # fmt: skip
+                run = run_child(spec)
+                print(
+                    f"long video   {name:3s} {run['clips']:5d} clips  peak memory "
+                    f"{memory_text(run)}",
+                    flush=True,
+                )
+                results.append({"video": video.name, "long": name, **run})
+                runs[name] = run
 
-    decode_rate = bench_decode(video, clip_options, args.repeat)
-    print(
-        f"decode-only     {decode_rate:8.1f} clips/s  "
-        f"(resize {clip_options.size}, crop {clip_options.crop}, 1 process)"
-    )
-    model_rate = bench_model(model, clip_options, args.batch_size, args.batches)
-    print(f"model-only      {model_rate:8.1f} clips/s")
+            def total(run: dict) -> float:
+                return run["rss_main"] + workers * run["private_child"]
 
-    copies = workdir / "videos"
-    copies.mkdir()
-    for index in range(4):
-        os.symlink(video.absolute(), copies / f"copy{index}{video.suffix}")
-    start = time.perf_counter()
-    report = extract(
-        [copies], workdir / "feats.h5", model=model, batch_size=args.batch_size, workers=workers
-    )
-    elapsed = time.perf_counter() - start
-    with h5py.File(workdir / "feats.h5") as handle:
-        n_clips = sum(int(handle[key].attrs["n_clips"]) for key in report.written)
-    print(
-        f"end-to-end      {n_clips / elapsed:8.1f} clips/s  "
-        f"({n_clips} clips of {len(report.written)} videos, {workers} decoding worker(s))"
-    )
-    own, children = peak_rss_mib()
-    print(f"peak memory     {own:8.0f} MiB main process, {children:.0f} MiB largest child")
-    sys.exit(0 if report.ok else 1)
+            main_ratio = runs["10x"]["rss_main"] / runs["1x"]["rss_main"]
+            print(
+                f"long video   10x / 1x: main RSS {main_ratio:.2f}x, main RSS + workers' "
+                f"private {total(runs['10x']) / total(runs['1x']):.2f}x",
+                flush=True,
+            )
+    fp32 = {
+        r["video"]: r["jpeg"]
+        for r in results
+        if r.get("precision") == "fp32" and not r.get("compile") and "jpeg" in r
+    }
+    if fp32:
+        print("\nfeat3d end to end vs the papers' pipeline in fp32:")
+        for r in results:
+            if "jpeg" in r and r["video"] in fp32:
+                print(f"  {r['video']} {r['precision']}: {r['e2e'] / fp32[r['video']]:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
