@@ -40,10 +40,10 @@ from .io.decode import VideoDecodeError
 from .io.discover import InputError
 from .io.writers import FORMATS, OutputError, VideoFailure
 from .model import LAYERS, PRECISIONS, VideoModel, load_model
+from .train.fit import BLOCKS
 from .train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate
 
 F = TypeVar("F", bound=Callable[..., Any])
-BLOCK_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc")
 err_console = Console(stderr=True)
 
 
@@ -505,7 +505,7 @@ def _floats(text: str) -> tuple[float, ...]:
 )
 @click.option(
     "--finetune-from",
-    type=click.Choice(BLOCK_NAMES),
+    type=click.Choice(BLOCKS),
     default=None,
     help="First trained block; all before it is frozen. Default with --pretrained: conv5.",
 )
