@@ -16,6 +16,7 @@ from .io.discover import discover_videos
 from .io.writers import VideoFailure
 from .model import VideoModel, load_model
 from .pipeline import run_videos
+from .two_stream import TwoStreamOptions, is_two_stream, two_stream_videos
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,11 @@ def classify(
     start: float | None = None,
     end: float | None = None,
     max_clips: int | None = None,
+    max_frames: int | None = None,
+    timeout: float | None = None,
+    flow: str | os.PathLike[str] | None = None,
+    flow_method: str = "tvl1",
+    chunks: int = 25,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "auto",
@@ -147,7 +153,8 @@ def classify(
         model, weights, device, precision: See ``load_model``.
         top_k: Labels per video and per clip.
         clip_len, stride, tail, size, crop, frame_stride, fps, start, end, max_clips,
-            batch_size, workers: As for ``extract``.
+            max_frames, timeout,
+            batch_size, workers, flow, flow_method, chunks: As for ``extract``.
         events: Progress hooks.
 
     Returns:
@@ -166,6 +173,7 @@ def classify(
     clips = clip_options_for(
         model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop,
         frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
+        max_frames=max_frames, timeout=timeout,
     )  # fmt: skip
     sources = discover_videos(inputs)
     categories = model.categories
@@ -173,15 +181,17 @@ def classify(
         arch=model.meta.arch, weights=model.meta.reference, random_weights=model.random_weights
     )
     events.on_start(total=len(sources), skipped=0)
-    for result in run_videos(
-        model,
-        sources,
-        clips=clips,
-        layers=("logits", "probs"),
-        batch_size=batch_size,
-        workers=workers,
-        on_clips=events.on_clips,
-    ):
+    if is_two_stream(model):
+        options = TwoStreamOptions(flow=flow, chunks=chunks, method=flow_method)
+        results = two_stream_videos(
+            model, sources, options=options, layers=("logits", "probs"), on_clips=events.on_clips
+        )
+    else:
+        results = run_videos(
+            model, sources, clips=clips, layers=("logits", "probs"), batch_size=batch_size,
+            workers=workers, on_clips=events.on_clips,
+        )  # fmt: skip
+    for result in results:
         if isinstance(result, VideoFailure):
             report.failures.append(result)
             events.on_failure(result)

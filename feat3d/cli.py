@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
+from click.shell_completion import CompletionItem
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -33,18 +35,45 @@ from .backbones import (
     list_weights,
     weights_cache_path,
 )
-from .backbones.published import describe_models, published_checkpoints
+from .backbones.hub import (
+    add_weights,
+    download_weights,
+    known_weights,
+    remove_weights,
+    weight_names,
+    weights_home,
+)
+from .backbones.published import describe_models
 from .classify import ClassifyReport, classify, write_json
+from .config import add_config_option
 from .extract import RunEvents, extract
 from .io.decode import VideoDecodeError
 from .io.discover import InputError
 from .io.writers import FORMATS, OutputError, VideoFailure
 from .model import LAYERS, PRECISIONS, VideoModel, load_model
+from .plots import PlotError, require_matplotlib
+from .shards import extract_on_devices, extract_rank, rank_from_env
 from .train.fit import BLOCKS
 from .train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate
 
 F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
+
+
+class ShardParam(click.ParamType):
+    """``I/N``: shard I (0-based) of N."""
+
+    name = "I/N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        from .io.merge import parse_shard
+
+        try:
+            return parse_shard(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 class SizeParam(click.ParamType):
@@ -81,6 +110,7 @@ def model_options(func: F) -> F:
         ),
         click.option(
             "--weights", "-w", default="DEFAULT", show_default=True, metavar="NAME|PATH|none",
+            shell_complete=_complete_weights,
             help="Checkpoint path (Hara 2017/2020, torchvision or feat3d format), a named weights "
             "(r3d_18.kinetics400_v1), DEFAULT (the model's published weights) or none (random).",
         ),
@@ -113,6 +143,14 @@ def model_options(func: F) -> F:
     return func
 
 
+def _complete_weights(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """``--weights`` completes to registered and named weights, then to files."""
+    names = [name for name in weight_names() if name.startswith(incomplete)]
+    return [CompletionItem(incomplete, type="file"), *(CompletionItem(name) for name in names)]
+
+
 def _remember_compile(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     ctx.meta["feat3d.compile"] = value
 
@@ -137,6 +175,12 @@ def clip_options(func: F) -> F:
                      help="Stop at this time."),
         click.option("--max-clips", type=click.IntRange(min=1), default=None,
                      help="At most N clips per video."),
+        click.option("--max-frames", type=click.IntRange(min=1), default=None,
+                     help="Decode at most N frames per video."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                     metavar="SECONDS",
+                     help="Record a video as failed when decoding it takes longer (time "
+                     "waiting for the model does not count); a decoder that hangs is killed."),
         click.option("--tail", type=click.Choice(["pad", "drop"]), default="pad", show_default=True,
                      help="Loop the last partial clip to full length, or drop it."),
         click.option("--size", type=SizeParam(), default=None, metavar="N|HxW",
@@ -150,6 +194,24 @@ def clip_options(func: F) -> F:
                      help="Decoding processes (0: decode in the main process)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output."),
         click.option("--verbose", "-v", is_flag=True, help="Print each finished video."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def two_stream_options(func: F) -> F:
+    """Options of the two-stream ``st-resnet-50`` (extract and classify)."""
+    options = [
+        click.option("--flow", "flow", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     default=None, metavar="FLOW.h5",
+                     help="st-resnet-50: optical flow from `feat3d flow` (default: computed "
+                     "on the fly with --flow-method)."),
+        click.option("--flow-method", type=click.Choice(["tvl1", "dis", "farneback"]),
+                     default="tvl1", show_default=True,
+                     help="st-resnet-50: how flow is computed when --flow is not given."),
+        click.option("--chunks", type=click.IntRange(min=1), default=25, show_default=True,
+                     help="st-resnet-50: chunks evenly spaced over each video (the paper's 25)."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -174,7 +236,7 @@ def errors_to_click(func: F) -> F:
             return func(*args, **kwargs)
         except InputError as error:
             raise click.BadParameter(str(error), param_hint="INPUTS") from error
-        except (WeightsError, OutputError, VideoDecodeError, ValueError) as error:
+        except (WeightsError, OutputError, VideoDecodeError, PlotError, ValueError) as error:
             raise click.ClickException(str(error)) from error
 
     return wrapper  # type: ignore[return-value]
@@ -183,10 +245,11 @@ def errors_to_click(func: F) -> F:
 class CliEvents(RunEvents):
     """Progress on stderr: a rich bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, *, quiet: bool, verbose: bool, what: str):
+    def __init__(self, *, quiet: bool, verbose: bool, what: str, unit: str = "clips"):
         self.quiet = quiet
         self.verbose = verbose
         self.what = what
+        self.unit = unit
         self.clips = 0
         self.done = 0
         self.total = 0
@@ -214,7 +277,7 @@ class CliEvents(RunEvents):
             TextColumn(f"[bold]{self.what}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("videos · {task.fields[rate]} clips/s"),
+            TextColumn(f"videos · {{task.fields[rate]}} {self.unit}/s"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -241,11 +304,12 @@ class CliEvents(RunEvents):
         self._advance()
         if self.progress is None and not self.quiet:
             click.echo(
-                f"[{self.done}/{self.total}] {key}: {n_clips} clips ({self._rate()} clips/s)",
+                f"[{self.done}/{self.total}] {key}: {n_clips} {self.unit} "
+                f"({self._rate()} {self.unit}/s)",
                 err=True,
             )
         elif self.verbose and self.progress is not None:
-            self.progress.console.print(f"{key}: {n_clips} clips")
+            self.progress.console.print(f"{key}: {n_clips} {self.unit}")
 
     def on_failure(self, failure: VideoFailure) -> None:
         self._advance()
@@ -258,7 +322,8 @@ class CliEvents(RunEvents):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="feat3d")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Spatio-temporal features and action labels from videos with 3D ResNets.
 
     \b
@@ -266,6 +331,12 @@ def cli() -> None:
       feat3d extract videos/ -o feats.h5 --weights r3d_18.kinetics400_v1
       feat3d classify clip.mp4 --per-clip
     """
+    global err_console
+    # rich reads NO_COLOR and decides colours when a Console is built: build it per run, so
+    # the environment and stderr of this run count, not those at import time.
+    err_console = Console(stderr=True)
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: any non-empty value
+        ctx.color = False
 
 
 @cli.command("extract")
@@ -307,6 +378,21 @@ def cli() -> None:
     is_flag=True,
     help="Replace the output. Without it, videos already complete are skipped (resume).",
 )
+@click.option(
+    "--shard", type=ShardParam(), default=None, metavar="I/N",
+    help="Process only shard I of N (0-based) of the inputs, chosen by a hash of each video's "
+    "key: stable across runs and machines. Merge the parts with `feat3d merge`.",
+)
+@click.option(
+    "--devices", default=None, metavar="DEV,DEV,...",
+    help="One process per device (e.g. cuda:0,cuda:1), each on a shard; the parts are merged "
+    "into OUTPUT (HDF5) at the end. Under torchrun, each rank does this on its own.",
+)
+@click.option(
+    "--errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    metavar="FILE.jsonl", help="Append one JSON line per failed video (video, source, error).",
+)
+@two_stream_options
 @errors_to_click
 def extract_command(
     inputs: tuple[str, ...], output: Path, output_format: str | None, model: str | None,
@@ -314,8 +400,10 @@ def extract_command(
     trust_checkpoint: bool, layer: str | None,
     no_pool: bool, average_only: bool, dtype: str, clip_len: int | None, stride: int | None,
     frame_stride: int | None, fps: float | None, start: float | None, end: float | None,
-    max_clips: int | None, tail: str, size: Any, crop: Any, batch_size: int, workers: str,
-    quiet: bool, verbose: bool, overwrite: bool,
+    max_clips: int | None, max_frames: int | None, timeout: float | None, tail: str,
+    size: Any, crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
+    overwrite: bool, shard: tuple[int, int] | None, devices: str | None, errors: Path | None,
+    flow: Path | None, flow_method: str, chunks: int,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -325,23 +413,58 @@ def extract_command(
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
     """
-    vm = _load(model, weights, device, precision, trust_checkpoint, num_classes, quiet)
-    with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
-        report = extract(
-            inputs, output, model=vm, layer=layer, pool=not no_pool, clip_len=clip_len,
-            stride=stride, frame_stride=frame_stride, fps=fps, start=start, end=end,
-            max_clips=max_clips, tail=tail, size=size, crop=crop, batch_size=batch_size,
-            workers=_workers(workers), dtype=dtype, average_only=average_only,
-            format=output_format, overwrite=overwrite, events=events,
-        )  # fmt: skip
+    options: dict[str, Any] = dict(
+        layer=layer, pool=not no_pool, clip_len=clip_len, stride=stride,
+        frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
+        max_frames=max_frames, timeout=timeout, tail=tail, size=size, crop=crop,
+        batch_size=batch_size, workers=_workers(workers), dtype=dtype,
+        average_only=average_only, errors=errors, flow=flow, flow_method=flow_method,
+        chunks=chunks,
+    )  # fmt: skip
+    ranked = rank_from_env()
+    if devices is not None or ranked is not None:
+        if shard is not None:
+            raise click.UsageError("--shard and --devices/torchrun both split the inputs: use one")
+        if devices is not None:
+            lines = extract_on_devices(
+                inputs, output, [d.strip() for d in devices.split(",") if d.strip()],
+                model=model, weights=weights, precision=precision,
+                trust_checkpoint=trust_checkpoint, num_classes=num_classes,
+                overwrite=overwrite, format=output_format, **options,
+            )  # fmt: skip
+            failures = _print_parts(lines, output, quiet)
+            sys.exit(1 if failures else 0)
+        rank, world = ranked  # type: ignore[misc]
+        vm = _load(model, weights, device, precision, trust_checkpoint, num_classes,
+                   quiet or rank > 0)  # fmt: skip
+        with CliEvents(quiet=quiet or rank > 0, verbose=verbose, what="extract") as events:
+            report = extract_rank(
+                inputs, output, rank=rank, world=world, model=vm, overwrite=overwrite,
+                format=output_format, events=events, **options,
+            )  # fmt: skip
+    else:
+        vm = _load(model, weights, device, precision, trust_checkpoint, num_classes, quiet)
+        with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
+            report = extract(
+                inputs, output, model=vm, format=output_format, overwrite=overwrite,
+                events=events, shard=shard, **options,
+            )  # fmt: skip
     if not quiet:
-        click.echo(
-            f"{len(report.written)} video(s) written to {output}, {len(report.skipped)} skipped "
-            f"(already complete), {len(report.failures)} failed",
-            err=True,
-        )
+        click.echo(report.summary(), err=True)
     if report.failures:
         sys.exit(1)
+
+
+def _print_parts(parts: list[tuple[str, int]], output: Path, quiet: bool) -> int:
+    """Print each part's summary; the number of failed videos over all parts."""
+    failures = 0
+    for line, failed in parts:
+        if not quiet:
+            click.echo(line, err=True)
+        failures += failed
+    if not quiet:
+        click.echo(f"merged into {output}", err=True)
+    return failures
 
 
 def _load(
@@ -393,15 +516,26 @@ def _load(
     show_default=True,
     help="JSON schema: feat3d's, or that of Hara et al.'s classify tool.",
 )
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Draw each video's per-clip probabilities of its top-k classes over time into "
+    "DIR/<video key>.png (needs matplotlib).",
+)
 @clip_options
+@two_stream_options
 @errors_to_click
 def classify_command(
     inputs: tuple[str, ...], model: str | None, weights: str, device: str, precision: str,
     num_classes: int | None, trust_checkpoint: bool, top_k: int, per_clip: bool,
-    json_path: Path | None, json_format: str, clip_len: int | None, stride: int | None,
-    frame_stride: int | None, fps: float | None, start: float | None, end: float | None,
-    max_clips: int | None, tail: str, size: Any,
-    crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
+    json_path: Path | None, json_format: str, plot_dir: Path | None, clip_len: int | None,
+    stride: int | None, frame_stride: int | None, fps: float | None, start: float | None,
+    end: float | None, max_clips: int | None, max_frames: int | None, timeout: float | None,
+    tail: str, size: Any, crop: Any, batch_size: int, workers: str, quiet: bool, verbose: bool,
+    flow: Path | None, flow_method: str, chunks: int,
 ) -> None:  # fmt: skip
     """Top-k action labels of each video (mean of clip softmax scores) and, with --per-clip,
     of each clip.
@@ -411,14 +545,18 @@ def classify_command(
       feat3d classify clip.mp4
       feat3d classify videos/ --per-clip --json labels.json
       feat3d classify clip.mp4 -w resnet-34-kinetics.pth --format hara --json out.json
+      feat3d classify videos/ --stride 8 --plot timelines/
     """
+    if plot_dir is not None:
+        require_matplotlib()
     vm = _load(model, weights, device, precision, trust_checkpoint, num_classes, quiet)
     with CliEvents(quiet=quiet, verbose=verbose, what="classify") as events:
         report = classify(
             inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride,
             frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
-            tail=tail, size=size,
+            max_frames=max_frames, timeout=timeout, tail=tail, size=size,
             crop=crop, batch_size=batch_size, workers=_workers(workers), events=events,
+            flow=flow, flow_method=flow_method, chunks=chunks,
         )  # fmt: skip
     if json_path is not None:
         if str(json_path) == "-":
@@ -428,6 +566,102 @@ def classify_command(
             write_json(report, json_path, format=json_format, categories=vm.categories)
     if json_path is None or str(json_path) != "-":
         _print_predictions(report, per_clip=per_clip)
+    if plot_dir is not None:
+        from .plots import plot_clip_timeline, timeline_path
+
+        marker = " [random weights]" if report.random_weights else ""
+        for video in report.videos:
+            plot_clip_timeline(
+                video, timeline_path(plot_dir, video.video), top=top_k,
+                categories=vm.categories,
+                title=f"{video.video}: class probability per clip ({report.arch}){marker}",
+            )  # fmt: skip
+        if not quiet:
+            click.echo(f"{len(report.videos)} timeline(s) written to {plot_dir}", err=True)
+    if report.failures:
+        sys.exit(1)
+
+
+@cli.command("flow")
+@click.argument("inputs", nargs=-1, required=True, metavar="VIDEOS...")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HDF5 file for the flow (uint8, see README).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["tvl1", "dis", "farneback"]),
+    default="tvl1",
+    show_default=True,
+    help="tvl1 (the paper's), dis (about 100× faster), farneback.",
+)
+@click.option(
+    "--short-side",
+    type=click.IntRange(min=8),
+    default=256,
+    show_default=True,
+    help="Resize frames so their short side has N pixels (aspect kept).",
+)
+@click.option(
+    "--bound",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Clip displacements to ±B pixels; uint8 spans ±B.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the output. Without it, videos already complete are skipped.",
+)
+@click.option(
+    "--workers",
+    "-j",
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    help="Processes, one video each (0: this process; auto: one per core).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--verbose", "-v", is_flag=True, help="Print each finished video.")
+@errors_to_click
+def flow_command(
+    inputs: tuple[str, ...], output: Path, method: str, short_side: int, bound: float,
+    overwrite: bool, workers: str, quiet: bool, verbose: bool,
+) -> None:  # fmt: skip
+    """Optical flow of VIDEOS (files, folders, @list.txt) into an HDF5 file, for two-stream
+    networks (st-resnet-50): TV-L1 at short side 256 clipped to ±20 px, stored as uint8.
+
+    \b
+    Examples:
+      feat3d flow videos/ -o flow.h5
+      feat3d flow a.mp4 b.mkv -o flow.h5 --method dis -j 4
+    """
+    from .flow import FlowError, extract_flow
+
+    try:
+        processes = (os.cpu_count() or 1) if workers == "auto" else int(workers)
+        if processes < 0:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter("give a count ≥ 0 or auto", param_hint="--workers") from None
+    try:
+        with CliEvents(quiet=quiet, verbose=verbose, what="flow", unit="fields") as events:
+            report = extract_flow(
+                inputs, output, method=method, short_side=short_side, bound=bound,
+                overwrite=overwrite, events=events, workers=processes,
+            )  # fmt: skip
+    except FlowError as error:
+        raise click.ClickException(str(error)) from error
+    if not quiet:
+        click.echo(
+            f"{len(report.written)} video(s) written to {output}, {len(report.skipped)} skipped "
+            f"(already complete), {len(report.failures)} failed",
+            err=True,
+        )
     if report.failures:
         sys.exit(1)
 
@@ -501,7 +735,35 @@ def _floats(text: str) -> tuple[float, ...]:
     "--pretrained",
     metavar="NAME|PATH",
     default=None,
+    shell_complete=_complete_weights,
     help="Fine-tune these weights (their architecture replaces --model).",
+)
+@click.option(
+    "--stage",
+    type=click.Choice(["motion", "appearance", "st", "st-star"]),
+    default=None,
+    help="st-resnet-50 only: the training stage of Feichtenhofer et al.'s Table 2 (needs "
+    "--flow, and --init-2d for the first stage or --pretrained RUN/last.pt for later ones).",
+)
+@click.option(
+    "--flow",
+    "flow_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --stage: the `feat3d flow` HDF5 file of DATASET.",
+)
+@click.option(
+    "--init-2d",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="RESNET50.pth",
+    help="With --stage: inflate these torchvision ResNet-50 ImageNet weights (first stage).",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --stage: stop after N SGD steps (smoke runs).",
 )
 @click.option(
     "--finetune-from",
@@ -661,7 +923,8 @@ def train_command(
     frame_stride: int | None, fps: float | None, start: float | None, end: float | None,
     max_clips: int | None, crop: int, decode_size: int, scales: str,
     flip: float, workers: str, device: str, precision: str, val_every: int, resume: bool,
-    quiet: bool,
+    quiet: bool, stage: str | None, flow_path: Path | None, init_2d: Path | None,
+    max_steps: int | None,
 ) -> None:  # fmt: skip
     """Train or fine-tune a model on DATASET with Hara et al.'s recipe.
 
@@ -678,6 +941,22 @@ def train_command(
     from .train import TrainError, TrainOptions, fit
 
     split = _load_split(dataset, val_split, seed, train_list, val_list, classes_file, csv_file)
+    if stage is not None or model == "st-resnet-50":
+        ctx = click.get_current_context()
+        explicit_epochs = ctx.get_parameter_source("epochs") is not ParameterSource.DEFAULT
+        _train_stage(
+            split, output, stage=stage, flow_path=flow_path, init_2d=init_2d,
+            pretrained=pretrained, epochs=epochs if explicit_epochs else None,
+            batch_size=batch_size if ctx.get_parameter_source("batch_size")
+            is not ParameterSource.DEFAULT else None,
+            accumulate=accumulate if ctx.get_parameter_source("accumulate")
+            is not ParameterSource.DEFAULT else 1,
+            max_steps=max_steps, device=device, seed=seed,
+            workers=_workers(workers), quiet=quiet,
+            **({"crop": crop} if ctx.get_parameter_source("crop") is not ParameterSource.DEFAULT
+               else {}),
+        )  # fmt: skip
+        return
     options = TrainOptions(
         model=model, pretrained=pretrained, finetune_from=finetune_from, epochs=epochs,
         batch_size=batch_size, accumulate=accumulate, lr=lr, momentum=momentum,
@@ -708,6 +987,40 @@ def train_command(
     click.echo(
         f"{report.epochs_run} epoch(s) run, {report.stopped}; best epoch {report.best_epoch}: "
         f"val top-1 {best.get('val_top1', float('nan')):.4f} → {output / 'best.pt'}",
+        err=True,
+    )
+
+
+def _train_stage(
+    split: Any, output: Path, *, stage: str | None, flow_path: Path | None,
+    init_2d: Path | None, pretrained: str | None, workers: int, quiet: bool, device: str,
+    **options: Any,
+) -> None:  # fmt: skip
+    """``train --model st-resnet-50 --stage ...``: one stage of the two-stream recipe."""
+    from .model import select_device
+    from .train.two_stream import run_stage
+
+    if stage is None or flow_path is None:
+        raise click.UsageError("st-resnet-50 trains in stages: give --stage and --flow FLOW.h5")
+    if not quiet:
+        click.echo(
+            f"stage {stage}: {len(split.classes)} classes, {len(split.train)} training videos, "
+            f"flow from {flow_path} → {output}",
+            err=True,
+        )
+
+    def on_step(step: int, loss: float) -> None:
+        if not quiet:
+            click.echo(f"step {step}: loss {loss:.4f}", err=True)
+
+    report, checkpoint = run_stage(
+        split, output, stage=stage, flow_path=flow_path, init_2d=init_2d,
+        pretrained=pretrained, num_workers=workers, device=select_device(device),
+        on_step=on_step, **options,
+    )  # fmt: skip
+    click.echo(
+        f"stage {stage}: {report.steps} step(s), last loss "
+        f"{report.losses[-1] if report.losses else float('nan'):.4f} → {checkpoint}",
         err=True,
     )
 
@@ -771,6 +1084,15 @@ class _EpochProgress:
     default=None,
     help="Folder for metrics.json, per_class.csv, confusion.csv, predictions.json.",
 )
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.png",
+    help="Draw the confusion matrix (rows normalized per true class) into FILE.png "
+    "(needs matplotlib).",
+)
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--workers", "-j", default="auto", show_default=True, metavar="N|auto")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]")
@@ -780,8 +1102,8 @@ class _EpochProgress:
 def evaluate_command(
     checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
     val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
-    output: Path | None, batch_size: int, workers: str, device: str, precision: str,
-    trust_checkpoint: bool,
+    output: Path | None, plot_path: Path | None, batch_size: int, workers: str, device: str,
+    precision: str, trust_checkpoint: bool,
 ) -> None:  # fmt: skip
     """Evaluate CHECKPOINT on DATASET the papers' way: non-overlapping clips, centre crop, clip
     softmax averaged per video. Prints video top-1/top-5 and clip accuracy.
@@ -791,10 +1113,13 @@ def evaluate_command(
       feat3d evaluate runs/motion/best.pt motion/
       feat3d evaluate runs/ucf/best.pt ucf101/ --val-list testlist01.txt \\
           --train-list trainlist01.txt --classes classInd.txt -o runs/ucf/eval
+      feat3d evaluate runs/motion/best.pt motion/ --plot confusion.png
     """
     from .extract import clip_options_for
     from .train import evaluate_videos, write_evaluation
 
+    if plot_path is not None:
+        require_matplotlib()
     split = _load_split(dataset, val_split, seed, train_list, val_list, classes_file, csv_file)
     vm = _load(None, str(checkpoint), device, precision, trust_checkpoint, None, quiet=False)
     if list(vm.categories) != list(split.classes):
@@ -813,6 +1138,11 @@ def evaluate_command(
     if output is not None:
         write_evaluation(result, split.classes, output)
         click.echo(f"written to {output}", err=True)
+    if plot_path is not None:
+        from .plots import plot_confusion
+
+        plot_confusion(result.confusion, split.classes, plot_path)
+        click.echo(f"confusion matrix drawn in {plot_path}", err=True)
     if result.failures:
         sys.exit(1)
 
@@ -858,32 +1188,35 @@ def models_command(as_json: bool, pattern: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.pass_context
 def weights_group(ctx: click.Context, as_json: bool) -> None:
-    """List the published checkpoints feat3d reads and where to get them, or convert one.
+    """List every checkpoint feat3d knows (published ones and those added), where to get it,
+    its SHA-256 when known and its local file; add, download, remove or convert one.
 
     \b
     Examples:
       feat3d weights
+      feat3d weights download r3d_18.kinetics400_v1
+      feat3d weights add resnet-34-kinetics.pth
       feat3d weights convert resnet-34-kinetics.pth resnet-34-kinetics.safetensors
     """
     if ctx.invoked_subcommand is not None:
         return
-    rows = published_checkpoints()
+    rows = known_weights()
     if as_json:
-        click.echo(json.dumps([row.__dict__ for row in rows], indent=1))
+        click.echo(json.dumps([row.to_json() for row in rows], indent=1))
         return
-    table = Table(title="published checkpoints (--weights NAME for torchvision's, else a path)")
-    columns = ("file", "model", "format", "classes", "sampling", "trained on", "accuracy", "get it")
-    for column in columns:
+    table = Table(title="checkpoints (--weights NAME once local, or --weights PATH)")
+    for column in ("name", "model", "classes", "sampling", "source", "sha256", "local file"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(
-            row.filename, row.model, row.format, str(row.classes), row.sampling, row.dataset,
-            row.accuracy, row.source,
-        )  # fmt: skip
+        sha = f"{row.sha256[:16]}…" if row.sha256 else None
+        table.add_row(*(escape(cell) for cell in (
+            row.name, row.model, str(row.classes),
+            row.published.sampling if row.published else "–", row.source, sha or "–",
+            str(row.path) if row.path else "–",
+        )))  # fmt: skip
     Console().print(table)
-    cached = [w for w in list_weights() if weights_cache_path(w).exists()]
+    click.echo(f"weights home: {weights_home()} (set FEAT3D_HOME to move it)")
     click.echo(f"torch.hub cache: {weights_cache_path(list_weights()[0]).parent}")
-    click.echo(f"cached there: {', '.join(w.name for w in cached) or 'none'}")
 
 
 @weights_group.command("convert")
@@ -909,6 +1242,99 @@ def convert_command(source: Path, target: Path, trust_checkpoint: bool) -> None:
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
     click.echo(f"{source} → {target}: {meta.arch}, {len(meta.categories)} classes")
+
+
+def _complete_registered(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    names = [row.name for row in known_weights() if row.path is not None]
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
+def _complete_downloadable(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    names = [named.name for named in list_weights()]
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
+@weights_group.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--name", "-n", default=None,
+    help="The name for --weights. Default: the file stem (torchvision's tag for its files).",
+)
+@click.option(
+    "--model", "-m", type=click.Choice(list_backbones()), default=None,
+    help="The architecture FILE must hold. Default: read from its keys and shapes.",
+)
+@click.option("--link", is_flag=True, help="Symlink to FILE instead of copying it.")
+@click.option("--force", is_flag=True, help="Replace weights already registered as NAME.")
+@click.option(
+    "--trust-checkpoint", is_flag=True,
+    help="Allow full unpickling of FILE (can run code hidden in it).",
+)  # fmt: skip
+@errors_to_click
+def add_command(
+    file: Path, name: str | None, model: str | None, link: bool, force: bool,
+    trust_checkpoint: bool,
+) -> None:  # fmt: skip
+    """Verify checkpoint FILE and copy it into the weights home under NAME, so that
+    `--weights NAME` works in every command. FILE must load strictly into an architecture,
+    and match the published checksum (torchvision) or layout (Hara, C3D) when NAME is a
+    published one. The home is $FEAT3D_HOME, else <torch hub dir>/feat3d.
+
+    \b
+    Examples:
+      feat3d weights add resnet-34-kinetics.pth
+      feat3d weights add ~/Downloads/r3d18_K_200ep.pth --link
+      feat3d weights add r3d_18-b3b3357e.pth --name r3d_18.kinetics400_v1
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        entry = add_weights(
+            file, name=name, model=model, link=link, replace=force, trust=trust_checkpoint
+        )
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    how = "linked" if entry.linked else "copied"
+    click.echo(
+        f"added {entry.name}: {entry.arch}, {entry.classes} classes, {entry.format} format, "
+        f"sha256 {entry.sha256[:12]}… ({how} to {entry.path}); use --weights {entry.name}"
+    )
+
+
+@weights_group.command("download")
+@click.argument("name", shell_complete=_complete_downloadable)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@errors_to_click
+def download_command(name: str, quiet: bool) -> None:
+    """Download torchvision's Kinetics-400 weights NAME into the torch hub cache and check
+    their hash. For checkpoints shared on Google Drive, print where to get the file and the
+    `feat3d weights add` command to run.
+
+    \b
+    Examples:
+      feat3d weights download r3d_18.kinetics400_v1
+      feat3d weights download r2plus1d_18.kinetics400_v1 -q
+    """
+    path = download_weights(name, progress=not quiet and sys.stderr.isatty())
+    click.echo(f"{name}: {path}")
+
+
+@weights_group.command("remove")
+@click.argument("name", shell_complete=_complete_registered)
+@errors_to_click
+def remove_command(name: str) -> None:
+    """Forget weights NAME and delete its file from the weights home (a linked file's target
+    stays), or delete torchvision's download from the torch hub cache.
+
+    \b
+    Example:
+      feat3d weights remove resnet-34-kinetics
+    """
+    for path in remove_weights(name):
+        click.echo(f"removed {path}")
 
 
 def _print_predictions(report: ClassifyReport, *, per_clip: bool) -> None:
@@ -981,10 +1407,19 @@ def _print_predictions(report: ClassifyReport, *, per_clip: bool) -> None:
     default=None,
     help="Write the report as JSON to this file ('-' for stdout).",
 )
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.png",
+    help="With --pca: draw accuracy against PCA dimensions (Tran et al.'s Fig. 3) into "
+    "FILE.png (needs matplotlib).",
+)
 @errors_to_click
 def svm_command(
     feats: Path, labels: Path, folds: int, pca_text: str, c_text: str, seed: int,
-    json_path: Path | None,
+    json_path: Path | None, plot_path: Path | None,
 ) -> None:  # fmt: skip
     """Linear-SVM accuracy of extracted features FEATS (h5, json or npy output of extract):
     per-video mean of clip features, L2-normalized, LinearSVC with C chosen on the training
@@ -995,16 +1430,26 @@ def svm_command(
       feat3d svm feats.h5 --labels labels.csv
       feat3d svm feats.h5 -l ucf101_split1.csv --pca 10,50,100,200,300
       feat3d svm feats/ -l labels.csv --folds 5 --c 0.1,1,10 --json svm.json
+      feat3d svm feats.h5 -l labels.csv --pca 10,50,100,200,300 --plot svm_pca.png
     """
     try:
         pca_dims = parse_number_list(pca_text, kind=int)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--pca") from error
+    if plot_path is not None:
+        if not pca_dims:
+            raise click.BadParameter("needs --pca D1,D2,... (its x axis)", param_hint="--plot")
+        require_matplotlib()
     try:
         c_grid = parse_number_list(c_text, kind=float)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--c") from error
     report = svm_evaluate(feats, labels, folds=folds, pca_dims=pca_dims, c_grid=c_grid, seed=seed)
+    if plot_path is not None:
+        from .plots import plot_svm_pca
+
+        plot_svm_pca(report, plot_path)
+        click.echo(f"accuracy against PCA dimensions drawn in {plot_path}", err=True)
     data = json.dumps(report.to_json(), indent=1, ensure_ascii=False)
     if json_path is not None and str(json_path) == "-":
         click.echo(data)
@@ -1023,6 +1468,78 @@ def svm_command(
         if report.pca_skipped:
             skipped = ", ".join(map(str, report.pca_skipped))
             click.echo(f"PCA sizes skipped (not below min(train videos, D)): {skipped}")
+
+
+@cli.command("merge")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("parts", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT instead of adding to it.")
+@errors_to_click
+def merge_command(output: Path, parts: tuple[Path, ...], overwrite: bool) -> None:
+    """Merge HDF5 outputs of `feat3d extract` (e.g. the shards of one run) into OUTPUT.
+
+    The parts must have been made with the same options; a video in two parts must have the
+    same content in both (else nothing is written); a success in one part wins over an error
+    record in another. A part left by a killed run (with its journal) is completed first.
+
+    
+    Examples:
+      feat3d merge feats.h5 feats.0.h5 feats.1.h5 feats.2.h5
+      feat3d merge all.h5 node*/part.h5 --overwrite
+    """
+    from .io.merge import merge_outputs
+
+    report = merge_outputs(output, list(parts), overwrite=overwrite)
+    for part in report.parts:
+        click.echo(
+            f"{part.path}: {part.videos} videos, {part.duplicates} duplicates skipped, "
+            f"{part.errors} errors",
+            err=True,
+        )
+    click.echo(
+        f"{output}: {report.videos} videos, {report.duplicates} duplicates skipped, "
+        f"{report.errors} error records",
+        err=True,
+    )
+
+
+@cli.command("info")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--video",
+    "video_key",
+    metavar="NAME",
+    default=None,
+    help="One video of an output (its key): attributes and each clip's frames and seconds.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs its code).")
+@errors_to_click
+def info_command(path: Path, video_key: str | None, as_json: bool, trust_checkpoint: bool) -> None:
+    """What FILE holds: an extract output (HDF5, JSON Lines, npy folder) — its options,
+    videos, clips, feature size, failures, pending journal — or a checkpoint — architecture,
+    format, classes, normalization, clip length, parameters, SHA-256.
+
+    \b
+    Examples:
+      feat3d info feats.h5
+      feat3d info feats.h5 --video class_a/clip01.mp4
+      feat3d info runs/motion/best.pt --json
+    """
+    from .info import describe
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = describe(path, video=video_key, trust=trust_checkpoint)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    else:
+        click.echo(result.to_text())
+
+
+add_config_option(cli)  # after every command is defined: each gets --config FILE.toml
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +22,7 @@ from .io.writers import (
 )
 from .model import VideoModel, load_model
 from .pipeline import ClipOptions, run_videos
+from .two_stream import TwoStreamOptions, is_two_stream, two_stream_videos
 
 
 class RunEvents:
@@ -48,6 +51,9 @@ class ExtractReport:
         written: Keys written (or returned) by this run.
         skipped: Keys already complete in the output (resume).
         failures: Videos that failed, with their reasons.
+        clips: Clips that went through the network.
+        elapsed: Seconds from the first video to the last.
+        shard: ``(index, count)`` when only a shard of the inputs was processed.
     """
 
     output: Path | None
@@ -55,10 +61,44 @@ class ExtractReport:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[VideoFailure] = field(default_factory=list)
+    clips: int = 0
+    elapsed: float = 0.0
+    shard: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.clips / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line: done / skipped / failed, clips, elapsed and rate."""
+        where = f" to {self.output}" if self.output is not None else ""
+        shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
+        return (
+            f"{len(self.written)} done{where}{shard}, {len(self.skipped)} skipped (already "
+            f"complete), {len(self.failures)} failed; {self.clips} clips in "
+            f"{self.elapsed:.1f} s ({self.clips_per_second:.1f} clips/s)"
+        )
+
+
+class ErrorLog:
+    """``--errors FILE.jsonl``: one JSON line per failed video, appended as it fails."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("a", encoding="utf-8")
+
+    def write(self, failure: VideoFailure) -> None:
+        record = {"video": failure.key, "source": failure.source, "error": failure.message}
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 def clip_options_for(
@@ -74,6 +114,8 @@ def clip_options_for(
     start: float | None = None,
     end: float | None = None,
     max_clips: int | None = None,
+    max_frames: int | None = None,
+    timeout: float | None = None,
 ) -> ClipOptions:
     """Clip options, each left-out one taken from the weights' metadata (``fps``: the rate
     the weights were evaluated at, when they record one; ``fps=0`` forces the native rate)."""
@@ -92,6 +134,10 @@ def clip_options_for(
         raise ValueError(f"end ({end}) must be after start ({start})")
     if max_clips is not None and max_clips < 1:
         raise ValueError("max_clips must be at least 1")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError("max_frames must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be a positive number of seconds")
     for name, value in (("size", size), ("crop", crop)):
         sides = value if isinstance(value, tuple) else (value,)
         if value is not None and not all(isinstance(v, int) and v >= 1 for v in sides):
@@ -104,6 +150,8 @@ def clip_options_for(
         start=start,
         end=end,
         max_clips=max_clips,
+        max_frames=max_frames,
+        timeout=timeout,
         tail=tail,
         size=size if size is not None else meta.resize,
         crop=crop if crop is not None else meta.crop,
@@ -126,6 +174,7 @@ def run_attributes(model: VideoModel, clips: ClipOptions, **extra: Any) -> dict[
         "start": clips.start,
         "end": clips.end,
         "max_clips": clips.max_clips,
+        "max_frames": clips.max_frames,
         "size": list(clips.size) if isinstance(clips.size, tuple) else clips.size,
         "crop": list(clips.crop) if isinstance(clips.crop, tuple) else clips.crop,
         "tail": clips.tail,
@@ -158,10 +207,19 @@ def extract(
     start: float | None = None,
     end: float | None = None,
     max_clips: int | None = None,
+    max_frames: int | None = None,
+    timeout: float | None = None,
+    shard: tuple[int, int] | None = None,
+    errors: str | os.PathLike[str] | None = None,
+    flow: str | os.PathLike[str] | None = None,
+    flow_method: str = "tvl1",
+    chunks: int = 25,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "auto",
     precision: str = "fp32",
+    trust_checkpoint: bool = False,
+    num_classes: int | None = None,
     dtype: str = "float32",
     average_only: bool = False,
     format: str | None = None,
@@ -186,10 +244,21 @@ def extract(
             when they record one, e.g. 15 for torchvision's; else every frame; 0: native).
         start, end: Only the span between these times (seconds); ``start`` seeks.
         max_clips: At most this many clips per video.
+        max_frames: Decode at most this many frames per video.
+        timeout: A video whose decoding takes longer (seconds, not counting waits for the
+            model) is recorded as failed; with ``workers > 0`` a decoder that hangs inside
+            FFmpeg is also killed (after ``timeout`` + 5 s without progress, 300 s by default).
+        shard: ``(i, n)``: process only the inputs whose key hashes to shard ``i`` of ``n``
+            (stable across runs and machines; see ``feat3d.io.merge.shard_of``).
+        errors: Append one JSON line per failed video to this file.
+        flow, flow_method, chunks: ``st-resnet-50`` only: the ``feat3d flow`` file (else flow
+            is computed with ``flow_method``) and the chunks per video (see
+            ``feat3d.two_stream``); each video then has one row, its ``chunks`` chunks.
         size, crop: Resize (short side, or ``(H, W)``) and centre crop; default from weights.
         batch_size: Clips per forward pass (batches span videos).
         workers: Decoding processes (0: decode in this process).
         device, precision: Where and how the model runs.
+        trust_checkpoint, num_classes: See ``load_model``.
         dtype: ``float32`` or ``float16`` for stored features.
         average_only: Store only the per-video mean.
         format: ``h5``, ``json`` or ``npy``; guessed from ``output`` when left out.
@@ -208,7 +277,10 @@ def extract(
         raise ValueError(f"dtype must be float32 or float16, not {dtype!r}")
     events = events or RunEvents()
     if not isinstance(model, VideoModel):
-        model = load_model(model, weights, device=device, precision=precision)
+        model = load_model(
+            model, weights, device=device, precision=precision,
+            trust_checkpoint=trust_checkpoint, num_classes=num_classes,
+        )  # fmt: skip
     layer = layer or model.default_layer
     model.check_layer(layer)
     if not pool and layer != "conv5":
@@ -216,19 +288,25 @@ def extract(
     clips = clip_options_for(
         model, clip_len=clip_len, stride=stride, tail=tail, size=size, crop=crop,
         frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
+        max_frames=max_frames, timeout=timeout,
     )  # fmt: skip
     inputs = list(inputs)
     if all(isinstance(item, VideoSource) for item in inputs):
         sources: list[VideoSource] = inputs  # type: ignore[assignment]
     else:
         sources = discover_videos(inputs)  # type: ignore[arg-type]
+    if shard is not None:
+        sources = select_shard(sources, *shard)
 
-    report = ExtractReport(output=Path(output) if output is not None else None)
+    report = ExtractReport(output=Path(output) if output is not None else None, shard=shard)
+    two_stream = TwoStreamOptions(flow=flow, chunks=chunks, method=flow_method)
     writer: FeatureWriter | None = None
     if output is not None:
         attrs = run_attributes(
             model, clips, layer=layer, pool=pool, dtype=dtype, average_only=average_only
         )
+        if is_two_stream(model):
+            attrs.update(two_stream.attributes())
         if layer in ("logits", "probs"):
             attrs["classes"] = list(model.categories)
         writer = open_writer(
@@ -242,21 +320,30 @@ def extract(
         report.skipped = [s.key for s in sources if s.key in done]
         sources = [s for s in sources if s.key not in done]
     events.on_start(total=len(sources), skipped=len(report.skipped))
+    error_log = ErrorLog(errors) if errors is not None else None
+    started = time.perf_counter()
+
+    def count_clips(count: int) -> None:
+        report.clips += count
+        events.on_clips(count)
+
+    if is_two_stream(model):
+        results = two_stream_videos(
+            model, sources, options=two_stream, layers=(layer,), on_clips=count_clips
+        )
+    else:
+        results = run_videos(
+            model, sources, clips=clips, layers=(layer,), pool=pool, batch_size=batch_size,
+            workers=workers, on_clips=count_clips,
+        )  # fmt: skip
     try:
-        for result in run_videos(
-            model,
-            sources,
-            clips=clips,
-            layers=(layer,),
-            pool=pool,
-            batch_size=batch_size,
-            workers=workers,
-            on_clips=events.on_clips,
-        ):
+        for result in results:
             if isinstance(result, VideoFailure):
                 report.failures.append(result)
                 if writer is not None:
                     writer.write_error(result)
+                if error_log is not None:
+                    error_log.write(result)
                 events.on_failure(result)
                 continue
             video = result.to_features(layer)
@@ -267,6 +354,19 @@ def extract(
             report.written.append(video.key)
             events.on_video(video.key, video.n_clips)
     finally:
+        report.elapsed = time.perf_counter() - started
         if writer is not None:
             writer.close()
+        if error_log is not None:
+            error_log.close()
     return report
+
+
+def select_shard(sources: list[VideoSource], index: int, count: int) -> list[VideoSource]:
+    """The sources of shard ``index`` of ``count``, chosen by a hash of each key, so the
+    shards of a list are disjoint, cover it, and don't depend on its order or on the machine."""
+    from .io.merge import shard_of
+
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    return [source for source in sources if shard_of(source.key, count) == index]

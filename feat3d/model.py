@@ -21,7 +21,9 @@ from torch import nn
 from .backbones import WeightsMeta, get_backbone, list_backbones, resolve_weights
 
 #: Every layer name some network provides; each network lists its own in ``VideoModel.layers``.
-LAYERS: tuple[str, ...] = ("conv5", "pool5", "fc6", "fc7", "logits", "probs")
+LAYERS: tuple[str, ...] = (
+    "conv5", "pool5", "fc6", "fc7", "logits", "probs", "pool5_appearance", "pool5_motion",
+)  # fmt: skip
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Layers without a bf16 CPU kernel in torch (``avg_pool3d``: DenseNet's transitions); they
@@ -352,7 +354,11 @@ def load_model(
             stacklevel=2,
         )
     if resolved.state_dict is None:
-        backbone = get_backbone(resolved.arch, num_classes=num_classes)
+        # The same random network in every process and run (seed 0): the parts of a sharded
+        # run, and a resumed run, must not mix features of different networks.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            backbone = get_backbone(resolved.arch, num_classes=num_classes)
     else:
         backbone = get_backbone(resolved.arch, weights=resolved, num_classes=num_classes)
     return VideoModel(

@@ -1,26 +1,28 @@
 """The extraction pipeline: videos → decoded clips (worker processes) → batches → model.
 
-Decoding runs in ``torch.utils.data`` worker processes, each taking every n-th video and
-streaming its clips; the main process gathers clips into batches that may span videos, runs the
-model, and hands back each video as soon as all its clips have been through the network.
+Decoding runs in worker processes (``feat3d.workers.DecodePool``), each taking every n-th
+video and streaming its clips; the main process gathers clips into batches that may span
+videos, runs the model, and hands back each video as soon as all its clips have been through
+the network. A worker that crashes or hangs on a hostile file is replaced and only that video
+fails.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .io.clips import iter_clips
 from .io.decode import Frame, VideoDecodeError, VideoInfo, iter_frames
 from .io.discover import VideoSource
 from .io.writers import VideoFailure, VideoFeatures
 from .model import VideoModel
+from .workers import DEFAULT_HANG_AFTER, HANG_GRACE, DecodePool, Stopwatch
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class ClipOptions:
         fps: Sample frames at this rate by presentation time (``None``: every frame).
         start, end: Only the frames shown between these times (seconds); ``start`` seeks.
         max_clips: Stop each video after this many clips.
+        max_frames: Stop decoding each video after this many frames.
+        timeout: Abandon a video (a failure) when decoding it has taken this many seconds,
+            not counting time spent waiting for the model.
     """
 
     clip_len: int = 16
@@ -51,6 +56,21 @@ class ClipOptions:
     start: float | None = None
     end: float | None = None
     max_clips: int | None = None
+    max_frames: int | None = None
+    timeout: float | None = None
+
+    def clip_bytes(self) -> int:
+        """Bytes of one decoded clip (uint8 THWC) when the options fix its size, else an
+        estimate for a 16:9 video."""
+        shape = self.crop if self.crop is not None else self.size
+        if isinstance(shape, int):
+            wide = shape if self.crop is not None else -(-shape * 16 // 9)
+            height, width = shape, wide
+        elif shape is None:
+            height, width = 360, 640
+        else:
+            height, width = shape
+        return self.clip_len * height * width * 3
 
     def decode_kwargs(self) -> dict[str, Any]:
         """Temporal options for ``iter_frames`` (only those that are set)."""
@@ -63,7 +83,7 @@ class ClipItem(NamedTuple):
 
     kind: str  # "clip" | "end" | "error"
     video: int
-    frames: torch.Tensor | None = None
+    frames: torch.Tensor | np.ndarray | None = None
     segment: tuple[int, int] = (0, 0)
     time: tuple[float, float] = (0.0, 0.0)
     padded: int = 0
@@ -76,24 +96,32 @@ def _describe(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-class ClipStream(IterableDataset):
-    """Streams the clips of many videos; each worker takes every n-th video."""
+class VideoTimeout(Exception):
+    """Decoding a video took longer than ``--timeout``."""
+
+
+class ClipStream:
+    """The clips of many videos, one video at a time (frames as uint8 numpy arrays)."""
 
     def __init__(self, sources: Sequence[VideoSource], options: ClipOptions):
-        super().__init__()
         self.sources = list(sources)
         self.options = options
 
     def __iter__(self) -> Iterator[ClipItem]:
-        worker = get_worker_info()
-        start, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        for index in range(start, len(self.sources), step):
-            yield from self._video_items(index)
+        """Every item of every video, decoded in this process (frames as tensors)."""
+        for index in range(len(self.sources)):
+            for item in self.video_items(index, Stopwatch()):
+                if item.frames is not None:
+                    item = item._replace(frames=torch.from_numpy(item.frames))
+                yield item
 
-    def _video_items(self, index: int) -> Iterator[ClipItem]:
+    def video_items(self, index: int, watch: Stopwatch) -> Iterator[ClipItem]:
+        """The clips of video ``index`` then its ``end`` (or ``error``) item. ``watch`` times
+        the decoding for ``--timeout``; the caller pauses it while a clip waits for room."""
         source = self.sources[index]
         opts = self.options
         infos: list[VideoInfo] = []
+        damage: list[str] = []
         decoded = _FrameCounter(
             iter_frames(
                 source.path,
@@ -101,8 +129,12 @@ class ClipStream(IterableDataset):
                 crop=opts.crop,
                 threads=opts.threads,
                 info_out=infos,
+                warnings_out=damage,
                 **opts.decode_kwargs(),
-            )
+            ),
+            max_frames=opts.max_frames,
+            watch=watch,
+            timeout=opts.timeout,
         )
         n_clips = padded = 0
         clips = iter_clips(
@@ -121,12 +153,12 @@ class ClipStream(IterableDataset):
                 yield ClipItem(
                     "clip",
                     index,
-                    frames=torch.from_numpy(np.ascontiguousarray(clip.frames)),
+                    frames=np.ascontiguousarray(clip.frames),
                     segment=(int(clip.segment[0]), int(clip.segment[1])),
                     time=(float(clip.time[0]), float(clip.time[1])),
                     padded=int(clip.padded),
                 )
-        except VideoDecodeError as error:
+        except (VideoDecodeError, VideoTimeout) as error:
             yield ClipItem("error", index, message=_describe(error))
             return
         except Exception as error:  # one broken video must never stop a run of thousands
@@ -149,6 +181,7 @@ class ClipStream(IterableDataset):
                 "height": int(info.height),
                 "padded_frames": padded,
                 "n_clips": n_clips,
+                "warnings": list(damage),
             },
         )
 
@@ -160,21 +193,51 @@ class _FrameCounter:
     frames when every frame is used, and still a source frame count with ``--fps``.
     """
 
-    def __init__(self, frames: Iterator[Frame]):
+    def __init__(
+        self,
+        frames: Iterator[Frame],
+        *,
+        max_frames: int | None = None,
+        watch: Stopwatch | None = None,
+        timeout: float | None = None,
+    ):
         self.frames = frames
+        self.max_frames = max_frames
+        self.watch = watch
+        self.timeout = timeout
         self.source_frames = 0
         self.end_time = 0.0
 
     def __iter__(self) -> Iterator[Frame]:
-        for frame in self.frames:
+        try:
+            yield from self._count()
+        finally:
+            close = getattr(self.frames, "close", None)
+            if close is not None:
+                close()  # the decoder, also when --max-frames stopped early
+
+    def _count(self) -> Iterator[Frame]:
+        for count, frame in enumerate(self.frames):
+            if self.max_frames is not None and count >= self.max_frames:
+                return
+            timed = self.timeout is not None and self.watch is not None
+            if timed and self.watch.elapsed() > self.timeout:  # type: ignore[union-attr,operator]
+                raise VideoTimeout(
+                    f"decoding took more than {self.timeout:g} s (--timeout); "
+                    f"stopped after {count} frames"
+                )
             self.source_frames = max(self.source_frames, frame.index + 1)
             self.end_time = frame.time + frame.duration
             yield frame
 
 
-def _init_decode_worker(_worker_id: int) -> None:
-    # Decoding threads are FFmpeg's; torch's intra-op pool in a decoder only competes for cores.
-    torch.set_num_threads(1)
+def _decode_options(clips: ClipOptions, workers: int) -> ClipOptions:
+    """Codec threads per decoding process: FFmpeg's choice (one per core) in each of many
+    processes would oversubscribe the cores and multiply the frames held in flight (a 4K
+    frame is 12 MB), so each process gets its share of the cores, at least 2."""
+    if workers < 1 or clips.threads:
+        return clips
+    return replace(clips, threads=max(2, (os.cpu_count() or 2) // workers))
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -253,6 +316,7 @@ class VideoOutputs:
             width=info["width"],
             height=info["height"],
             padded_frames=info["padded_frames"],
+            extra={"warnings": info["warnings"]} if info.get("warnings") else {},
         )
 
 
@@ -290,16 +354,11 @@ def run_videos(
         raise ValueError("batch size must be at least 1")
     if not sources:
         return
-    stream = ClipStream(sources, clips)
-    loader = DataLoader(
-        stream,
-        batch_size=None,
-        num_workers=workers,
-        pin_memory=False,  # the whole batch is pinned instead, see BatchBuffer
-        worker_init_fn=_init_decode_worker if workers > 0 else None,
-        prefetch_factor=4 if workers > 0 else None,
-        persistent_workers=False,
-    )
+    stream = ClipStream(sources, _decode_options(clips, workers))
+    loader: Iterable[ClipItem] = stream
+    if workers > 0:
+        hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE
+        loader = DecodePool(stream, workers, slot_bytes=clips.clip_bytes(), hang_after=hang_after)
     pending: dict[int, _Pending] = {}
     batch: list[ClipItem] = []
     ended: list[int] = []

@@ -14,6 +14,7 @@ from feat3d.backbones import (
     hara_variants,
     res3d,
     resnet2p1d,
+    st_resnet,
     video_resnet,
 )
 from feat3d.backbones.registry import (
@@ -79,6 +80,7 @@ __all__ = [
     "resnet2p1d",
     "resolve_weights",
     "save_checkpoint",
+    "st_resnet",
     "video_resnet",
     "weights_cache_path",
 ]

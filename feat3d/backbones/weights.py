@@ -191,6 +191,24 @@ PRESETS: dict[str, Preset] = {
         channel_order="BGR",
         frame_stride=2,
     ),
+    # ST-ResNet-50 (feat3d/backbones/st_resnet.py) initialized from a torchvision ImageNet
+    # ResNet-50: torchvision's ImageNet normalization (transforms/_presets.py
+    # ImageClassification: mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225), 0-1),
+    # resize 256, crop 224. A clip is 5 chunks (stage 2 of Feichtenhofer et al., NIPS 2016)
+    # 10 frames apart (the middle of the training stride range 5-15). The RGB statistics
+    # apply to channels 0-2 only; the flow channels are scaled by the caller.
+    "st-resnet": Preset(
+        name="st-resnet",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        value_scale=1.0,
+        resize=256,
+        crop=224,
+        clip_len=5,
+        frame_rate=None,
+        reference="pytorch/vision ImageClassification preset; Feichtenhofer et al. NIPS 2016",
+        frame_stride=10,
+    ),
 }
 
 # Checkpoint format → preset of the weights stored in it.
@@ -1253,10 +1271,17 @@ def resolve_weights(
         arch = model or DEFAULT_MODEL
         return ResolvedWeights(arch, None, default_meta(arch))
 
+    local = None
     if isinstance(weights, str):
+        from feat3d.backbones.hub import find_registered  # late: hub imports this module
+
         named = _lookup_named(weights, model=model)
+        local = find_registered(named.name if named is not None else weights)
         if named is not None:
-            path, sha = _fetch(named, progress=progress)
+            if local is not None:  # added with `feat3d weights add FILE --name NAME`
+                path, sha = local.path, _check_unchanged(local.path, local.sha256)
+            else:
+                path, sha = _fetch(named, progress=progress)
             ckpt = load_checkpoint(path, sha256=sha)
             if ckpt.arch != named.arch:
                 raise WeightsError(f"{path} holds {ckpt.arch}, expected {named.arch}")
@@ -1273,7 +1298,7 @@ def resolve_weights(
             )
             return ResolvedWeights(named.arch, ckpt.state_dict, meta)
 
-    path = Path(weights).expanduser()
+    path = local.path if local is not None else Path(weights).expanduser()
     if not path.is_file():
         text = str(weights)
         if os.sep in text or "/" in text or path.suffix.lower() in _CHECKPOINT_SUFFIXES:
@@ -1288,4 +1313,18 @@ def resolve_weights(
             f"{path} holds {ckpt.arch} weights ({_FORMAT_TEXT[ckpt.format]}) but the model is "
             f"{model}; use --model {ckpt.arch} or leave it out"
         )
-    return ResolvedWeights(ckpt.arch, ckpt.state_dict, ckpt.meta)
+    if local is None:
+        return ResolvedWeights(ckpt.arch, ckpt.state_dict, ckpt.meta)
+    _check_unchanged(path, local.sha256, sha256=ckpt.meta.sha256)
+    return ResolvedWeights(ckpt.arch, ckpt.state_dict, replace(ckpt.meta, name=local.name))
+
+
+def _check_unchanged(path: Path, registered: str, *, sha256: str | None = None) -> str:
+    """The file's SHA-256, which must still be the one recorded when it was registered."""
+    sha = sha256 or compute_sha256(path)
+    if sha != registered:
+        raise WeightsError(
+            f"{path} changed since it was added (sha256 {sha}, registered {registered}); "
+            "add it again with `feat3d weights add FILE --name NAME --force`"
+        )
+    return sha

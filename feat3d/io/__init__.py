@@ -1,9 +1,12 @@
 """Video input and feature output: streaming decode (:mod:`.decode`), clip assembly
-(:mod:`.clips`), input discovery (:mod:`.discover`) and output formats (:mod:`.writers`)."""
+(:mod:`.clips`), input discovery (:mod:`.discover`), output formats (:mod:`.writers`;
+crash-safe HDF5 in :mod:`.h5store` over :mod:`.journal`) and merging shards (:mod:`.merge`)."""
 
 from .clips import Clip, count_clips, iter_clips
 from .decode import Frame, VideoDecodeError, VideoInfo, iter_frames, open_video
 from .discover import InputError, VideoSource, discover_videos
+from .h5store import H5Store
+from .merge import MergeReport, merge_outputs, parse_shard, shard_of
 from .writers import (
     OutputError,
     VideoFailure,
@@ -15,7 +18,9 @@ from .writers import (
 __all__ = [
     "Clip",
     "Frame",
+    "H5Store",
     "InputError",
+    "MergeReport",
     "OutputError",
     "VideoDecodeError",
     "VideoFailure",
@@ -26,7 +31,10 @@ __all__ = [
     "discover_videos",
     "iter_clips",
     "iter_frames",
+    "merge_outputs",
     "open_video",
     "open_writer",
+    "parse_shard",
     "read_h5_features",
+    "shard_of",
 ]

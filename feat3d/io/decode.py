@@ -218,6 +218,11 @@ def _check_path(path: Path) -> None:
     except OSError as e:
         raise VideoDecodeError(f"cannot access file: {e.strerror or e}") from e
     if path.is_dir():
+        try:
+            os.scandir(path).close()
+        except OSError as e:  # discovery passes on folders it could not list
+            reason = "permission denied" if isinstance(e, PermissionError) else _reason(e)
+            raise VideoDecodeError(f"cannot list folder: {reason}") from e
         raise VideoDecodeError("is a directory, not a video file")
     if st.st_size == 0:
         raise VideoDecodeError("empty file")
@@ -255,7 +260,7 @@ def _open_error(path: Path, exc: BaseException) -> VideoDecodeError:
             return VideoDecodeError("truncated or corrupt MP4/MOV: no usable 'moov' index")
         if family is not None:
             return VideoDecodeError(f"truncated or corrupt {family} container header")
-        return VideoDecodeError("not a video file (unrecognised or unreadable container)")
+        return VideoDecodeError(f"not a video file (ffmpeg: {_reason(exc)})")
     if family is not None and isinstance(exc, OSError) and exc.errno == errno.EIO:
         return VideoDecodeError(
             f"I/O error reading the {family} container header (truncated or corrupt file?)"
@@ -276,14 +281,29 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
     if not container.streams:
         raise VideoDecodeError("truncated or corrupt header: no streams found")
     if not container.streams.video:
-        kinds = ", ".join(sorted({s.type for s in container.streams}))
-        raise VideoDecodeError(f"no video stream (found: {kinds})")
+        kinds = sorted({s.type for s in container.streams})
+        found = "audio only" if kinds == ["audio"] else f"found: {', '.join(kinds)}"
+        raise VideoDecodeError(f"no video stream ({found})")
+    if _is_still_image(container):
+        name = container.format.name
+        codec = container.streams.video[0].codec_context
+        kind = name.removesuffix("_pipe") if name.endswith("_pipe") or codec is None else codec.name
+        kind = kind.upper()
+        raise VideoDecodeError(f"not a video file (a still {kind} image)")
     stream = container.streams.video[0]
     if stream.codec_context is None:
         raise VideoDecodeError(
             "video stream has no decoder parameters (unsupported codec, or truncated header)"
         )
     return stream
+
+
+def _is_still_image(container: av.container.InputContainer) -> bool:
+    """Whether FFmpeg opened the file with an image demuxer (``png_pipe``, ``image2``, ...):
+    it decodes a picture saved under a video name as a one-frame video, which would give
+    features of a still image looped into a clip."""
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
 
 
 def _fps(stream: av.video.stream.VideoStream) -> float:
@@ -379,11 +399,54 @@ def _open(path: Path) -> av.container.InputContainer:
         raise _open_error(path, e) from e
 
 
-def _decode_packet(packet: av.Packet, n_decoded: int) -> list[av.VideoFrame]:
-    try:
-        return packet.decode()
-    except (av.error.FFmpegError, OSError) as e:
-        raise VideoDecodeError(f"decode error after {n_decoded} frames: {_reason(e)}") from e
+class _DamageLog:
+    """Packets the decoder rejected and frames it concealed errors in, for one video.
+
+    A packet that fails to decode (damaged bytes mid-stream) is skipped: its frame, and the
+    frames that reference it until the next keyframe, are missing or concealed, while the
+    rest of the video decodes. The damage is reported once per video (:meth:`warnings`).
+    """
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.failed = 0
+        self.concealed = 0
+        self.first: tuple[int, str] | None = None  # frames decoded before it, reason
+
+    def decode(self, packet: av.Packet, n_decoded: int) -> list[av.VideoFrame]:
+        if packet.size:
+            self.packets += 1
+        try:
+            frames = packet.decode()
+        except MemoryError:
+            raise
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            self.failed += 1
+            if self.first is None:
+                self.first = (n_decoded, _reason(e))
+            return []
+        self.concealed += sum(1 for frame in frames if frame.is_corrupt)
+        return frames
+
+    def warnings(self) -> list[str]:
+        found = []
+        if self.failed and self.first is not None:
+            after, reason = self.first
+            found.append(
+                f"decode errors: {self.failed} of {self.packets} packets could not be decoded "
+                f"(first after {after} frames: {reason}); their frames are missing"
+            )
+        if self.concealed:
+            found.append(f"decode errors: {self.concealed} frames had damage concealed")
+        return found
+
+    def none_decoded(self, what: str) -> VideoDecodeError:
+        if self.failed and self.first is not None:
+            return VideoDecodeError(
+                f"no frames decoded ({self.failed} of {self.packets} packets could not be "
+                f"decoded: {self.first[1]})"
+            )
+        return VideoDecodeError(f"no frames decoded ({what})")
 
 
 def _next_packet(packets: Iterator[av.Packet], n_decoded: int) -> av.Packet | None:
@@ -433,15 +496,14 @@ def open_video(path: str | os.PathLike[str]) -> VideoInfo:
     with _open(path) as container:
         stream = _video_stream(container)
         packets = container.demux(stream)
-        n_packets = 0
+        damage = _DamageLog()
         while (packet := _next_packet(packets, 0)) is not None:
-            n_packets += 1
             if packet.is_corrupt:
                 raise _corrupt_error(0, stream.frames or None)
-            frames = _decode_packet(packet, 0)
+            frames = damage.decode(packet, 0)
             if frames:
                 return _make_info(path, container, stream, frames[0])
-        raise VideoDecodeError(f"no frames decoded ({n_packets} packets read)")
+        raise damage.none_decoded(f"{damage.packets} packets read")
 
 
 def iter_frames(
@@ -455,6 +517,7 @@ def iter_frames(
     start: float | Fraction | None = None,
     end: float | Fraction | None = None,
     stats: dict[str, int] | None = None,
+    warnings_out: list[str] | None = None,
 ) -> Iterator[Frame]:
     """Decode a video lazily into upright, resized, centre-cropped RGB frames.
 
@@ -523,6 +586,18 @@ def iter_frames(
     the last frame's index falls short of the header's frame count by that margin. Time is
     preferred over counts because MP4 edit lists legitimately hide frames the header counts.
 
+    Damage (bytes changed mid-stream, as on a bad disk or a broken download that kept its
+    length): a packet the decoder rejects is skipped and decoding goes on, so the frames that
+    decode are kept; the missing frames shift nothing (times come from pts). When decoding
+    ends, ``warnings_out`` gets ``"decode errors: N of M packets could not be decoded (first
+    after K frames: <FFmpeg's reason>); their frames are missing"`` and, for frames the
+    decoder flagged as concealed, ``"decode errors: N frames had damage concealed"``. A
+    video where no packet decodes raises ``"no frames decoded (N of M packets could not be
+    decoded: ...)"``, and a damaged video that stops short still fails the truncation rule.
+
+    Not videos: a still image under a video name (FFmpeg opens PNG, JPEG, ... as one-frame
+    videos through its image demuxers) raises ``"not a video file (a still PNG image)"``.
+
     Args:
         path: Video file.
         size: Resize rule, see above. Default 112 (short side), the papers' protocol.
@@ -539,6 +614,8 @@ def iter_frames(
         stats: If given, ``stats["decoded"]`` is set to the number of frames the decoder
             produced so far, including dropped and skipped ones (kept up to date while
             iterating, so it is valid after an early ``close()``).
+        warnings_out: If given, one line per kind of damage found is appended when decoding
+            ends (completely, by an error, or by an early ``close()``), see "Damage" above.
 
     Yields:
         :class:`Frame` objects in presentation order.
@@ -571,7 +648,9 @@ def iter_frames(
     if stats is not None and not isinstance(stats, dict):
         raise ValueError(f"stats must be a dict or None, got {type(stats).__name__}")
     window = _Window(rate=rate, start=start_q, end=end_q)
-    return _iter_frames(Path(path), size_v, crop_hw, threads, info_out, window, stats)
+    if warnings_out is not None and not isinstance(warnings_out, list):
+        raise ValueError(f"warnings_out must be a list or None, got {type(warnings_out).__name__}")
+    return _iter_frames(Path(path), size_v, crop_hw, threads, info_out, window, stats, warnings_out)
 
 
 def tick_count(duration: float, *, fps: float | Fraction, start: float | Fraction = 0) -> int:
@@ -654,6 +733,7 @@ class _Reader:
         self.stream = stream
         self.stats = stats
         self.declared = stream.frames or None
+        self.damage = _DamageLog()
         self.time_base = stream.time_base or Fraction(1, 1)
         self.start_pts = stream.start_time or 0
 
@@ -666,7 +746,7 @@ class _Reader:
         while (packet := _next_packet(packets, self.stats["decoded"])) is not None:
             if packet.is_corrupt:
                 raise _corrupt_error(self.stats["decoded"], self.declared)
-            frames = _decode_packet(packet, self.stats["decoded"])
+            frames = self.damage.decode(packet, self.stats["decoded"])
             self.stats["decoded"] += len(frames)
             if frames:
                 yield frames
@@ -707,6 +787,7 @@ def _iter_frames(
     info_out: list[VideoInfo] | None,
     window: _Window,
     stats: dict[str, int] | None,
+    warnings_out: list[str] | None,
 ) -> Iterator[Frame]:
     stats = {} if stats is None else stats
     stats["decoded"] = 0
@@ -731,6 +812,7 @@ def _iter_frames(
             batches if batches is not None else reader.batches(),
             derive_index=seeking,
             info_out=info_out,
+            warnings_out=warnings_out,
         )
         convert = _Converter(stream, size=size, crop=crop)
         try:
@@ -742,6 +824,12 @@ def _iter_frames(
                 )
         finally:
             raws.close()
+
+
+#: A planned resize more than this many times the crop's area, and larger than the coded
+#: frame, is done crop first (see :meth:`_Converter.crop_first`): a sliver such as 4000×2
+#: scaled to a 112-pixel short side would otherwise be a 224000×112 image per frame.
+_CROP_FIRST_RATIO = 16
 
 
 class _Converter:
@@ -772,11 +860,25 @@ class _Converter:
                 size=self.size,
                 crop=self.crop,
             )
+        if plan.crop_h is not None and plan.width * plan.height > max(
+            _CROP_FIRST_RATIO * plan.crop_h * plan.crop_w, frame.width * frame.height
+        ):
+            return self.crop_first(frame, plan)
+        img = self.rgb(frame, plan.width, plan.height)
+        if plan.quarter_turns:
+            img = np.rot90(img, k=plan.quarter_turns)
+        if plan.crop_h is not None:
+            img = img[plan.top : plan.top + plan.crop_h, plan.left : plan.left + plan.crop_w]
+        return np.array(img, dtype=np.uint8, order="C", copy=True)
+
+    def rgb(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+        """``frame`` as ``(height, width, 3)`` RGB, resized bilinearly in libswscale (a view
+        of a buffer the reformatter reuses)."""
         try:
             rgb = self.reformatter.reformat(
                 frame,
-                width=plan.width,
-                height=plan.height,
+                width=width,
+                height=height,
                 format="rgb24",
                 interpolation=Interpolation.BILINEAR,
             )
@@ -784,12 +886,34 @@ class _Converter:
             raise VideoDecodeError(
                 f"cannot convert {frame.format.name} frame to RGB: {_reason(e)}"
             ) from e
-        img = rgb.to_ndarray()  # a strided view of the frame's buffer
+        return rgb.to_ndarray()
+
+    def crop_first(self, frame: av.VideoFrame, plan: _Plan) -> np.ndarray:
+        """Convert at the coded size, cut out the source pixels under the crop (one pixel
+        of margin for the bilinear filter) and scale only those: the same image as scaling
+        the whole frame and cropping, for a fraction of the pixels."""
+        assert plan.crop_h is not None and plan.crop_w is not None
+        img = self.rgb(frame, frame.width, frame.height)
         if plan.quarter_turns:
             img = np.rot90(img, k=plan.quarter_turns)
-        if plan.crop_h is not None:
-            img = img[plan.top : plan.top + plan.crop_h, plan.left : plan.left + plan.crop_w]
-        return np.array(img, dtype=np.uint8, order="C", copy=True)
+        turned = plan.quarter_turns % 2
+        out_h, out_w = (plan.width, plan.height) if turned else (plan.height, plan.width)
+        boxes = []
+        for offset, length, out, src in (
+            (plan.top, plan.crop_h, out_h, img.shape[0]),
+            (plan.left, plan.crop_w, out_w, img.shape[1]),
+        ):
+            scale = out / src
+            lo = max(0, math.floor(offset / scale) - 1)
+            hi = min(src, math.ceil((offset + length) / scale) + 1)
+            scaled = max(length, round((hi - lo) * scale))
+            start = min(max(0, round(offset - lo * scale)), scaled - length)
+            boxes.append((lo, hi, scaled, start))
+        (r0, r1, rows, top), (c0, c1, cols, left) = boxes
+        region = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[r0:r1, c0:c1]), "rgb24")
+        small = self.rgb(region, cols, rows)
+        crop = small[top : top + plan.crop_h, left : left + plan.crop_w]
+        return np.array(crop, dtype=np.uint8, order="C", copy=True)
 
 
 def _raw_frames(
@@ -799,8 +923,26 @@ def _raw_frames(
     *,
     derive_index: bool,
     info_out: list[VideoInfo] | None,
+    warnings_out: list[str] | None,
 ) -> Iterator[_Raw]:
-    """Decoded frames with index and time; checks completeness after the last one."""
+    """Decoded frames with index and time; checks completeness after the last one and
+    reports damage to ``warnings_out`` (also when closed early)."""
+    try:
+        yield from _timed_frames(path, reader, batches, derive_index=derive_index,
+                                 info_out=info_out)  # fmt: skip
+    finally:
+        if warnings_out is not None:
+            warnings_out.extend(reader.damage.warnings())
+
+
+def _timed_frames(
+    path: Path,
+    reader: _Reader,
+    batches: Iterator[list[av.VideoFrame]],
+    *,
+    derive_index: bool,
+    info_out: list[VideoInfo] | None,
+) -> Iterator[_Raw]:
     stream = reader.stream
     fps = _fps(stream)
     clock = _Clock(
@@ -827,9 +969,7 @@ def _raw_frames(
             index += 1
             yield last
     if last is None:
-        raise VideoDecodeError(
-            f"no frames decoded (container declares {reader.declared or 'no'} frames)"
-        )
+        raise reader.damage.none_decoded(f"container declares {reader.declared or 'no'} frames")
     _check_complete(
         n_decoded=last.index + 1,
         end=last.time + last.duration,

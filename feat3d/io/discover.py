@@ -56,10 +56,28 @@ def is_video_file(path: Path) -> bool:
 
 
 def _walk_videos(root: Path) -> Iterator[Path]:
-    """Video files under ``root``, sorted, following symlinks but never looping."""
+    """Video files under ``root``, sorted, following symlinks but never looping.
+
+    A folder that cannot be listed (no permission, removed meanwhile, an I/O error) is
+    yielded itself, in its place, so that the run records it as a failed input with the
+    reason and goes on (the decoder names it: ``"cannot list folder: permission denied"``).
+    """
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        stat = os.stat(dirpath)
+    unlisted: list[Path] = []
+
+    def note(error: OSError) -> None:
+        if error.filename is not None:
+            unlisted.append(Path(os.fsdecode(error.filename)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=note, followlinks=True):
+        yield from unlisted
+        unlisted.clear()
+        try:
+            stat = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            yield Path(dirpath)
+            continue
         ident = (stat.st_dev, stat.st_ino)
         if ident in seen:
             dirnames[:] = []
@@ -70,6 +88,7 @@ def _walk_videos(root: Path) -> Iterator[Path]:
             path = Path(dirpath) / name
             if is_video_file(path):
                 yield path
+    yield from unlisted
 
 
 _MAX_COMPONENT_BYTES = 200  # file systems allow 255 bytes; leave room for ".npy" and "~N"
@@ -144,7 +163,8 @@ def _expand(
         if path.is_dir():
             root = path.absolute()
             for video in _walk_videos(root):
-                yield VideoSource(video.absolute(), video.relative_to(root).as_posix())
+                key = video.relative_to(root).as_posix()
+                yield VideoSource(video.absolute(), root.name if key == "." else key)
         elif base is not None:
             # A list entry: kept even when missing so the run records it as a failed video.
             yield VideoSource(path.absolute(), _list_key(text, path))
@@ -173,7 +193,10 @@ def discover_videos(inputs: Iterable[str | os.PathLike[str]]) -> list[VideoSourc
             files (one path per line, relative to the list's folder; ``#`` starts a comment).
 
     Returns:
-        Videos in a stable order; the same file named twice appears once.
+        Videos in a stable order; the same file named twice appears once. Folders are
+        followed through symlinks, each visited once (a link back to a parent is skipped).
+        A sub-folder that cannot be listed is returned as a source of its own, so that the
+        run records it as failed (``"cannot list folder: permission denied"``) and goes on.
 
     Raises:
         InputError: A file or folder named directly does not exist, or a list can't be read.

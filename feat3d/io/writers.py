@@ -1,48 +1,71 @@
 """Output formats of ``extract``: HDF5, JSON Lines and one ``.npy`` per video.
 
 Every writer commits one video at a time, so a video is either complete in the output or
-absent, and a run that was stopped resumes by skipping the complete ones:
+absent, and a run that was stopped — killed, out of disk — resumes by skipping the complete
+ones:
 
-- HDF5: one group per video; its ``complete`` attribute is written last and the file is
-  flushed. Groups without it (a run killed mid-write) are deleted when the file is reopened.
-- JSON Lines: a header line, then one line per video; an unfinished last line is cut off on
-  reopening.
-- npy: ``<key>.npy`` is written to a temporary name and renamed, then its line is appended to
-  ``index.jsonl``; the index is the record of what is complete.
+- HDF5: through :class:`.h5store.H5Store`: each video is a synced record in
+  ``OUT.h5.journal``, merged into ``OUT.h5`` by an atomic replace when the output is closed or
+  next opened, so ``kill -9`` never leaves a corrupt or half-written file.
+- JSON Lines: a header line, then one line per video; an unfinished last line (a kill
+  mid-write, a failed write) is cut off.
+- npy: ``<key>.npy`` is written to ``.<key>.npy.partial`` and renamed, then its line is
+  appended to ``index.jsonl``; the index is the record of what is complete, and leftover
+  ``.partial`` files are removed on reopening.
 
-Failed videos are recorded too (HDF5 ``/_errors``, an ``"error"`` line in the JSON formats),
-and a later successful run of the same video removes its HDF5 error record.
+A write that fails for lack of disk raises :class:`OutputError` with one line saying what is
+safe; the run stops and the same command resumes it. Failed videos are recorded too (HDF5
+``/_errors``, an ``"error"`` line in the JSON formats), and a later successful run of the same
+video removes its HDF5 error record.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import h5py
 import numpy as np
 
-from .discover import check_key
+from .h5store import (
+    ERRORS_GROUP,
+    RESUME_CHECKED,
+    H5Store,
+    OutputError,
+    check_free_space,
+    check_output_key,
+    check_same_options,
+    check_writable,
+    jsonable,
+)
 
-ERRORS_GROUP = "_errors"
 INDEX_NAME = "index.jsonl"
 FORMATS = ("h5", "json", "npy")
+# Free space required to start a JSON Lines or npy output (they only ever append).
+MIN_FREE_APPEND_BYTES = 16 * 2**20
 
-# Options that change the numbers in the file: resuming with other values would mix features.
-RESUME_CHECKED = (
-    "arch", "weights_sha256", "layer", "clip_len", "stride", "size", "crop", "tail", "dtype",
-    "average_only", "mean", "std", "value_scale", "pool", "frame_stride", "channel_order",
-    "fps", "start", "end", "max_clips",
-)  # fmt: skip
-
-
-class OutputError(Exception):
-    """The output can't be written, or holds results made with other options."""
+__all__ = [
+    "ERRORS_GROUP",
+    "FORMATS",
+    "INDEX_NAME",
+    "RESUME_CHECKED",
+    "FeatureWriter",
+    "H5Writer",
+    "JsonWriter",
+    "NpyWriter",
+    "OutputError",
+    "VideoFailure",
+    "VideoFeatures",
+    "guess_format",
+    "open_writer",
+    "read_h5_features",
+]
 
 
 @dataclass
@@ -117,126 +140,33 @@ class FeatureWriter(Protocol):
     def close(self) -> None: ...
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def _check_same_options(path: Path, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    for name in RESUME_CHECKED:
-        if name not in new:
-            continue
-        before, now = _jsonable(old.get(name)), _jsonable(new[name])
-        if before != now:
-            raise OutputError(
-                f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "
-                "pass --overwrite to replace it or choose another output"
-            )
-
-
-def _check_key(key: str) -> None:
-    try:
-        check_key(key)
-    except ValueError as error:
-        raise OutputError(f"{error}: keys must be relative paths (see discover_videos)") from None
-
-
-def _check_writable(path: Path) -> None:
-    folder = path.parent if path.parent != Path("") else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{path}: folder {folder} is not writable")
-
-
 class H5Writer:
-    """HDF5 output: one group per video (see the README for the layout)."""
+    """HDF5 output: one group per video (see the README for the layout), written through
+    :class:`.h5store.H5Store`."""
 
     def __init__(self, path: Path, attrs: Mapping[str, Any], *, overwrite: bool, dtype: str):
         self.path = path
         self.dtype = np.dtype(dtype)
         self.average_only = bool(attrs.get("average_only", False))
-        _check_writable(path)
-        mode = "w" if overwrite or not path.exists() else "a"
-        try:
-            self.file = h5py.File(path, mode)
-        except OSError as error:
-            raise OutputError(f"{path}: cannot open as HDF5 ({error})") from error
-        if mode == "a" and "feat3d_version" in self.file.attrs:
-            _check_same_options(path, dict(self.file.attrs), attrs)
-        for name, value in attrs.items():
-            self.file.attrs[name] = _h5_value(value)
-        self._completed = self._scan_and_clean()
-        self.file.flush()
-
-    def _scan_and_clean(self) -> set[str]:
-        complete: set[str] = set()
-        incomplete: list[str] = []
-
-        def visit(name: str, obj: h5py.HLObject) -> None:
-            if not isinstance(obj, h5py.Group) or name.split("/")[0] == ERRORS_GROUP:
-                return
-            if obj.attrs.get("complete", False):
-                complete.add(name)
-            elif "segments" in obj or "mean" in obj or "features" in obj:
-                incomplete.append(name)
-
-        self.file.visititems(visit)
-        for name in incomplete:
-            del self.file[name]
-        return complete
+        self.store = H5Store(path, attrs, overwrite=overwrite)
 
     def completed(self) -> set[str]:
-        return set(self._completed)
+        return self.store.completed()
 
     def write(self, video: VideoFeatures) -> None:
-        _check_key(video.key)
-        if video.key in self.file:
-            del self.file[video.key]
-        group = self.file.create_group(video.key)
-        features = video.features.astype(self.dtype, copy=False)
+        arrays: dict[str, np.ndarray] = {}
         if not self.average_only:
-            group.create_dataset("features", data=features)
-        group.create_dataset("mean", data=video.mean.astype(self.dtype))
-        group.create_dataset("segments", data=video.segments.astype(np.int64))
-        group.create_dataset("timestamps", data=video.timestamps.astype(np.float64))
-        for name, value in {**video.attributes(), **video.extra}.items():
-            group.attrs[name] = _h5_value(value)
-        group.attrs["complete"] = True
-        error_name = f"{ERRORS_GROUP}/{quote(video.key, safe='')}"
-        if error_name in self.file:
-            del self.file[error_name]
-        self.file.flush()
-        self._completed.add(video.key)
+            arrays["features"] = video.features.astype(self.dtype, copy=False)
+        arrays["mean"] = video.mean.astype(self.dtype)
+        arrays["segments"] = np.asarray(video.segments).astype(np.int64)
+        arrays["timestamps"] = np.asarray(video.timestamps).astype(np.float64)
+        self.store.write_group(video.key, arrays, {**video.attributes(), **video.extra})
 
     def write_error(self, failure: VideoFailure) -> None:
-        errors = self.file.require_group(ERRORS_GROUP)
-        name = quote(failure.key, safe="")
-        if name in errors:
-            del errors[name]
-        record = errors.create_group(name)
-        record.attrs["video"] = failure.key
-        record.attrs["source"] = failure.source
-        record.attrs["message"] = failure.message
-        self.file.flush()
+        self.store.write_error(failure.key, failure.source, failure.message)
 
     def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
-
-
-def _h5_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        if value and all(isinstance(item, str) for item in value):
-            return np.asarray(value, dtype=h5py.string_dtype())
-        return np.asarray(value)
-    return value
+        self.store.close()
 
 
 class _JsonLinesLog:
@@ -245,14 +175,15 @@ class _JsonLinesLog:
     def __init__(self, path: Path, attrs: Mapping[str, Any], *, overwrite: bool):
         self.path = path
         self.records: list[dict[str, Any]] = []
-        header = {"feat3d": {k: _jsonable(v) for k, v in attrs.items()}}
+        header = {"feat3d": {k: jsonable(v) for k, v in attrs.items()}}
+        check_free_space(path, MIN_FREE_APPEND_BYTES)
         if path.exists() and not overwrite:
             old_header = self._read_existing()
             if old_header is not None:
-                _check_same_options(path, old_header, header["feat3d"])
+                check_same_options(path, old_header, header["feat3d"])
         else:
             path.write_text("", encoding="utf-8")
-        self.handle = path.open("a", encoding="utf-8")
+        self.handle = path.open("ab")
         if path.stat().st_size == 0:
             self.append(header)
 
@@ -271,15 +202,50 @@ class _JsonLinesLog:
             if "feat3d" in record:
                 header = record["feat3d"]
             else:
-                self.records.append(record)
+                self._remember(record)
         if good_end != len(raw):
             with self.path.open("r+b") as handle:
                 handle.truncate(good_end)
         return header
 
     def append(self, record: Mapping[str, Any]) -> None:
-        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.handle.flush()
+        """Append one line. A failed write is cut back off and raised as :class:`OutputError`
+        (the run can't go on without disk); the lines before it stay."""
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        start = self.handle.tell()
+        try:
+            self.handle.write(line)
+            self.handle.flush()
+        except OSError as error:
+            self._cut_back(start)
+            raise self.write_failed(error, record.get("video", "the header")) from error
+        if "feat3d" not in record:
+            self._remember(record)
+
+    def _remember(self, record: Mapping[str, Any]) -> None:
+        # Only what resuming needs: a run's features are never held in memory.
+        self.records.append({k: record[k] for k in ("video", "error", "file") if k in record})
+
+    def write_failed(self, error: OSError, key: str) -> OutputError:
+        """The one-line error for a write that failed while writing ``key``."""
+        safe = sum("error" not in r for r in self.records)
+        reason = (
+            "disk full"
+            if error.errno in (errno.ENOSPC, errno.EDQUOT)
+            else (f"write failed ({error.strerror})")
+        )
+        return OutputError(
+            f"{self.path}: {reason} while writing video {key}; {safe} videos are safe in it, "
+            "free space and run the same command again"
+        )
+
+    def _cut_back(self, offset: int) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()  # drops whatever the failed write left in the buffer
+        # If this fails too, the torn line is cut off when the output is next opened.
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, offset)
+        self.handle = self.path.open("ab")
 
     def close(self) -> None:
         if not self.handle.closed:
@@ -290,14 +256,14 @@ def _video_record(video: VideoFeatures) -> dict[str, Any]:
     record: dict[str, Any] = {"video": video.key, **video.attributes(), **video.extra}
     record["segments"] = video.segments.tolist()
     record["timestamps"] = video.timestamps.tolist()
-    return record
+    return {k: jsonable(v) for k, v in record.items()}
 
 
 class JsonWriter:
     """JSON Lines output: a header line ``{"feat3d": {options}}``, then one line per video."""
 
     def __init__(self, path: Path, attrs: Mapping[str, Any], *, overwrite: bool, dtype: str):
-        _check_writable(path)
+        check_writable(path)
         self.path = path
         self.dtype = np.dtype(dtype)
         self.average_only = bool(attrs.get("average_only", False))
@@ -328,7 +294,9 @@ class NpyWriter:
         if path.exists() and not path.is_dir():
             raise OutputError(f"{path}: the npy format writes a folder, but this is a file")
         path.mkdir(parents=True, exist_ok=True)
-        _check_writable(path / INDEX_NAME)
+        check_writable(path / INDEX_NAME)
+        for leftover in path.rglob(".*.npy.partial"):  # a kill between write and rename
+            leftover.unlink(missing_ok=True)
         self.path = path
         self.dtype = np.dtype(dtype)
         self.average_only = bool(attrs.get("average_only", False))
@@ -340,15 +308,19 @@ class NpyWriter:
         }
 
     def write(self, video: VideoFeatures) -> None:
-        _check_key(video.key)
+        check_output_key(video.key)
         relative = f"{video.key}.npy"
         target = self.path / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         array = video.mean if self.average_only else video.features
         temporary = target.with_name(f".{target.name}.partial")
-        with temporary.open("wb") as handle:
-            np.save(handle, array.astype(self.dtype))
-        os.replace(temporary, target)
+        try:
+            with temporary.open("wb") as handle:
+                np.save(handle, array.astype(self.dtype))
+            os.replace(temporary, target)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise self.log.write_failed(error, video.key) from error
         record = _video_record(video)
         record["file"] = relative
         self.log.append(record)

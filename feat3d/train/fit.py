@@ -3,7 +3,8 @@
 A run folder holds ``config.json`` (every option), ``metrics.csv`` (one row per finished epoch),
 ``last.pt`` and ``best.pt`` (feat3d checkpoints: weights plus metadata, loadable by every
 command), ``train_state.pt`` (optimizer, scheduler, epoch, random state: what ``--resume``
-needs) and ``frame_counts.json`` (the frame count of every video, probed once).
+needs), ``frame_counts.json`` (the frame count of every video, probed once) and, when
+matplotlib is installed, ``curves.png`` (loss and accuracy per epoch, redrawn every epoch).
 
 An epoch is committed by atomically replacing ``train_state.pt``, which holds the weights, the
 optimizer and every metrics row so far; ``last.pt`` and ``metrics.csv`` are then rewritten from
@@ -23,6 +24,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -38,6 +40,7 @@ from .. import __version__
 from ..backbones import WeightsMeta, default_meta, get_backbone, resolve_weights, save_checkpoint
 from ..model import VideoModel, select_device
 from ..pipeline import ClipOptions, resolve_workers
+from ..plots import matplotlib_available, plot_training_curves
 from .datasets import DatasetSplit, FrameIndex
 from .evaluate import EvalResult, evaluate_videos
 from .sampling import HARA_SCALES, TrainClips
@@ -406,6 +409,12 @@ def fit(
         rows = list(state["rows"])
     if resume and dist.main:  # rows of an epoch the kill interrupted are dropped
         _write_metrics(run / "metrics.csv", rows)
+    draw_curves = dist.main and matplotlib_available()
+    if dist.main and not draw_curves:
+        warnings.warn(
+            "no curves.png in the run folder: plots need matplotlib: pip install 'feat3d[plot]'",
+            stacklevel=2,
+        )
 
     workers = resolve_workers(options.workers)
     frame_index = FrameIndex(run / "frame_counts.json")
@@ -522,6 +531,8 @@ def fit(
             )
             save_checkpoint(model, run / "last.pt", meta=meta)
             _write_metrics(run / "metrics.csv", rows)
+            if draw_curves:
+                plot_training_curves(run / "metrics.csv", run / "curves.png")
         if dist.enabled:
             torch.distributed.barrier()
         report.epochs_run += 1

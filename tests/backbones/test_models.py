@@ -12,9 +12,9 @@ from feat3d.backbones import get_backbone, get_spec, list_backbones
 from feat3d.backbones.hara_resnet import ZeroPadShortcut
 from feat3d.backbones.video_resnet import Bottleneck, Conv3DSimple, R2Plus1dStem, VideoResNet
 
-# C3D needs its full 16×112×112 input and its feature (fc6) is not the trunk's width: it has
-# its own checks in test_res3d_c3d.py.
-ALL = [name for name in list_backbones() if get_spec(name).family != "c3d"]
+# C3D needs its full 16×112×112 input and its feature (fc6) is not the trunk's width; ST-ResNet
+# takes 3 + 20 channels: they have their own checks (test_res3d_c3d.py, test_st_resnet.py).
+ALL = [name for name in list_backbones() if get_spec(name).family not in ("c3d", "st-resnet")]
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> None:

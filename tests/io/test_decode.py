@@ -279,7 +279,7 @@ class TestErrors:
 
     def test_audio_only(self, tmp_path) -> None:
         path = write_audio_only(tmp_path / "sound.m4a")
-        assert self.reason(path) == "no video stream (found: audio)"
+        assert self.reason(path) == "no video stream (audio only)"
         with pytest.raises(VideoDecodeError, match="no video stream"):
             open_video(path)
 
@@ -290,15 +290,14 @@ class TestErrors:
         monkeypatch.setattr(decode_mod.av, "open", deny)
         assert self.reason(short_video) == "permission denied"
 
-    @pytest.mark.skipif(
-        not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores file modes"
-    )
-    def test_permission_denied(self, short_video) -> None:
-        short_video.chmod(0)
-        try:
-            assert self.reason(short_video) == "permission denied"
-        finally:
-            short_video.chmod(0o644)
+    def test_permission_denied(self, video_factory) -> None:
+        from tests.hostile import shared_folder, unprivileged
+
+        with shared_folder() as root:  # root ignores file modes: decode as nobody
+            video = video_factory(root / "locked.mp4", n_frames=4)
+            video.chmod(0)
+            with unprivileged():
+                assert self.reason(video) == "permission denied"
 
     @pytest.mark.parametrize("fraction", [0.9, 0.5, 0.2])
     def test_truncated_mp4_index_at_end(self, video_factory, tmp_path, fraction) -> None:
@@ -355,7 +354,61 @@ class TestErrors:
         data[middle : middle + 400] = np.random.default_rng(0).bytes(400)
         path = tmp_path / "garbled.mp4"
         path.write_bytes(bytes(data))
-        assert self.reason(path, threads=1).startswith("decode error after")
+        for threads in (0, 1):
+            warnings: list[str] = []
+            kept = [f.index for f in iter_frames(path, threads=threads, warnings_out=warnings)]
+            # The frames that decode are kept, in order; the damaged ones are reported.
+            assert 0 < len(kept) < 60 and kept == sorted(kept)
+            assert len(warnings) >= 1 and all("\n" not in w for w in warnings)
+            assert warnings[0].startswith("decode errors: ")
+            assert "packets could not be decoded" in warnings[0]
+
+    def test_undamaged_video_has_no_warnings(self, short_video) -> None:
+        warnings: list[str] = []
+        assert len(list(iter_frames(short_video, warnings_out=warnings))) == 40
+        assert warnings == []
+
+    def test_damage_is_reported_when_closed_early(self, video_factory, tmp_path) -> None:
+        src = video_factory(tmp_path / "src.mp4", n_frames=60, pattern="texture", gop=10)
+        data = bytearray(src.read_bytes())
+        data[len(data) // 5 : len(data) // 5 + 64] = bytes(64)
+        path = tmp_path / "garbled.mp4"
+        path.write_bytes(bytes(data))
+        warnings: list[str] = []
+        frames = iter_frames(path, threads=1, warnings_out=warnings)
+        for frame in frames:
+            if frame.index >= 50:
+                break
+        frames.close()
+        assert any(w.startswith("decode errors: ") for w in warnings)
+
+    def test_every_packet_damaged_fails(self, tmp_path) -> None:
+        from tests.hostile import make_hostile_corpus
+
+        cases = make_hostile_corpus(tmp_path / "corpus")
+        assert self.reason(cases["garbage_packets"].path).startswith("no frames decoded")
+
+    @pytest.mark.parametrize(("codec", "suffix"), [("png", ".mp4"), ("mjpeg", ".mkv")])
+    def test_still_image_is_not_a_video(self, tmp_path, codec, suffix) -> None:
+        from tests.hostile import _write_image
+
+        pix_fmt = "rgb24" if codec == "png" else "yuvj420p"
+        path = _write_image(tmp_path / f"picture{suffix}", codec, pix_fmt)
+        assert self.reason(path) in {
+            "not a video file (a still PNG image)",
+            "not a video file (a still JPEG image)",
+        }
+
+    def test_unlistable_folder(self) -> None:
+        from tests.hostile import shared_folder, unprivileged
+
+        with shared_folder() as root:
+            folder = root / "locked"
+            folder.mkdir()
+            folder.chmod(0)
+            with unprivileged():
+                reason = self.reason(folder)
+        assert reason == "cannot list folder: permission denied"
 
     def test_shared_bad_files_fixture(self, bad_files) -> None:
         reasons = {name: self.reason(path) for name, path in bad_files.items()}

@@ -46,3 +46,30 @@ def test_symlink_loop_does_not_hang(tmp_path):
     os.symlink(tmp_path / "v", tmp_path / "v/loop")
     keys = [s.key for s in discover_videos([tmp_path / "v"])]
     assert keys == ["a.mp4"]
+
+
+def test_symlink_loop_in_a_subfolder_is_visited_once(tmp_path):
+    touch(tmp_path / "v/sub/b.mp4")
+    os.symlink(tmp_path / "v", tmp_path / "v/sub/up")  # sub/up/sub/up/... -> v
+    os.symlink(tmp_path / "v/sub/self.mp4", tmp_path / "v/sub/self.mp4")  # a file link loop
+    keys = [s.key for s in discover_videos([tmp_path / "v"])]
+    assert keys == ["sub/b.mp4", "sub/self.mp4"]  # the file loop is left to the decoder
+
+
+def test_unlistable_folders_are_reported_in_place_and_the_walk_goes_on():
+    from tests.hostile import shared_folder, unprivileged
+
+    with shared_folder() as root:
+        for name in ("v/a.mp4", "v/closed/x.mp4", "v/z/c.mp4"):
+            touch(root / name)
+        for path in [root / "v", *(root / "v").rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (root / "v/closed").chmod(0)
+        with unprivileged():
+            sources = discover_videos([root / "v"])
+            closed_root = discover_videos([root / "v/closed"])
+    keys = [s.key for s in sources]
+    assert sorted(keys) == ["a.mp4", "closed", "z/c.mp4"]
+    assert [s.path for s in sources if s.key == "closed"] == [root / "v/closed"]
+    # A named folder that cannot be listed is reported under its own name.
+    assert [s.key for s in closed_root] == ["closed"]

@@ -1,0 +1,517 @@
+"""``feat3d flow``: optical flow of many videos into one HDF5 file, and reading it back.
+
+Layout (plain h5py can read it):
+
+- file attributes: ``feat3d_version``, ``method``, ``short_side``, ``bound``, ``encoding``
+  (``"uint8: q = rint((clip(f,-b,b)+b)*255/(2b)), f = q*2b/255-b"``), ``compression``,
+  ``created``;
+- one group per video, keyed as ``feat3d extract`` keys it (its path relative to the input
+  root), holding ``flow``: uint8 ``(N - 1, 2, H, W)`` for ``N`` decoded frames (field ``i``
+  goes from frame ``i`` to ``i + 1``; channel 0 ``dx``, 1 ``dy``), chunked one field per chunk,
+  and ``times``: float64 ``(N,)`` frame times in seconds; attributes ``source``, ``fps``,
+  ``n_frames``, ``width`` and ``height`` (of the video as displayed, before resizing),
+  ``complete`` (written last);
+- ``/_errors/<quoted key>`` groups with ``video``, ``source``, ``message`` for videos that
+  failed.
+
+Fields are appended to the file as they are computed, so a long video's flow is never held in
+memory. Resume works like ``extract``'s HDF5 output: a group whose ``complete`` attribute is
+missing (a run that was killed) is deleted when the file is reopened, complete groups are
+skipped, and a run with another method, short side or bound is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..io.decode import VideoDecodeError, VideoInfo
+from ..io.discover import VideoSource, discover_videos
+from ..io.writers import ERRORS_GROUP, OutputError, VideoFailure
+from .compute import (
+    FlowError,
+    dequantize,
+    flow_threads,
+    iter_frames_and_flow,
+    make_flow_method,
+    quantize,
+)
+
+__all__ = ["FlowEvents", "FlowFile", "FlowReport", "extract_flow", "read_flow"]
+
+ENCODING = "uint8: q = rint((clip(f,-b,b)+b)*255/(2b)), f = q*2b/255-b"
+#: Options that change the stored numbers: resuming with other values is refused.
+FLOW_CHECKED = ("method", "short_side", "bound")
+#: HDF5 filter of the ``flow`` datasets. gzip (level 4) stores a 256×340 TV-L1 field in
+#: about 18 KiB against 40 (lzf) and 171 (none), for 1 ms per field against TV-L1's 500, and
+#: any HDF5 reader has it (lzf is h5py's own). Measured in the README's flow section.
+COMPRESSION = "gzip"
+#: Fields sent to the writer in one message: at most this many, or what half a second gave.
+_BATCH = 8
+_BATCH_SECONDS = 0.5
+
+
+class FlowEvents:
+    """Progress hooks of :func:`extract_flow`, named as ``feat3d.extract.RunEvents`` (any
+    ``RunEvents`` works): ``on_clips`` counts flow fields."""
+
+    def on_start(self, *, total: int, skipped: int) -> None:
+        """Called once, with the number of videos to process and those already done."""
+
+    def on_clips(self, count: int) -> None:
+        """Called as flow fields are written, with their number."""
+
+    def on_video(self, key: str, n_clips: int) -> None:
+        """Called when a video is complete in the file, with its number of flow fields."""
+
+    def on_failure(self, failure: VideoFailure) -> None:
+        """Called when a video fails."""
+
+
+@dataclass
+class FlowReport:
+    """What a run did.
+
+    Attributes:
+        output: The HDF5 file.
+        written: Keys written by this run.
+        skipped: Keys already complete in the output (resume).
+        failures: Videos that failed, with their reasons.
+        fields: Flow fields computed by this run.
+    """
+
+    output: Path
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[VideoFailure] = field(default_factory=list)
+    fields: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+class _FlowH5:
+    """The output file: options check, resume scan, per-video groups grown field by field."""
+
+    def __init__(self, path: Path, attrs: dict[str, Any], *, overwrite: bool, compression: str):
+        self.path = path
+        self.compression = compression or None
+        folder = path.parent if str(path.parent) else Path(".")
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"{path}: folder {folder} is not writable")
+        mode = "w" if overwrite or not path.exists() else "a"
+        try:
+            self.file = h5py.File(path, mode)
+        except OSError as error:
+            raise OutputError(f"{path}: cannot open as HDF5 ({error})") from error
+        if mode == "a" and "feat3d_version" in self.file.attrs:
+            for name in FLOW_CHECKED:
+                before, now = _plain(self.file.attrs.get(name)), _plain(attrs[name])
+                if before != now:
+                    self.file.close()
+                    raise OutputError(
+                        f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "
+                        "pass --overwrite to replace it or choose another output"
+                    )
+        for name, value in attrs.items():
+            self.file.attrs[name] = value
+        self._completed = self._scan_and_clean()
+        self.file.flush()
+
+    def _scan_and_clean(self) -> set[str]:
+        complete: set[str] = set()
+        incomplete: list[str] = []
+
+        def visit(name: str, obj: Any) -> None:
+            if not isinstance(obj, h5py.Group) or name.split("/")[0] == ERRORS_GROUP:
+                return
+            if obj.attrs.get("complete", False):
+                complete.add(name)
+            elif "flow" in obj:
+                incomplete.append(name)
+
+        self.file.visititems(visit)
+        for name in incomplete:
+            del self.file[name]
+        return complete
+
+    def completed(self) -> set[str]:
+        return set(self._completed)
+
+    def begin(self, key: str, height: int, width: int) -> h5py.Dataset:
+        if key in self.file:
+            del self.file[key]
+        group = self.file.create_group(key)
+        return group.create_dataset(
+            "flow", shape=(0, 2, height, width), maxshape=(None, 2, height, width),
+            dtype=np.uint8, chunks=(1, 2, height, width), compression=self.compression,
+        )  # fmt: skip
+
+    @staticmethod
+    def append(dataset: h5py.Dataset, fields: np.ndarray) -> None:
+        start = dataset.shape[0]
+        dataset.resize(start + len(fields), axis=0)
+        dataset[start:] = fields
+
+    def finish(self, key: str, times: np.ndarray, attrs: dict[str, Any]) -> None:
+        group = self.file[key]
+        group.create_dataset("times", data=np.asarray(times, dtype=np.float64))
+        for name, value in attrs.items():
+            group.attrs[name] = value
+        group.attrs["complete"] = True
+        error_name = f"{ERRORS_GROUP}/{quote(key, safe='')}"
+        if error_name in self.file:
+            del self.file[error_name]
+        self.file.flush()
+        self._completed.add(key)
+
+    def discard(self, key: str) -> None:
+        if key in self.file:
+            del self.file[key]
+
+    def write_error(self, key: str, source: str, message: str) -> None:
+        errors = self.file.require_group(ERRORS_GROUP)
+        name = quote(key, safe="")
+        if name in errors:
+            del errors[name]
+        record = errors.create_group(name)
+        record.attrs["video"] = key
+        record.attrs["source"] = source
+        record.attrs["message"] = message
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+# Messages from a video's flow computation to the writer (in this process or from a worker):
+# ("begin", key, (height, width)), ("fields", key, uint8 array), ("done", key, (times, attrs)),
+# ("error", key, message).
+_Message = tuple[str, str, Any]
+
+
+def _video_messages(
+    source: VideoSource, *, method: str, short_side: int, bound: float, threads: int
+) -> Iterator[_Message]:
+    """Compute one video's flow, as writer messages (quantized fields in batches)."""
+    info: list[VideoInfo] = []
+    batch: list[np.ndarray] = []
+    times: list[float] = []
+    sent = time.monotonic()
+    try:
+        for frame, flow in iter_frames_and_flow(
+            source.path, method=method, short_side=short_side, bound=bound, threads=threads,
+            info_out=info,
+        ):  # fmt: skip
+            if not times:
+                yield ("begin", source.key, frame.image.shape[:2])
+            times.append(frame.time)
+            if flow is not None:
+                batch.append(quantize(flow, bound=bound))
+                if len(batch) == _BATCH or time.monotonic() - sent > _BATCH_SECONDS:
+                    yield ("fields", source.key, np.stack(batch))
+                    batch = []
+                    sent = time.monotonic()
+        if batch:
+            yield ("fields", source.key, np.stack(batch))
+    except (VideoDecodeError, OSError) as error:
+        yield ("error", source.key, str(error) or type(error).__name__)
+        return
+    video = info[0]
+    attrs = {
+        "source": str(source.path), "fps": float(video.fps), "n_frames": len(times),
+        "width": int(video.width), "height": int(video.height),
+    }  # fmt: skip
+    yield ("done", source.key, (np.asarray(times), attrs))
+
+
+def _worker(
+    tasks: Any, results: Any, method: str, short_side: int, bound: float, threads: int
+) -> None:
+    """Worker process: compute flow for videos from ``tasks`` until it gets ``None``."""
+    flow_threads(threads)
+    while (source := tasks.get()) is not None:
+        try:
+            for message in _video_messages(
+                source, method=method, short_side=short_side, bound=bound, threads=1
+            ):
+                results.put(message)
+        except Exception as error:  # the writer must hear about it, or it waits forever
+            results.put(("error", source.key, f"{type(error).__name__}: {error}"))
+    results.put(("exit", "", None))
+
+
+def _messages_in_workers(
+    sources: list[VideoSource], *, processes: int, method: str, short_side: int, bound: float
+) -> Iterator[_Message]:
+    """Flow messages of ``sources`` computed in ``processes`` spawned workers."""
+    context = multiprocessing.get_context("spawn")
+    tasks = context.Queue()
+    # Bounded, so a slow writer holds workers back instead of filling memory.
+    results = context.Queue(maxsize=4 * processes)
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    workers = [
+        context.Process(
+            target=_worker, args=(tasks, results, method, short_side, bound, threads), daemon=True
+        )
+        for _ in range(processes)
+    ]
+    for source in sources:
+        tasks.put(source)
+    for _ in workers:
+        tasks.put(None)
+    for worker in workers:
+        worker.start()
+    running = len(workers)
+    try:
+        while running:
+            try:
+                message = results.get(timeout=1.0)
+            except queue.Empty:
+                if not any(worker.is_alive() for worker in workers):
+                    raise RuntimeError("flow worker processes died unexpectedly") from None
+                continue
+            if message[0] == "exit":
+                running -= 1
+            else:
+                yield message
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+
+
+def extract_flow(
+    inputs: Iterable[str | os.PathLike[str]] | Iterable[VideoSource],
+    output: str | os.PathLike[str],
+    *,
+    method: str = "tvl1",
+    short_side: int = 256,
+    bound: float = 20.0,
+    overwrite: bool = False,
+    events: Any = None,
+    workers: int = 0,
+    compression: str = COMPRESSION,
+) -> FlowReport:
+    """Compute the optical flow of every video and store it quantized in an HDF5 file.
+
+    Feichtenhofer, Pinz & Wildes (NIPS 2016) use TV-L1 flow at short side 256, clipped to
+    ±20 px and stored as uint8 images; these are the defaults.
+
+    Args:
+        inputs: Video files, folders, ``@list.txt`` files (or ``VideoSource`` objects).
+        output: The HDF5 file (see the module docstring for its layout).
+        method: ``tvl1``, ``dis`` or ``farneback``.
+        short_side: Frames are resized so their short side has this many pixels.
+        bound: Displacements are clipped to ``±bound`` px and quantized over that range.
+        overwrite: Replace the output instead of resuming it.
+        events: Progress hooks (:class:`FlowEvents` or ``feat3d.extract.RunEvents``).
+        workers: Processes computing flow, one video each (0: in this process, with all of
+            OpenCV's threads); each gets ``cores // processes`` OpenCV threads.
+        compression: ``gzip`` (level 4), ``lzf`` or ``""`` (none) for the ``flow`` datasets.
+
+    Returns:
+        A :class:`FlowReport`; videos already complete in ``output`` are skipped.
+
+    Raises:
+        FlowError: OpenCV is not installed.
+        OutputError: The output cannot be written or was made with other options.
+
+    Example:
+        >>> report = extract_flow(["videos/"], "flow.h5", method="dis")  # doctest: +SKIP
+        >>> report.failures
+        []
+    """
+    if short_side < 1:
+        raise ValueError(f"short side must be at least 1, got {short_side}")
+    if bound <= 0:
+        raise ValueError(f"bound must be positive, got {bound}")
+    if compression not in ("lzf", "gzip", ""):
+        raise ValueError(f"compression must be lzf, gzip or '', not {compression!r}")
+    make_flow_method(method)  # fail early: unknown method or no OpenCV
+    events = events or FlowEvents()
+    inputs = list(inputs)
+    if inputs and all(isinstance(item, VideoSource) for item in inputs):
+        sources: list[VideoSource] = inputs  # type: ignore[assignment]
+    else:
+        sources = discover_videos(inputs)  # type: ignore[arg-type]
+    attrs = {
+        "feat3d_version": __version__, "method": method, "short_side": int(short_side),
+        "bound": float(bound), "encoding": ENCODING, "compression": compression,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    store = _FlowH5(Path(output), attrs, overwrite=overwrite, compression=compression)
+    report = FlowReport(output=Path(output))
+    try:
+        done = store.completed()
+        report.skipped = [s.key for s in sources if s.key in done]
+        sources = [s for s in sources if s.key not in done]
+        events.on_start(total=len(sources), skipped=len(report.skipped))
+        by_key = {s.key: s for s in sources}
+        processes = min(workers, len(sources))
+        if processes > 0:
+            messages = _messages_in_workers(
+                sources, processes=processes, method=method, short_side=short_side, bound=bound
+            )
+        else:
+            messages = (
+                message
+                for source in sources
+                for message in _video_messages(
+                    source, method=method, short_side=short_side, bound=bound, threads=0
+                )
+            )
+        _write_messages(messages, store, by_key, report, events)
+    finally:
+        store.close()
+    return report
+
+
+def _write_messages(
+    messages: Iterator[_Message],
+    store: _FlowH5,
+    by_key: dict[str, VideoSource],
+    report: FlowReport,
+    events: Any,
+) -> None:
+    datasets: dict[str, h5py.Dataset] = {}
+    for kind, key, payload in messages:
+        if kind == "begin":
+            datasets[key] = store.begin(key, *payload)
+        elif kind == "fields":
+            store.append(datasets[key], payload)
+            report.fields += len(payload)
+            events.on_clips(len(payload))
+        elif kind == "done":
+            times, attrs = payload
+            store.finish(key, times, attrs)
+            n_fields = datasets.pop(key).shape[0]
+            report.written.append(key)
+            events.on_video(key, n_fields)
+        else:
+            if datasets.pop(key, None) is not None:
+                store.discard(key)
+            failure = VideoFailure(key=key, source=str(by_key[key].path), message=payload)
+            store.write_error(key, failure.source, failure.message)
+            report.failures.append(failure)
+            events.on_failure(failure)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+class FlowFile:
+    """An open flow file for repeated reads (training); a context manager.
+
+    Example:
+        >>> with FlowFile("flow.h5") as flows:  # doctest: +SKIP
+        ...     stack = flows.read("a.mp4", 10, 20)  # (10, 2, H, W) float32 pixels
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as error:
+            raise FlowError(f"{self.path}: cannot open as HDF5 ({error})") from error
+        if "bound" not in self.file.attrs or "method" not in self.file.attrs:
+            self.file.close()
+            raise FlowError(f"{self.path}: not a feat3d flow file (no method/bound attributes)")
+        self.bound = float(self.file.attrs["bound"])
+        self.method = str(_plain(self.file.attrs["method"]))
+        self.short_side = int(self.file.attrs["short_side"])
+        self._by_source: dict[str, str] | None = None
+
+    def __enter__(self) -> FlowFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+    def keys(self) -> list[str]:
+        """Keys of the complete videos, sorted."""
+        found: list[str] = []
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group) and obj.attrs.get("complete", False):
+                found.append(name)
+
+        self.file.visititems(visit)
+        return sorted(found)
+
+    def key_for(self, path: str | os.PathLike[str], key: str) -> str:
+        """The key holding ``path``'s flow: ``key`` itself, else the video whose recorded
+        source is the same file (a folder extracted at another level names it differently)."""
+        if key in self.file and "flow" in self.file[key]:
+            return key
+        if self._by_source is None:
+            self._by_source = {}
+            for name in self.keys():
+                source = _plain(self.file[name].attrs.get("source", ""))
+                if source:
+                    self._by_source[os.path.realpath(str(source))] = name
+        return self._by_source.get(os.path.realpath(os.fspath(path)), key)
+
+    def group(self, key: str) -> h5py.Group:
+        group = self.file.get(key)
+        if not isinstance(group, h5py.Group) or "flow" not in group:
+            raise FlowError(f"{self.path}: no flow for video {key!r}")
+        if not group.attrs.get("complete", False):
+            raise FlowError(f"{self.path}: the flow of {key!r} is incomplete (an interrupted run)")
+        return group
+
+    def n_fields(self, key: str) -> int:
+        """Number of flow fields (frames - 1) of a video."""
+        return int(self.group(key)["flow"].shape[0])
+
+    def read_quantized(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Fields ``start:stop`` as stored, uint8 ``(T, 2, H, W)``."""
+        return self.group(key)["flow"][start:stop]
+
+    def read(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Fields ``start:stop`` in pixels, float32 ``(T, 2, H, W)`` (Python slice rules)."""
+        return dequantize(self.read_quantized(key, start, stop), bound=self.bound)
+
+
+def read_flow(
+    path: str | os.PathLike[str], key: str, start: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """Flow fields ``start:stop`` of video ``key`` in pixels: float32 ``(T, 2, H, W)``.
+
+    Opens and closes the file; use :class:`FlowFile` for many reads.
+    """
+    with FlowFile(path) as flows:
+        return flows.read(key, start, stop)
