@@ -1338,11 +1338,23 @@ def remove_command(name: str) -> None:
 
 
 def _print_predictions(report: ClassifyReport, *, per_clip: bool) -> None:
+    """The model once, then the labels: one table of all videos with ``-k 1``, else a table
+    per video."""
     console = Console()
     marker = escape(" [random weights]") if report.random_weights else ""
+    console.print(escape(f"{report.arch} ({report.weights})") + marker, highlight=False)
+    if report.videos and all(len(video.top_k) == 1 for video in report.videos) and not per_clip:
+        table = Table()
+        for name, justify in (("video", "left"), ("label", "left"), ("score", "right")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for video in report.videos:
+            best = video.top_k[0]
+            table.add_row(escape(video.video), escape(best.label) + marker, f"{best.score:.4f}")
+        console.print(table)
+        return
     for video in report.videos:
-        title = escape(f"{video.video} — {report.arch} ({report.weights})") + marker
-        table = Table(title=title, title_justify="left")
+        console.print(escape(video.video), style="bold", highlight=False)
+        table = Table()
         table.add_column("#", justify="right")
         table.add_column("label")
         table.add_column("score", justify="right")

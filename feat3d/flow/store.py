@@ -14,24 +14,28 @@ Layout (plain h5py can read it):
 - ``/_errors/<quoted key>`` groups with ``video``, ``source``, ``message`` for videos that
   failed.
 
-Fields are appended to the file as they are computed, so a long video's flow is never held in
-memory. Resume works like ``extract``'s HDF5 output: a group whose ``complete`` attribute is
-missing (a run that was killed) is deleted when the file is reopened, complete groups are
-skipped, and a run with another method, short side or bound is refused unless ``overwrite``.
+Fields are appended as they are computed, so a long video's flow is never held in memory.
+Crash safety and resume work like ``extract``'s HDF5 output: while a run works, each video
+goes to its own file in ``OUT.h5.pending/`` (renamed into place when complete); at the end
+they are merged into a copy of ``OUT.h5`` that is renamed over it. After a kill, ``OUT.h5``
+is whole (the old version) and the next run merges the finished videos first, then skips them;
+a run with another method, short side or bound is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import queue
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import h5py
 import numpy as np
@@ -39,7 +43,17 @@ import numpy as np
 from .. import __version__
 from ..io.decode import VideoDecodeError, VideoInfo
 from ..io.discover import VideoSource, discover_videos
-from ..io.writers import ERRORS_GROUP, OutputError, VideoFailure
+from ..io.h5store import (
+    MIN_FREE_BYTES,
+    check_free_space,
+    check_writable,
+    commit_file,
+    error_name,
+    remove_temporaries,
+    scan_groups,
+    write_error_record,
+)
+from ..io.writers import OutputError, VideoFailure
 from .compute import (
     FlowError,
     dequantize,
@@ -108,59 +122,68 @@ class FlowReport:
 
 
 class _FlowH5:
-    """The output file: options check, resume scan, per-video groups grown field by field."""
+    """The output, crash-safe: each video is written to its own file in ``OUT.h5.pending/``
+    (field by field, compressed; renamed into place when complete), and the finished files
+    are merged into ``OUT.h5`` when the run ends — through a copy renamed over it, so a kill
+    at any moment leaves ``OUT.h5`` whole and the finished videos waiting for the next run.
+    """
 
     def __init__(self, path: Path, attrs: dict[str, Any], *, overwrite: bool, compression: str):
         self.path = path
+        self.attrs = attrs
         self.compression = compression or None
-        folder = path.parent if str(path.parent) else Path(".")
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise OutputError(f"{path}: folder {folder} is not writable")
-        mode = "w" if overwrite or not path.exists() else "a"
+        self.pending = path.with_name(path.name + ".pending")
+        check_writable(path)
+        check_free_space(path, _size(path) + MIN_FREE_BYTES)
+        remove_temporaries(path)
+        if overwrite:
+            shutil.rmtree(self.pending, ignore_errors=True)
+        self.pending.mkdir(exist_ok=True)
+        self._lock = _lock(self.pending)
+        for partial in self.pending.glob("*.partial"):
+            partial.unlink()  # a video a killed run was writing: done again
+        options = self.pending / "options.json"
+        previous = json.loads(options.read_text()) if options.exists() else None
+        existing = self._file_options() if path.exists() and not overwrite else None
+        for made in (existing, previous):
+            if made is not None:
+                _check_options(path, made, attrs)
+        if previous is None:
+            _write_atomic(options, json.dumps({k: _plain(v) for k, v in attrs.items()}))
+        self.overwrite = overwrite
+        self._completed = set() if overwrite else self._scan_file()
+        self._staged: dict[str, Path] = {}
+        for staged in sorted(self.pending.glob("*.h5")):
+            with h5py.File(staged, "r") as handle:
+                self._staged[str(_plain(handle.attrs["key"]))] = staged
+        self._completed |= set(self._staged)
+        self.open: dict[str, h5py.File] = {}  # videos being written (workers interleave them)
+
+    def _file_options(self) -> dict[str, Any]:
         try:
-            self.file = h5py.File(path, mode)
+            with h5py.File(self.path, "r") as handle:
+                return {k: _plain(v) for k, v in handle.attrs.items()}
         except OSError as error:
-            raise OutputError(f"{path}: cannot open as HDF5 ({error})") from error
-        if mode == "a" and "feat3d_version" in self.file.attrs:
-            for name in FLOW_CHECKED:
-                before, now = _plain(self.file.attrs.get(name)), _plain(attrs[name])
-                if before != now:
-                    self.file.close()
-                    raise OutputError(
-                        f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "
-                        "pass --overwrite to replace it or choose another output"
-                    )
-        for name, value in attrs.items():
-            self.file.attrs[name] = value
-        self._completed = self._scan_and_clean()
-        self.file.flush()
+            raise OutputError(f"{self.path}: cannot open as HDF5 ({error})") from error
 
-    def _scan_and_clean(self) -> set[str]:
-        complete: set[str] = set()
-        incomplete: list[str] = []
-
-        def visit(name: str, obj: Any) -> None:
-            if not isinstance(obj, h5py.Group) or name.split("/")[0] == ERRORS_GROUP:
-                return
-            if obj.attrs.get("complete", False):
-                complete.add(name)
-            elif "flow" in obj:
-                incomplete.append(name)
-
-        self.file.visititems(visit)
-        for name in incomplete:
-            del self.file[name]
-        return complete
+    def _scan_file(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        with h5py.File(self.path, "r") as handle:
+            return scan_groups(handle)[0]
 
     def completed(self) -> set[str]:
         return set(self._completed)
 
+    def _staging(self, key: str) -> Path:
+        return self.pending / f"{hashlib.sha1(key.encode()).hexdigest()}.h5"
+
     def begin(self, key: str, height: int, width: int) -> h5py.Dataset:
-        if key in self.file:
-            del self.file[key]
-        group = self.file.create_group(key)
-        return group.create_dataset(
+        self.discard(key)
+        target = self._staging(key)
+        handle = self.open[key] = h5py.File(target.with_name(target.name + ".partial"), "w")
+        handle.attrs["key"] = key
+        return handle.create_dataset(
             "flow", shape=(0, 2, height, width), maxshape=(None, 2, height, width),
             dtype=np.uint8, chunks=(1, 2, height, width), compression=self.compression,
         )  # fmt: skip
@@ -172,35 +195,93 @@ class _FlowH5:
         dataset[start:] = fields
 
     def finish(self, key: str, times: np.ndarray, attrs: dict[str, Any]) -> None:
-        group = self.file[key]
-        group.create_dataset("times", data=np.asarray(times, dtype=np.float64))
+        handle = self.open.pop(key)
+        handle.create_dataset("times", data=np.asarray(times, dtype=np.float64))
         for name, value in attrs.items():
-            group.attrs[name] = value
-        group.attrs["complete"] = True
-        error_name = f"{ERRORS_GROUP}/{quote(key, safe='')}"
-        if error_name in self.file:
-            del self.file[error_name]
-        self.file.flush()
+            handle.attrs[name] = value
+        handle.attrs["complete"] = True
+        partial = Path(handle.filename)
+        handle.close()
+        target = self._staging(key)
+        commit_file(partial, target)
+        self._staged[key] = target
         self._completed.add(key)
 
     def discard(self, key: str) -> None:
-        if key in self.file:
-            del self.file[key]
+        handle = self.open.pop(key, None)
+        if handle is not None:
+            partial = Path(handle.filename)
+            handle.close()
+            partial.unlink(missing_ok=True)
 
     def write_error(self, key: str, source: str, message: str) -> None:
-        errors = self.file.require_group(ERRORS_GROUP)
-        name = quote(key, safe="")
-        if name in errors:
-            del errors[name]
-        record = errors.create_group(name)
-        record.attrs["video"] = key
-        record.attrs["source"] = source
-        record.attrs["message"] = message
-        self.file.flush()
+        record = {"video": key, "source": source, "message": message}
+        _write_atomic(self._staging(key).with_suffix(".error.json"), json.dumps(record))
 
     def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
+        """Merge the finished videos and errors into ``OUT.h5`` and clear ``OUT.h5.pending``."""
+        for key in list(self.open):
+            self.discard(key)  # videos left unfinished by an exception
+        errors = [json.loads(p.read_text()) for p in sorted(self.pending.glob("*.error.json"))]
+        if self._staged or errors or not self.path.exists() or self.overwrite:
+            temporary = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+            if self.path.exists() and not self.overwrite:
+                shutil.copyfile(self.path, temporary)
+            with h5py.File(temporary, "a") as target:
+                for name, value in self.attrs.items():
+                    target.attrs[name] = value
+                for key, staged in sorted(self._staged.items()):
+                    with h5py.File(staged, "r") as source:
+                        if key in target:
+                            del target[key]
+                        group = target.create_group(key)  # intermediate groups included
+                        for name in ("flow", "times"):
+                            source.copy(source[name], group, name=name)
+                        for name, value in source.attrs.items():
+                            if name != "key":
+                                group.attrs[name] = value
+                    if error_name(key) in target:
+                        del target[error_name(key)]
+                for record in errors:
+                    if record["video"] not in self._staged and record["video"] not in target:
+                        write_error_record(target, record["video"], record["source"],
+                                           record["message"])  # fmt: skip
+            commit_file(temporary, self.path)
+        self._lock.close()
+        shutil.rmtree(self.pending, ignore_errors=True)
+
+
+def _lock(folder: Path) -> Any:
+    """An exclusive lock on ``folder`` for this run (two runs on one output are refused)."""
+    import fcntl
+
+    handle = (folder / "lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise OutputError(f"{folder.parent}: in use by another feat3d process") from None
+    return handle
+
+
+def _check_options(path: Path, made: dict[str, Any], attrs: dict[str, Any]) -> None:
+    for name in FLOW_CHECKED:
+        before, now = _plain(made.get(name)), _plain(attrs[name])
+        if before != now:
+            raise OutputError(
+                f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "
+                "pass --overwrite to replace it or choose another output"
+            )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(text, encoding="utf-8")
+    commit_file(temporary, path)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def _plain(value: Any) -> Any:
@@ -412,8 +493,8 @@ def _write_messages(
             events.on_clips(len(payload))
         elif kind == "done":
             times, attrs = payload
-            store.finish(key, times, attrs)
             n_fields = datasets.pop(key).shape[0]
+            store.finish(key, times, attrs)
             report.written.append(key)
             events.on_video(key, n_fields)
         else:
