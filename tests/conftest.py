@@ -69,3 +69,15 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         "truncated": truncate_copy(whole, folder / "cut.mp4", fraction=0.6),
         "truncated_faststart": truncate_copy(whole_fs, folder / "cut_fs.mp4", fraction=0.6),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """``resnet-10`` with random weights on the CPU (the same network in every test)."""
+    import warnings
+
+    from feat3d.model import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model("resnet-10", None, device="cpu")

@@ -8,21 +8,12 @@ from fractions import Fraction
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from feat3d.extract import extract
 from feat3d.io.discover import discover_videos
 from feat3d.io.writers import read_h5_features
 from feat3d.model import VideoModel, load_model
 from feat3d.pipeline import ClipOptions, run_videos
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> VideoModel:
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_model("resnet-10", None, device="cpu")
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ import math
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import av
 import h5py
 import pytest
-import torch
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +22,6 @@ from feat3d.extract import extract
 from feat3d.io.decode import VideoDecodeError, iter_frames
 from feat3d.io.discover import discover_videos
 from feat3d.io.writers import read_h5_features
-from feat3d.model import VideoModel, load_model
 from tests.hostile import (
     CASE_NAMES,
     HostileCase,
@@ -39,14 +36,6 @@ from tests.videos import write_video
 CLIP_LEN = 4
 TINY = {"size": 32, "crop": 32, "clip_len": CLIP_LEN, "batch_size": 4}
 GOOD = {"good/a.mp4": 20, "good/b.mkv": 12, "good/c.avi": 9}
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> VideoModel:
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random weights warn
-        return load_model("resnet-10", "none", device="cpu")
 
 
 @pytest.fixture(scope="module")

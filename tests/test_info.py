@@ -8,7 +8,6 @@ import math
 import re
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import h5py
@@ -29,21 +28,12 @@ from feat3d.info import (
     is_checkpoint_path,
 )
 from feat3d.io.writers import VideoFeatures, open_writer, read_h5_features
-from feat3d.model import VideoModel, load_model
 from tests.videos import write_text, write_video
 
 CLIP_LEN = 16
 FRAMES = {"a.mp4": 40, "sub/b.mp4": 20}  # video key → frames
 FORMATS = {"h5": "feats.h5", "json": "feats.jsonl", "npy": "feats"}
 CLASSES = ["left", "right", "up", "down"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> VideoModel:
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_model("resnet-10", None, device="cpu")
 
 
 @pytest.fixture(scope="module")

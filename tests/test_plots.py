@@ -14,14 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from feat3d import plots
 from feat3d.classify import ClipPrediction, VideoPrediction, classify, top_k_labels
 from feat3d.cli import cli
 from feat3d.io.writers import VideoFeatures, open_writer
-from feat3d.model import VideoModel, load_model
 from feat3d.plots import (
     MISSING_MATPLOTLIB,
     PlotError,
@@ -67,14 +65,6 @@ def assert_drawn(path: Path, *, min_side: int = 400, max_side: int = 4000) -> No
 def no_matplotlib(monkeypatch):
     for name in MATPLOTLIB_MODULES:
         monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> VideoModel:
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_model("resnet-10", None, device="cpu")
 
 
 # ---------------------------------------------------------------------------- clip timeline

@@ -12,19 +12,19 @@ from click.testing import CliRunner
 
 from feat3d.cli import cli
 from tests.backbones.test_st_resnet import _ResNet50_2d
-from tests.videos import write_video
+from tests.train.test_fit import _motion_module
 
 pytest.importorskip("cv2")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> dict[str, Path]:
+    """The motion dataset of the training tests (two of its classes), its flow, and a
+    randomly initialised torchvision-layout ResNet-50 standing in for ImageNet weights."""
     root = tmp_path_factory.mktemp("two_stream")
-    data = root / "data"
-    for label in ("left", "right"):
-        for i in range(2):
-            write_video(data / label / f"{label}_{i}.mp4", n_frames=16, width=48, height=32,
-                        pattern="texture")  # fmt: skip
+    data = _motion_module().make_motion_dataset(
+        root / "data", classes=("left", "right"), videos_per_class=2, n_frames=16, size=32
+    )
     flow = root / "flow.h5"
     result = CliRunner().invoke(
         cli, ["flow", str(data), "-o", str(flow), "--method", "dis", "--short-side", "32", "-q"]

@@ -16,13 +16,10 @@ Example:
 from __future__ import annotations
 
 import datetime
-import http.client
 import json
 import os
 import re
 import shutil
-import urllib.error
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ from feat3d.backbones.weights import (
     NamedWeights,
     WeightsError,
     compute_sha256,
+    fetch_weights,
     list_weights,
     resolve_weights,
     weights_cache_path,
@@ -484,30 +482,4 @@ def download_weights(name: str, *, progress: bool = True) -> Path:
             )
         known = ", ".join(sorted(_named_by_name()))
         raise WeightsError(f"unknown weights {name!r}; downloadable: {known}")
-    dst = weights_cache_path(named)
-    if not dst.is_file():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        host = urllib.parse.urlparse(named.url).netloc or named.url
-        try:
-            # Downloads to a temporary file next to dst, checks the hash prefix, then renames.
-            torch.hub.download_url_to_file(
-                named.url, str(dst), hash_prefix=named.hash_prefix, progress=progress
-            )
-        except (OSError, http.client.HTTPException) as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise WeightsError(
-                f"cannot reach {host}: {str(reason).strip() or type(exc).__name__}; download "
-                f"{named.url} elsewhere and run `feat3d weights add FILE --name {named.name}`"
-            ) from None
-        except RuntimeError as exc:  # download_url_to_file's hash check
-            raise WeightsError(
-                f"checksum mismatch: the download of {named.name} from {named.url} "
-                f"({str(exc).strip()}); nothing was stored, try again"
-            ) from None
-    sha = compute_sha256(dst)
-    if not sha.startswith(named.hash_prefix):
-        raise WeightsError(
-            f"checksum mismatch: {dst} has sha256 {sha}, expected one starting "
-            f"{named.hash_prefix}; run `feat3d weights remove {named.name}` and download again"
-        )
-    return dst
+    return fetch_weights(named.name, progress=progress)

@@ -21,6 +21,8 @@ import http.client
 import os
 import pickle
 import re
+import urllib.error
+import urllib.parse
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -525,27 +527,30 @@ def _fetch(named: NamedWeights, *, progress: bool) -> tuple[Path, str]:
     dst = weights_cache_path(named)
     if not dst.is_file():
         dst.parent.mkdir(parents=True, exist_ok=True)
+        host = urllib.parse.urlparse(named.url).netloc or named.url
         try:
             # Writes a temporary file next to dst, checks the hash prefix, then renames.
             torch.hub.download_url_to_file(
                 named.url, str(dst), hash_prefix=named.hash_prefix, progress=progress
             )
         except (OSError, http.client.HTTPException) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             raise WeightsError(
-                f"cannot download {named.name} from {named.url} ({_first_line(exc)}); "
-                f"if this machine is offline, fetch that file elsewhere and put it at {dst}"
+                f"cannot reach {host}: {str(reason).strip() or type(exc).__name__}; if this "
+                f"machine is offline, download {named.url} elsewhere and run `feat3d weights "
+                f"add FILE --name {named.name}` (or put the file at {dst})"
             ) from None
         except RuntimeError as exc:  # download_url_to_file's hash check
             raise WeightsError(
-                f"the download of {named.name} from {named.url} is corrupt "
-                f"({_first_line(exc)}); try again"
+                f"checksum mismatch: the download of {named.name} from {named.url} "
+                f"({_first_line(exc)}); nothing was stored, try again"
             ) from None
     sha = compute_sha256(dst)
     if not sha.startswith(named.hash_prefix):
         raise WeightsError(
-            f"cached file {dst} is not {named.name} (sha256 {sha[:12]}..., expected a hash "
-            f"starting with {named.hash_prefix}); delete it to download again, or replace it "
-            f"with {named.url}"
+            f"cached file {dst} is not {named.name}: checksum mismatch, sha256 {sha}, expected "
+            f"one starting {named.hash_prefix}; run `feat3d weights remove {named.name}` and "
+            "download again"
         )
     return dst, sha
 
