@@ -280,7 +280,7 @@ def plot_training_curves(
         axes.legend(fontsize="small")
     loss_axes.set_title("loss", loc="left")
     accuracy_axes.set_title("accuracy", loc="left")
-    figure.suptitle(f"training run {metrics_csv.parent.name}: {len(epochs)} epoch(s)")
+    figure.suptitle(f"training curves of {metrics_csv.parent.name}/ ({len(epochs)} epochs)")
     return _save(figure, out_png)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -106,6 +107,9 @@ def _worker_main(
     _die_with_parent()
     if os.getppid() != parent:
         os._exit(0)
+    # The objects inherited from the parent stay shared (copy-on-write) only while nothing
+    # writes to them; the garbage collector's passes would, page by page, over a long run.
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # Decoding threads are FFmpeg's; torch's intra-op pool in a decoder only competes for cores.
     torch.set_num_threads(1)

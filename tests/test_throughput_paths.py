@@ -7,7 +7,7 @@
 
 Order rule: videos come out of ``run_videos``, and so into the report and the writer, in the
 order they finish. That order is a function of the inputs, ``--workers`` and
-``--batch-size`` only (decoding worker ``k`` takes videos ``k, k + n, ...`` and the loader
+``--batch-size`` only (decoding worker ``k`` takes videos ``k, k + n, ...`` and the pool
 takes their clips round-robin, in order), so a run repeated gives the same order; with 0 or 1
 workers it is the input order (for folders, the sorted discovery order). HDF5 files list their
 groups by name whatever the order of writing.
@@ -35,7 +35,6 @@ CLIP_LEN, SIZE, BATCH = 8, 32, 3
 LENGTHS = {"a_short.mp4": 5, "b_one.mp4": 8, "c_tail.mp4": 29, "d_long.mp4": 60, "e_mid.mp4": 20}
 
 #: 3 decoding workers on a 2-core machine is deliberate here (interleaving many videos).
-pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
 
 
 def quiet_load(*args, **kwargs) -> VideoModel:

@@ -542,7 +542,7 @@ def _fetch(named: NamedWeights, *, progress: bool) -> tuple[Path, str]:
             ) from None
         except RuntimeError as exc:  # download_url_to_file's hash check
             raise WeightsError(
-                f"checksum mismatch: the download of {named.name} from {named.url} "
+                f"checksum mismatch: the download of {named.name} from {named.url} is corrupt "
                 f"({_first_line(exc)}); nothing was stored, try again"
             ) from None
     sha = compute_sha256(dst)
