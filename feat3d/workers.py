@@ -62,11 +62,10 @@ class Stopwatch:
 
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (a ``kill -9`` of the run)."""
-    try:
+    # Not Linux: no prctl, and workers notice the closed pipe instead.
+    with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: workers notice a closed pipe instead
-        pass
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -139,7 +138,7 @@ def _worker_main(
                 watch.resume()
         conn.send(("done", None))
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
-        pass  # the parent went away or stopped early
+        return  # the parent went away or stopped early
     finally:
         ring.close()
         conn.close()

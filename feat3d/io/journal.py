@@ -350,8 +350,7 @@ def fsync_folder(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # some file systems can't sync a folder
+            os.fsync(fd)
     finally:
         os.close(fd)
