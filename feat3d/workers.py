@@ -90,6 +90,7 @@ class _Worker:
     ring: SharedMemory
     free: Any  # a multiprocessing semaphore counting free slots
     current: int | None = None  # the video it is decoding (from its last "start")
+    last_finished: int | None = None  # the last video it ended or failed
     finished: bool = False
 
 
@@ -196,19 +197,25 @@ class DecodePool:
         send.close()
         return _Worker(rank, process, receive, ring, free)
 
-    def _replace(self, worker: _Worker, after: int | None) -> _Worker:
-        """Kill ``worker`` and start another on the videos after ``after``."""
+    def videos_after(self, rank: int, last: int | None) -> list[int]:
+        """Videos of worker ``rank`` that come after video ``last`` (all of them for None)."""
+        mine = list(range(rank, len(self.stream.sources), self.count))
+        return mine[mine.index(last) + 1 :] if last is not None else mine
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        """Kill ``worker`` and start another on the videos after the one it was on (or, dead
+        between two videos, after the last one it finished)."""
         worker.process.kill()
         worker.process.join()
         worker.conn.close()
         self.restarts += 1
-        mine = list(range(worker.rank, len(self.stream.sources), self.count))
-        rest = mine[mine.index(after) + 1 :] if after in mine else []
-        fresh = self._start(worker.rank, rest, worker.ring)
+        last = worker.current if worker.current is not None else worker.last_finished
+        fresh = self._start(worker.rank, self.videos_after(worker.rank, last), worker.ring)
+        fresh.last_finished = last
         return fresh
 
-    def _receive(self, worker: _Worker) -> tuple[Any, ...] | None:
-        """The worker's next message; ``None`` if it died or hung (then it is replaced)."""
+    def _receive(self, worker: _Worker) -> tuple[Any, ...]:
+        """The worker's next message, or ``("hung",)`` / ``("died", how)``."""
         waited = 0.0
         while not worker.conn.poll(min(1.0, self.hang_after - waited)):
             waited += 1.0
@@ -262,7 +269,7 @@ class DecodePool:
                                 else f"the decoder process crashed ({message[1]})"
                             )
                             failed = worker.current
-                            worker = pool[rank] = self._replace(worker, failed)
+                            worker = pool[rank] = self._replace(worker)
                             if failed is None:
                                 continue
                             yield ClipItem("error", failed, message=reason)
@@ -275,8 +282,8 @@ class DecodePool:
                                 segment=segment, time=times, padded=padded,
                             )  # fmt: skip
                         else:
+                            worker.current, worker.last_finished = None, index
                             yield ClipItem(kind, index, info=payload, message=extra)
-                            worker.current = None
                         break
         finally:
             for worker in pool:

@@ -131,3 +131,14 @@ def test_stopwatch_excludes_pauses():
 def test_exit_descriptions():
     assert describe_exit(-9) == "signal 9 (SIGKILL)"
     assert describe_exit(3) == "exit status 3"
+
+
+def test_a_replaced_worker_goes_on_after_the_right_video():
+    from feat3d.pipeline import ClipOptions, ClipStream
+    from feat3d.workers import DecodePool
+
+    stream = ClipStream([Path(f"{i}.mp4") for i in range(7)], ClipOptions())  # type: ignore[list-item]
+    pool = DecodePool(stream, 3, slot_bytes=1)
+    assert pool.videos_after(1, None) == [1, 4]  # died before its first video ended
+    assert pool.videos_after(1, 1) == [4]  # died on (or right after) video 1
+    assert pool.videos_after(0, 6) == []
