@@ -44,7 +44,7 @@ import av
 import numpy as np
 import torch
 
-from feat3d.extract import clip_options_for, extract
+from feat3d.extraction import clip_options_for, extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.model import PRECISIONS, cpu_has_native_bf16, load_model

@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": ("feat3d.model", "load_model"),
     "VideoModel": ("feat3d.model", "VideoModel"),
-    "extract": ("feat3d.extract", "extract"),
-    "ExtractReport": ("feat3d.extract", "ExtractReport"),
-    "classify": ("feat3d.classify", "classify"),
-    "ClassifyReport": ("feat3d.classify", "ClassifyReport"),
+    "extract": ("feat3d.extraction", "extract"),
+    "ExtractReport": ("feat3d.extraction", "ExtractReport"),
+    "classify": ("feat3d.classification", "classify"),
+    "ClassifyReport": ("feat3d.classification", "ClassifyReport"),
     "get_backbone": ("feat3d.backbones", "get_backbone"),
     "list_backbones": ("feat3d.backbones", "list_backbones"),
 }

@@ -1,4 +1,4 @@
-"""The ``feat3d`` command line: a thin click layer over ``feat3d.extract`` and ``classify``."""
+"""The ``feat3d`` command line: a thin click layer over ``feat3d.extraction`` and ``classify``."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ from .backbones.hub import (
     weights_home,
 )
 from .backbones.published import describe_models
-from .classify import ClassifyReport, classify, write_json
+from .classification import ClassifyReport, classify, write_json
 from .config import add_config_option
-from .extract import RunEvents, extract
+from .extraction import RunEvents, extract
 from .io.decode import VideoDecodeError
 from .io.discover import InputError
 from .io.writers import FORMATS, OutputError, VideoFailure
@@ -1115,7 +1115,7 @@ def evaluate_command(
           --train-list trainlist01.txt --classes classInd.txt -o runs/ucf/eval
       feat3d evaluate runs/motion/best.pt motion/ --plot confusion.png
     """
-    from .extract import clip_options_for
+    from .extraction import clip_options_for
     from .train import evaluate_videos, write_evaluation
 
     if plot_path is not None:

@@ -25,7 +25,7 @@ from .io.discover import check_key
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .classify import VideoPrediction
+    from .classification import VideoPrediction
     from .train.svm import SvmReport
 
 MISSING_MATPLOTLIB = "plots need matplotlib: pip install 'feat3d[plot]'"
@@ -110,7 +110,7 @@ def plot_clip_timeline(
     bar over their whole span.
 
     Args:
-        video: A prediction of :func:`feat3d.classify`.
+        video: A prediction of :func:`feat3d.classification`.
         out_png: The PNG to write.
         top: Classes drawn: the video's ``top`` highest mean scores.
         categories: Class names of the model (``VideoModel.categories``); without them only

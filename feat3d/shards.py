@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .extract import ExtractReport, extract
+from .extraction import ExtractReport, extract
 from .io.writers import OutputError, guess_format
 
 

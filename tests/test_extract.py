@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from feat3d.extract import extract
+from feat3d.extraction import extract
 from feat3d.io.discover import discover_videos
 from feat3d.io.writers import read_h5_features
 from feat3d.model import VideoModel, load_model

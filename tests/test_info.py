@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from feat3d.backbones import get_backbone, kinetics400_categories, save_checkpoint
 from feat3d.cli import cli
-from feat3d.extract import extract
+from feat3d.extraction import extract
 from feat3d.info import (
     InfoError,
     describe,

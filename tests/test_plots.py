@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from feat3d import plots
-from feat3d.classify import ClipPrediction, VideoPrediction, classify, top_k_labels
+from feat3d.classification import ClipPrediction, VideoPrediction, classify, top_k_labels
 from feat3d.cli import cli
 from feat3d.io.writers import VideoFeatures, open_writer
 from feat3d.plots import (

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from feat3d.extract import extract
+from feat3d.extraction import extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.io.discover import discover_videos

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import feat3d.pipeline
-from feat3d.extract import extract
+from feat3d.extraction import extract
 from feat3d.model import load_model
 from feat3d.workers import Stopwatch, describe_exit
 

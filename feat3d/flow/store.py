@@ -78,7 +78,7 @@ _BATCH_SECONDS = 0.5
 
 
 class FlowEvents:
-    """Progress hooks of :func:`extract_flow`, named as ``feat3d.extract.RunEvents`` (any
+    """Progress hooks of :func:`extract_flow`, named as ``feat3d.extraction.RunEvents`` (any
     ``RunEvents`` works): ``on_clips`` counts flow fields."""
 
     def on_start(self, *, total: int, skipped: int) -> None:
@@ -414,7 +414,7 @@ def extract_flow(
         short_side: Frames are resized so their short side has this many pixels.
         bound: Displacements are clipped to ``±bound`` px and quantized over that range.
         overwrite: Replace the output instead of resuming it.
-        events: Progress hooks (:class:`FlowEvents` or ``feat3d.extract.RunEvents``).
+        events: Progress hooks (:class:`FlowEvents` or ``feat3d.extraction.RunEvents``).
         workers: Processes computing flow, one video each (0: in this process, with all of
             OpenCV's threads); each gets ``cores // processes`` OpenCV threads.
         compression: ``gzip`` (level 4), ``lzf`` or ``""`` (none) for the ``flow`` datasets.

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from feat3d.backbones import get_backbone, resolve_weights, save_checkpoint
 from feat3d.cli import cli
-from feat3d.extract import extract
+from feat3d.extraction import extract
 from feat3d.model import load_model
 from feat3d.train import TrainError, TrainOptions, evaluate_videos, fit, load_dataset
 
@@ -80,7 +80,7 @@ def test_evaluate_reproduces_the_best_epoch(trained, motion):
     split, run, report = trained
     model = load_model(None, str(run / "best.pt"), device="cpu")
     assert model.meta.categories == split.classes and model.meta.clip_len == 8
-    from feat3d.extract import clip_options_for
+    from feat3d.extraction import clip_options_for
 
     result = evaluate_videos(model, split.val, split.classes, clips=clip_options_for(model))
     best_row = next(r for r in _rows(run) if int(r["epoch"]) == report.best_epoch)

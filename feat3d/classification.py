@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .extract import RunEvents, clip_options_for
+from .extraction import RunEvents, clip_options_for
 from .io.discover import discover_videos
 from .io.writers import VideoFailure
 from .model import VideoModel, load_model
