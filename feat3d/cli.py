@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,12 @@ from .train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate
 
 F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
+
+
+def out_console() -> Console:
+    """stdout for tables: the terminal's width, or wide enough not to fold lines in a pipe or
+    a file (rich would wrap them at 80 columns)."""
+    return Console() if sys.stdout.isatty() else Console(width=240)
 
 
 class ShardParam(click.ParamType):
@@ -1181,7 +1188,7 @@ def models_command(as_json: bool, pattern: str | None) -> None:
             f"{frames}×{size}²" + (f", stride {stride}" if stride > 1 else ""),
             " ".join(row["weights"]) or "–",
         )
-    Console().print(table)
+    out_console().print(table)
 
 
 @cli.group("weights", invoke_without_command=True)
@@ -1206,15 +1213,16 @@ def weights_group(ctx: click.Context, as_json: bool) -> None:
         return
     table = Table(title="checkpoints (--weights NAME once local, or --weights PATH)")
     for column in ("name", "model", "classes", "sampling", "source", "sha256", "local file"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("name", "model"))
     for row in rows:
         sha = f"{row.sha256[:16]}…" if row.sha256 else None
+        source = urllib.parse.urlparse(row.source).netloc or row.source  # URLs: --json
         table.add_row(*(escape(cell) for cell in (
             row.name, row.model, str(row.classes),
-            row.published.sampling if row.published else "–", row.source, sha or "–",
+            row.published.sampling if row.published else "–", source, sha or "–",
             str(row.path) if row.path else "–",
         )))  # fmt: skip
-    Console().print(table)
+    out_console().print(table)
     click.echo(f"weights home: {weights_home()} (set FEAT3D_HOME to move it)")
     click.echo(f"torch.hub cache: {weights_cache_path(list_weights()[0]).parent}")
 
@@ -1340,7 +1348,7 @@ def remove_command(name: str) -> None:
 def _print_predictions(report: ClassifyReport, *, per_clip: bool) -> None:
     """The model once, then the labels: one table of all videos with ``-k 1``, else a table
     per video."""
-    console = Console()
+    console = out_console()
     marker = escape(" [random weights]") if report.random_weights else ""
     console.print(escape(f"{report.arch} ({report.weights})") + marker, highlight=False)
     if report.videos and all(len(video.top_k) == 1 for video in report.videos) and not per_clip:
@@ -1476,7 +1484,7 @@ def svm_command(
             table.add_column(column, justify="right")
         for row in pca_rows(report):
             table.add_row(*row)
-        Console().print(table)
+        out_console().print(table)
         if report.pca_skipped:
             skipped = ", ".join(map(str, report.pca_skipped))
             click.echo(f"PCA sizes skipped (not below min(train videos, D)): {skipped}")
