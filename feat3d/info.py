@@ -659,9 +659,79 @@ def describe_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) ->
     )
 
 
+@dataclass
+class FlowInfo:
+    """What a ``feat3d flow`` file holds."""
+
+    path: Path
+    method: str
+    short_side: int
+    bound: float
+    videos: int
+    fields: int
+    frame_size: tuple[int, int] | None
+    failed: list[FailedVideo]
+    size_bytes: int
+    pending: int
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+    def to_text(self) -> str:
+        size = f"{self.frame_size[0]}×{self.frame_size[1]}" if self.frame_size else "–"
+        rows = [
+            ("output", f"{self.path} (optical flow, {_human_bytes(self.size_bytes)})"),
+            ("videos", f"{self.videos} complete, {len(self.failed)} failed"),
+            ("fields", f"{self.fields} (uint8 dx, dy over ±{self.bound:g} px; {size} frames)"),
+            ("made with", f"{self.method}, short side {self.short_side}"),
+        ]
+        if self.pending:
+            rows.append(("pending", f"{self.pending} finished videos in {self.path.name}.pending/,"
+                         " merged by the next run"))  # fmt: skip
+        rows += [("failed", f"{f.key}: {f.message}") for f in self.failed]
+        return _aligned(rows)
+
+
+def is_flow_file(path: str | os.PathLike[str]) -> bool:
+    """An HDF5 file written by ``feat3d flow`` (its root records ``method`` and ``bound``)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as handle:
+            return "bound" in handle.attrs and "method" in handle.attrs
+    except OSError:
+        return False
+
+
+def describe_flow(path: str | os.PathLike[str]) -> FlowInfo:
+    """Videos, fields, options and failures of a ``feat3d flow`` file."""
+    from .flow.store import FlowFile
+
+    path = Path(path)
+    with FlowFile(path) as flows:
+        keys = flows.keys()
+        fields = sum(flows.n_fields(key) for key in keys)
+        frame_size = tuple(flows.group(keys[0])["flow"].shape[2:]) if keys else None
+        errors = flows.file.get("_errors", {})
+        failed = [
+            FailedVideo(*(str(_plain(g.attrs[name])) for name in ("video", "source", "message")))
+            for g in errors.values()
+        ]
+        method, short_side, bound = flows.method, flows.short_side, flows.bound
+    pending = path.with_name(path.name + ".pending")
+    waiting = len(list(pending.glob("*.h5"))) if pending.is_dir() else 0
+    return FlowInfo(
+        path, method, short_side, bound, len(keys), fields, frame_size,  # type: ignore[arg-type]
+        failed, _disk_size(path), waiting,
+    )  # fmt: skip
+
+
 def describe(
     path: str | os.PathLike[str], *, video: str | None = None, trust: bool = False
-) -> OutputInfo | VideoInfo | CheckpointInfo:
+) -> OutputInfo | VideoInfo | CheckpointInfo | FlowInfo:
     """What ``feat3d info PATH [--video KEY]`` shows: a checkpoint, an output or one video.
 
     Raises:
@@ -671,6 +741,8 @@ def describe(
         if video is not None:
             raise InfoError(f"{path}: --video applies to extract outputs, not checkpoints")
         return describe_checkpoint(path, trust=trust)
+    if video is None and is_flow_file(path):
+        return describe_flow(path)
     if video is not None:
         return describe_video(path, video)
     return describe_output(path)

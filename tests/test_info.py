@@ -229,3 +229,21 @@ def test_cli_info_on_outputs_videos_and_checkpoints(outputs, checkpoint, tmp_pat
     junk.write_bytes(b"\x00" * 64)
     result = runner.invoke(cli, ["info", str(junk)])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+
+
+def test_info_describes_a_flow_file(tmp_path, video_factory):
+    pytest.importorskip("cv2")
+    from feat3d.flow import extract_flow
+    from feat3d.info import FlowInfo, describe
+
+    video = video_factory(tmp_path / "v.mp4", n_frames=6, width=48, height=32)
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    out = tmp_path / "flow.h5"
+    extract_flow([video, bad], out, method="dis", short_side=32)
+    info = describe(out)
+    assert isinstance(info, FlowInfo)
+    assert (info.videos, info.fields, info.method, info.short_side) == (1, 5, "dis", 32)
+    assert info.frame_size == (32, 48) and [f.key for f in info.failed] == ["bad.mp4"]
+    text = info.to_text()
+    assert "optical flow" in text and "5 (uint8" in text and "bad.mp4: not a video" in text
