@@ -1105,12 +1105,13 @@ class _EpochProgress:
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs its code).")
+@two_stream_options
 @errors_to_click
 def evaluate_command(
     checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
     val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
     output: Path | None, plot_path: Path | None, batch_size: int, workers: str, device: str,
-    precision: str, trust_checkpoint: bool,
+    precision: str, trust_checkpoint: bool, flow: Path | None, flow_method: str, chunks: int,
 ) -> None:  # fmt: skip
     """Evaluate CHECKPOINT on DATASET the papers' way: non-overlapping clips, centre crop, clip
     softmax averaged per video. Prints video top-1/top-5 and clip accuracy.
@@ -1121,9 +1122,11 @@ def evaluate_command(
       feat3d evaluate runs/ucf/best.pt ucf101/ --val-list testlist01.txt \\
           --train-list trainlist01.txt --classes classInd.txt -o runs/ucf/eval
       feat3d evaluate runs/motion/best.pt motion/ --plot confusion.png
+      feat3d evaluate runs/st4/last.pt ucf101/ --flow flow.h5 ...   # st-resnet-50
     """
     from .extraction import clip_options_for
     from .train import evaluate_videos, write_evaluation
+    from .two_stream import TwoStreamOptions
 
     if plot_path is not None:
         require_matplotlib()
@@ -1138,6 +1141,7 @@ def evaluate_command(
     result = evaluate_videos(
         vm, items, split.classes, clips=clip_options_for(vm), batch_size=batch_size,
         workers=_workers(workers),
+        two_stream=TwoStreamOptions(flow=flow, chunks=chunks, method=flow_method),
     )  # fmt: skip
     click.echo(result.summary())
     for failure in result.failures:

@@ -94,3 +94,11 @@ def test_extract_each_stream_and_flow_computed_on_the_fly(project, staged, tmp_p
     with h5py.File(both) as handle:
         assert handle["left_0.mp4/features"].shape == (1, 4096)  # pool5 of both streams
         assert handle.attrs["flow"] == ""
+
+
+def test_evaluate_runs_the_paper_test_protocol(project, staged, tmp_path):
+    out = _invoke("evaluate", str(staged), str(project["data"]), "--split", "all", "--flow",
+                  str(project["flow"]), "--chunks", "3", "-o", str(tmp_path / "eval"))  # fmt: skip
+    assert "(4 videos, 4 clips, 0 failed)" in out  # one fully convolutional "clip" per video
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0.0 <= metrics["video_top1"] <= 1.0 and metrics["n_videos"] == metrics["n_clips"] == 4

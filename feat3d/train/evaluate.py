@@ -21,6 +21,7 @@ from ..io.discover import VideoSource
 from ..io.writers import VideoFailure
 from ..model import VideoModel
 from ..pipeline import ClipOptions, run_videos
+from ..two_stream import TwoStreamOptions, is_two_stream, two_stream_videos
 from .datasets import VideoItem
 
 
@@ -82,6 +83,7 @@ def evaluate_videos(
     batch_size: int = 8,
     workers: int = 0,
     reduce: Any = None,
+    two_stream: Any = None,
 ) -> EvalResult:
     """Evaluate ``model`` (put in eval mode by the caller) on labelled videos.
 
@@ -94,6 +96,8 @@ def evaluate_videos(
         workers: Decoding processes.
         reduce: Optional callable summing a list of floats across processes (distributed
             validation: each rank passes its own shard of ``items``).
+        two_stream: For ``st-resnet-50``: a ``feat3d.two_stream.TwoStreamOptions`` (flow
+            file, chunks); the paper's fully convolutional test, one "clip" per video.
 
     Returns:
         An :class:`EvalResult`.
@@ -104,14 +108,16 @@ def evaluate_videos(
     failures: list[VideoFailure] = []
     n_classes = len(classes)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    for result in run_videos(
-        model,
-        sources,
-        clips=clips,
-        layers=("logits", "probs"),
-        batch_size=batch_size,
-        workers=workers,
-    ):
+    if is_two_stream(model):
+        results = two_stream_videos(
+            model, sources, options=two_stream or TwoStreamOptions(), layers=("logits", "probs")
+        )
+    else:
+        results = run_videos(
+            model, sources, clips=clips, layers=("logits", "probs"), batch_size=batch_size,
+            workers=workers,
+        )  # fmt: skip
+    for result in results:
         if isinstance(result, VideoFailure):
             failures.append(result)
             continue
