@@ -425,7 +425,7 @@ class ClipInfo:
 
 
 @dataclass
-class VideoInfo:
+class StoredVideoInfo:
     """One video of an ``extract`` output: its attributes and clips.
 
     Attributes:
@@ -486,7 +486,7 @@ def _missing_video(path: Path, key: str, info: OutputInfo) -> InfoError:
     )
 
 
-def describe_video(path: str | os.PathLike[str], key: str) -> VideoInfo:
+def describe_video(path: str | os.PathLike[str], key: str) -> StoredVideoInfo:
     """One video of an ``extract`` output: its attributes and each clip's frames and seconds.
 
     Args:
@@ -510,7 +510,7 @@ def describe_video(path: str | os.PathLike[str], key: str) -> VideoInfo:
                     name: _plain(value) for name, value in group.attrs.items() if name != "complete"
                 }
                 stored = group["features"] if "features" in group else group["mean"]
-                return VideoInfo(
+                return StoredVideoInfo(
                     key,
                     attrs,
                     _clips(group["segments"][()], group["timestamps"][()]),
@@ -532,7 +532,7 @@ def describe_video(path: str | os.PathLike[str], key: str) -> VideoInfo:
     else:
         stored = found.get("features", found.get("mean", []))
         shape, dtype = tuple(np.asarray(stored).shape), "float (JSON)"
-    return VideoInfo(key, attrs, _clips(found["segments"], found["timestamps"]), shape, dtype)
+    return StoredVideoInfo(key, attrs, _clips(found["segments"], found["timestamps"]), shape, dtype)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -731,7 +731,7 @@ def describe_flow(path: str | os.PathLike[str]) -> FlowInfo:
 
 def describe(
     path: str | os.PathLike[str], *, video: str | None = None, trust: bool = False
-) -> OutputInfo | VideoInfo | CheckpointInfo | FlowInfo:
+) -> OutputInfo | StoredVideoInfo | CheckpointInfo | FlowInfo:
     """What ``feat3d info PATH [--video KEY]`` shows: a checkpoint, an output or one video.
 
     Raises:
