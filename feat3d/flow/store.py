@@ -41,11 +41,13 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..extraction import RunEvents
 from ..io.decode import VideoDecodeError, VideoInfo
 from ..io.discover import VideoSource, discover_videos
 from ..io.h5store import (
     MIN_FREE_BYTES,
     check_free_space,
+    check_same_options,
     check_writable,
     commit_file,
     error_name,
@@ -77,21 +79,9 @@ _BATCH = 8
 _BATCH_SECONDS = 0.5
 
 
-class FlowEvents:
-    """Progress hooks of :func:`extract_flow`, named as ``feat3d.extraction.RunEvents`` (any
-    ``RunEvents`` works): ``on_clips`` counts flow fields."""
-
-    def on_start(self, *, total: int, skipped: int) -> None:
-        """Called once, with the number of videos to process and those already done."""
-
-    def on_clips(self, count: int) -> None:
-        """Called as flow fields are written, with their number."""
-
-    def on_video(self, key: str, n_clips: int) -> None:
-        """Called when a video is complete in the file, with its number of flow fields."""
-
-    def on_failure(self, failure: VideoFailure) -> None:
-        """Called when a video fails."""
+class FlowEvents(RunEvents):
+    """Progress hooks of :func:`extract_flow`: ``RunEvents``'s, with ``on_clips`` counting
+    flow fields and ``on_video`` given a video's number of fields."""
 
 
 @dataclass
@@ -147,7 +137,7 @@ class _FlowH5:
         existing = self._file_options() if path.exists() and not overwrite else None
         for made in (existing, previous):
             if made is not None:
-                _check_options(path, made, attrs)
+                check_same_options(path, made, attrs, FLOW_CHECKED)
         if previous is None:
             _write_atomic(options, json.dumps({k: _plain(v) for k, v in attrs.items()}))
         self.overwrite = overwrite
@@ -262,16 +252,6 @@ def _lock(folder: Path) -> Any:
         handle.close()
         raise OutputError(f"{folder.parent}: in use by another feat3d process") from None
     return handle
-
-
-def _check_options(path: Path, made: dict[str, Any], attrs: dict[str, Any]) -> None:
-    for name in FLOW_CHECKED:
-        before, now = _plain(made.get(name)), _plain(attrs[name])
-        if before != now:
-            raise OutputError(
-                f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "
-                "pass --overwrite to replace it or choose another output"
-            )
 
 
 def _write_atomic(path: Path, text: str) -> None:
