@@ -12,17 +12,21 @@ For every video (or generated video) it prints:
   depend on them) and core-seconds per clip;
 - end to end, per precision: ``extract`` of ``--copies`` links to the video into HDF5 with
   ``--workers`` decoding processes, in a fresh child process (so its peak memory is its own),
-  against the bound ``cores / (decode + model core-seconds per clip)`` measured above;
+  against the bound ``cores / (decode + model core-seconds per clip)`` measured above, and
+  its own core-seconds per clip (decoding workers included);
 - peak RSS of that run: the main process and the largest decoding worker;
 - with ``--jpeg``: the same video through the papers' ffmpeg → JPEG → PIL → model pipeline
-  (``bench/jpeg_pipeline.py``, same model, fp32 and each precision asked for), and the ratio;
+  (``bench/jpeg_pipeline.py``, same model, fp32 and each precision asked for), its
+  core-seconds per clip (ffmpeg and PIL's loader processes included), and the ratios of
+  speed and of CPU time, with the ceiling of the speed ratio (feat3d at 100 % of its bound);
 - with ``--long``: the video repeated 10 times (remuxed, no re-encoding) through ``extract``,
   to show that peak memory does not grow with a video's length.
 
 Videos made with ``--make-video WxH`` are 10 s at 25 fps of a textured scene panned by the
 camera, with moving objects and sensor-like grain, h264 (libx264, CRF 23): about 1 Mbit/s at
 640×272 and 3-4 Mbit/s at 1280×720, like web video of those sizes. Timings on a shared
-machine move by several per cent; run it on an otherwise idle one.
+machine move by several per cent: every figure is the median of ``--repeat`` measures (3),
+taken in turn so that a drift of the machine hits all of them alike, with their range.
 """
 
 from __future__ import annotations
@@ -51,10 +55,31 @@ from feat3d.model import PRECISIONS, cpu_has_native_bf16, load_model
 from feat3d.pipeline import resolve_workers
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process, all its threads, user + system."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU time of this process, all its threads, user + system (``RUSAGE_CHILDREN``: of
+    its children that have ended: decoding workers, ffmpeg, DataLoader workers)."""
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def all_cpu_seconds() -> float:
+    return cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median speed (its own memory and CPU figures, not a mix of runs)."""
+    ranked = sorted(runs, key=lambda run: run["clips"] / run["seconds"])
+    return {**ranked[len(ranked) // 2], "rates": [run["clips"] / run["seconds"] for run in runs]}
+
+
+def spread(rates: list[float]) -> str:
+    """`` (range a-b over N)`` when measured more than once."""
+    return f" (range {min(rates):.1f}-{max(rates):.1f} over {len(rates)})" if len(rates) > 1 else ""
+
+
+def median_rate(measures: list[dict]) -> dict:
+    ranked = sorted(measures, key=lambda m: m["clips_per_s"])
+    return {**ranked[len(ranked) // 2], "rates": [m["clips_per_s"] for m in measures]}
 
 
 def make_video(path: Path, width: int, height: int, *, seconds: float = 10, fps: int = 25) -> Path:
@@ -218,7 +243,7 @@ def child_main(spec: dict) -> None:
     model.run(torch.randint(0, 256, shape, dtype=torch.uint8))
     inputs = [Path(p) for p in spec["inputs"]]
     memory = WorkerMemory()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), all_cpu_seconds()
     if spec["kind"] == "jpeg":
         from jpeg_pipeline import run_jpeg_pipeline
 
@@ -243,10 +268,12 @@ def child_main(spec: dict) -> None:
         ok = report.ok
         extra = {}
     elapsed = time.perf_counter() - start
+    cpu = all_cpu_seconds() - cpu_start
     memory.stop()
     result = {
         "clips": n_clips,
         "seconds": elapsed,
+        "core_s_per_clip": cpu / n_clips,
         "rss_main": _status_kib("self", "VmHWM") / 1024,
         "rss_child": memory.rss / 1024,
         "private_child": memory.private / 1024,
@@ -296,6 +323,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--copies", type=int, default=4, help="links to each video per run")
     parser.add_argument("--seconds", type=float, default=5.0, help="least time per measure")
+    parser.add_argument(
+        "--repeat", type=int, default=3,
+        help="measure everything this many times, interleaved; report the median",
+    )  # fmt: skip
     parser.add_argument("--jpeg", action="store_true", help="run the papers' JPEG pipeline")
     parser.add_argument("--long", action="store_true", help="peak memory of a 10x longer video")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -336,23 +367,27 @@ def main() -> None:
         f"cores {cores} | torch threads {torch.get_num_threads()} | workers {workers} "
         f"({args.workers}) | torch {torch.__version__} | native bf16 {cpu_has_native_bf16()}"
     )
-    models = {}
+    models = {
+        (precision, comp): load_model(
+            args.model, None, device=device, precision=precision, compile=comp
+        )
+        for precision in precisions
+        for comp in compiled
+    }
+    options = clip_options_for(next(iter(models.values())))
+    model_runs: dict[tuple[str, bool], list[dict]] = {key: [] for key in models}
+    for _ in range(args.repeat):  # interleaved, so a drift of the machine hits all alike
+        for key, vm in models.items():
+            model_runs[key].append(bench_model(vm, options, args.batch_size, args.seconds))
     model_rates = {}
-    for precision in precisions:
-        for comp in compiled:
-            vm = load_model(args.model, None, device=device, precision=precision, compile=comp)
-            models[precision, comp] = vm
-            options = clip_options_for(vm)
-            model_rates[precision, comp] = rate = bench_model(
-                vm, options, args.batch_size, args.seconds
-            )
-            print(
-                f"model-only   {precision}{' compiled' if comp else '':9s} "
-                f"{rate['clips_per_s']:7.1f} clips/s  {rate['core_s_per_clip'] * 1e3:6.1f} "
-                f"core-ms/clip  ({vm.execution})",
-                flush=True,
-            )
-            del vm
+    for (precision, comp), vm in models.items():
+        model_rates[precision, comp] = rate = median_rate(model_runs[precision, comp])
+        print(
+            f"model-only   {precision}{' compiled' if comp else '':9s} "
+            f"{rate['clips_per_s']:7.1f} clips/s  {rate['core_s_per_clip'] * 1e3:6.1f} "
+            f"core-ms/clip  ({vm.execution}){spread(rate['rates'])}",
+            flush=True,
+        )
     models.clear()
     results = []
     for video in videos:
@@ -365,21 +400,33 @@ def main() -> None:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
             size = f"{stream.codec_context.width}x{stream.codec_context.height}"
-        decode = bench_decode(video, options, args.seconds)
-        print(
-            f"\n{video.name}: {size}, {bitrate(video):.2f} Mbit/s\n"
-            f"decode-only  {decode['clips_per_s']:7.1f} clips/s  "
-            f"{decode['core_s_per_clip'] * 1e3:6.1f} core-ms/clip (1 process)",
-            flush=True,
-        )
         base = {
             "model": args.model, "device": device, "batch_size": args.batch_size,
             "workers": workers, "inputs": [str(link) for link in links],
         }  # fmt: skip
+        print(f"\n{video.name}: {size}, {bitrate(video):.2f} Mbit/s", flush=True)
+        decodes: list[dict] = []
+        runs: dict[tuple[str, str, bool], list[dict]] = {}
+        for _ in range(args.repeat):  # interleaved, so a drift of the machine hits all alike
+            decodes.append(bench_decode(video, options, args.seconds))
+            for precision in precisions:
+                for comp in compiled:
+                    spec = {**base, "kind": "extract", "precision": precision, "compile": comp}
+                    runs.setdefault(("extract", precision, comp), []).append(run_child(spec))
+                    if args.jpeg and not comp:
+                        runs.setdefault(("jpeg", precision, comp), []).append(
+                            run_child({**spec, "kind": "jpeg"})
+                        )
+        decode = median_rate(decodes)
+        print(
+            f"decode-only  {decode['clips_per_s']:7.1f} clips/s  "
+            f"{decode['core_s_per_clip'] * 1e3:6.1f} core-ms/clip (1 process)"
+            f"{spread(decode['rates'])}",
+            flush=True,
+        )
         for precision in precisions:
             for comp in compiled:
-                spec = {**base, "kind": "extract", "precision": precision, "compile": comp}
-                run = run_child(spec)
+                run = median_run(runs["extract", precision, comp])
                 e2e = run["clips"] / run["seconds"]
                 cost = decode["core_s_per_clip"] + model_rates[precision, comp]["core_s_per_clip"]
                 bound = cores / cost
@@ -389,29 +436,34 @@ def main() -> None:
                     "decode_core_ms": decode["core_s_per_clip"] * 1e3,
                     "model": model_rates[precision, comp]["clips_per_s"],
                     "model_core_ms": model_rates[precision, comp]["core_s_per_clip"] * 1e3,
-                    "e2e": e2e, "bound": bound, "rss_main": run["rss_main"],
+                    "e2e": e2e, "bound": bound, "e2e_core_ms": run["core_s_per_clip"] * 1e3,
+                    "rss_main": run["rss_main"],
                     "rss_worker": run["rss_child"], "private_worker": run["private_child"],
                 }  # fmt: skip
                 line = (
                     f"end-to-end   {precision}{' compiled' if comp else '':9s} {e2e:7.1f} clips/s"
                     f"  = {e2e / bound:5.1%} of {bound:.1f} (cores / (decode + model "
-                    f"core-s per clip)); peak memory {memory_text(run)}"
+                    f"core-s per clip)), {run['core_s_per_clip'] * 1e3:.1f} core-ms/clip"
+                    f"{spread(run['rates'])}; peak memory {memory_text(run)}"
                 )
                 print(line, flush=True)
                 if args.jpeg and not comp:
-                    jpeg = run_child({**spec, "kind": "jpeg"})
+                    jpeg = median_run(runs["jpeg", precision, comp])
                     row["jpeg"] = jpeg["clips"] / jpeg["seconds"]
+                    row["jpeg_core_ms"] = jpeg["core_s_per_clip"] * 1e3
                     row["jpeg_ffmpeg_share"] = jpeg["ffmpeg_s"] / jpeg["seconds"]
                     print(
                         f"JPEG papers' pipeline {precision}  {row['jpeg']:6.1f} clips/s "
-                        f"({row['jpeg_ffmpeg_share']:.0%} of it in ffmpeg → JPEG): feat3d is "
-                        f"{e2e / row['jpeg']:.2f}x faster",
+                        f"({row['jpeg_ffmpeg_share']:.0%} of it in ffmpeg → JPEG), "
+                        f"{row['jpeg_core_ms']:.1f} core-ms/clip{spread(jpeg['rates'])}: "
+                        f"feat3d is {e2e / row['jpeg']:.2f}x faster, "
+                        f"{row['jpeg_core_ms'] / row['e2e_core_ms']:.2f}x cheaper in CPU time",
                         flush=True,
                     )
                 results.append(row)
         if args.long:
             long_video = repeat_video(video, workdir / f"long_{video.name}", 10)
-            runs = {}
+            long_runs = {}
             for name, source in (("1x", video), ("10x", long_video)):
                 spec = {
                     **base, "inputs": [str(source)], "kind": "extract",
@@ -424,27 +476,34 @@ def main() -> None:
                     flush=True,
                 )
                 results.append({"video": video.name, "long": name, **run})
-                runs[name] = run
+                long_runs[name] = run
 
             def total(run: dict) -> float:
                 return run["rss_main"] + workers * run["private_child"]
 
-            main_ratio = runs["10x"]["rss_main"] / runs["1x"]["rss_main"]
+            main_ratio = long_runs["10x"]["rss_main"] / long_runs["1x"]["rss_main"]
             print(
                 f"long video   10x / 1x: main RSS {main_ratio:.2f}x, main RSS + workers' "
-                f"private {total(runs['10x']) / total(runs['1x']):.2f}x",
+                f"private {total(long_runs['10x']) / total(long_runs['1x']):.2f}x",
                 flush=True,
             )
-    fp32 = {
-        r["video"]: r["jpeg"]
-        for r in results
-        if r.get("precision") == "fp32" and not r.get("compile") and "jpeg" in r
-    }
+    fp32_rows = [
+        r for r in results if r.get("precision") == "fp32" and not r.get("compile") and "jpeg" in r
+    ]
+    fp32 = {r["video"]: r["jpeg"] for r in fp32_rows}
+    fp32_core = {r["video"]: r["jpeg_core_ms"] for r in fp32_rows}
     if fp32:
-        print("\nfeat3d end to end vs the papers' pipeline in fp32:")
+        print(
+            "\nfeat3d end to end vs the papers' pipeline in fp32 (ceiling: feat3d at 100 % of "
+            "its bound; CPU: the pipeline's core-seconds per clip over feat3d's):"
+        )
         for r in results:
             if "jpeg" in r and r["video"] in fp32:
-                print(f"  {r['video']} {r['precision']}: {r['e2e'] / fp32[r['video']]:.2f}x")
+                jpeg, jpeg_core_ms = fp32[r["video"]], fp32_core[r["video"]]
+                print(
+                    f"  {r['video']} {r['precision']}: {r['e2e'] / jpeg:.2f}x (ceiling "
+                    f"{r['bound'] / jpeg:.2f}x; CPU {jpeg_core_ms / r['e2e_core_ms']:.2f}x)"
+                )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
