@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from feat3d.backbones import (
     load_checkpoint,
     resolve_weights,
 )
+from tests.legacy_pickle import save_like_pytorch_03
 
 LAYOUTS: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "data" / "checkpoint_layouts.json").read_text()
@@ -101,13 +103,20 @@ def _strip(key: str) -> str:
 
 
 def _write(
-    entry: dict[str, Any], path: Path, *, extra_prefix: str = "", extra_top: tuple[str, ...] = ()
+    entry: dict[str, Any],
+    path: Path,
+    *,
+    extra_prefix: str = "",
+    extra_top: tuple[str, ...] = (),
+    save: Callable[[Any, Path], Any] = torch.save,
 ) -> dict[str, torch.Tensor]:
     """Save a checkpoint in exactly the entry's layout, with random tensors."""
     g = torch.Generator().manual_seed(0)
-    sd = {}
+    sd: dict[str, torch.Tensor] = OrderedDict()
     for key, shape in entry["state_dict"].items():
         if key.endswith("num_batches_tracked"):
+            if save is not torch.save:
+                continue  # PyTorch 0.4.1 added it
             value = torch.tensor(123, dtype=torch.long)
         else:
             value = torch.randn(shape, generator=g)
@@ -118,7 +127,7 @@ def _write(
         obj = {k: (entry["arch"] if k == "arch" else _DUMMIES[k]) for k in entry["top_level_keys"]}
         obj.update({k: _DUMMIES[k] for k in extra_top})
         obj["state_dict"] = sd
-    torch.save(obj, path)
+    save(obj, path)
     return {_strip(k): v for k, v in sd.items()}
 
 
@@ -208,3 +217,27 @@ def test_model_mismatch_names_the_checkpoint_arch(tmp_path: Path) -> None:
         resolve_weights(path, model="resnet-18")
     with pytest.raises(WeightsError, match="holds resnet-50"):
         get_backbone("resnet-101", weights=path)
+
+
+HARA_2017 = [key for key in SUPPORTED if SUPPORTED[key][0] == "hara2017"]
+
+
+@pytest.mark.parametrize("key", HARA_2017)
+def test_hara_2017_files_saved_by_pytorch_03_load_without_unpickling(
+    key: str, tmp_path: Path
+) -> None:
+    # The 2017 files were written by PyTorch 0.2/0.3 from GPU models: legacy (non-zip) format,
+    # torch.cuda.FloatStorage, _rebuild_tensor, no num_batches_tracked.
+    path = tmp_path / "weights.pth"
+    saved = _write(ENTRIES[key], path, extra_top=("epoch", "optimizer"), save=save_like_pytorch_03)
+    assert path.read_bytes()[:2] != b"PK"  # not the zip container of PyTorch >= 1.6
+
+    fmt, arch, num_classes, shortcut = SUPPORTED[key]
+    ckpt = load_checkpoint(path)  # weights_only: no code from the file runs
+    assert (ckpt.format, ckpt.arch, ckpt.arch_kwargs["num_classes"]) == (fmt, arch, num_classes)
+    model = get_backbone(arch, weights=path)  # strict: BN counters may be absent
+    assert model.meta.arch_kwargs.get("shortcut_type") == shortcut
+    for name, value in saved.items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+    counters = [k for k in model.state_dict() if k.endswith("num_batches_tracked")]
+    assert counters and all(k not in saved for k in counters)
