@@ -386,18 +386,26 @@ def cli(ctx: click.Context) -> None:
     help="Replace the output. Without it, videos already complete are skipped (resume).",
 )
 @click.option(
-    "--shard", type=ShardParam(), default=None, metavar="I/N",
+    "--shard",
+    type=ShardParam(),
+    default=None,
+    metavar="I/N",
     help="Process only shard I of N (0-based) of the inputs, chosen by a hash of each video's "
     "key: stable across runs and machines. Merge the parts with `feat3d merge`.",
 )
 @click.option(
-    "--devices", default=None, metavar="DEV,DEV,...",
+    "--devices",
+    default=None,
+    metavar="DEV,DEV,...",
     help="One process per device (e.g. cuda:0,cuda:1), each on a shard; the parts are merged "
     "into OUTPUT (HDF5) at the end. Under torchrun, each rank does this on its own.",
 )
 @click.option(
-    "--errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    metavar="FILE.jsonl", help="Append one JSON line per failed video (video, source, error).",
+    "--errors",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.jsonl",
+    help="Append one JSON line per failed video (video, source, error).",
 )
 @two_stream_options
 @errors_to_click
@@ -1273,11 +1281,16 @@ def _complete_downloadable(
 @weights_group.command("add")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--name", "-n", default=None,
+    "--name",
+    "-n",
+    default=None,
     help="The name for --weights. Default: the file stem (torchvision's tag for its files).",
 )
 @click.option(
-    "--model", "-m", type=click.Choice(list_backbones()), default=None,
+    "--model",
+    "-m",
+    type=click.Choice(list_backbones()),
+    default=None,
     help="The architecture FILE must hold. Default: read from its keys and shapes.",
 )
 @click.option("--link", is_flag=True, help="Symlink to FILE instead of copying it.")

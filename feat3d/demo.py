@@ -90,8 +90,11 @@ def check_predictions(json_path: str | Path, *, min_accuracy: float) -> tuple[fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m feat3d.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m feat3d.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     steps = parser.add_subparsers(dest="step", required=True)
     sample = steps.add_parser("sample", help="write the sample video, print the weights to use")
     sample.add_argument("video", type=Path)

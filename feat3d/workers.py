@@ -187,7 +187,13 @@ class DecodePool:
         process = self.context.Process(
             target=_worker_main,
             args=(
-                self.stream, list(indices), send, ring.name, self.slots, self.slot_bytes, free,
+                self.stream,
+                list(indices),
+                send,
+                ring.name,
+                self.slots,
+                self.slot_bytes,
+                free,
                 os.getpid(),
             ),
             daemon=True,
