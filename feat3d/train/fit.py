@@ -358,7 +358,8 @@ def fit(
     frozen = set(freeze_before(model, options.finetune_from)) if options.finetune_from else set()
     meta = _run_meta(base_meta, model, dataset.classes, options, run.name)
     model.meta = meta
-    wrapper = VideoModel(backbone=model, meta=meta, device=device)
+    # validates the live training model: no folded snapshot of its weights
+    wrapper = VideoModel(backbone=model, meta=meta, device=device, fold_bn=False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         trainable,
