@@ -346,6 +346,7 @@ def load_model(
     num_classes: int | None = None,
     compile: bool = False,
     channels_last: bool | None = None,
+    fold_bn: bool = True,
 ) -> VideoModel:
     """Build a registry network, load its weights and place it on a device.
 
@@ -365,6 +366,7 @@ def load_model(
         num_classes: Classifier rows for random initialization (default 400, or the
             family's). With weights it is read from the checkpoint; a different value raises.
         compile: Run the network through ``torch.compile`` (see ``VideoModel``).
+        fold_bn: Run a copy with batch norms folded into convolutions (see ``VideoModel``).
         channels_last: Weights and activations in ``channels_last_3d`` (``None``: yes).
 
     Returns:
@@ -400,4 +402,5 @@ def load_model(
         precision=precision,
         channels_last=channels_last,
         compile=compile,
+        fold_bn=fold_bn,
     )
