@@ -154,8 +154,8 @@ class VideoModel:
             largest batch seen so the graph is not compiled again.
         fold_bn: Run a copy of the network (:attr:`network`) in which each batch norm that
             directly follows a convolution is folded into it (:mod:`feat3d.backbones.fold`):
-            the same outputs to float rounding (checked when it is made), 8-22 % faster on a
-            CPU for Hara's resnet-18/50 in fp32. Made once, here: to change ``backbone``'s
+            the same outputs to float rounding (checked when it is made); 6-21 % faster on
+            this project's 2-core CPU (resnet-18/50, r2plus1d_18, fp32 and bf16). Made once, here: to change ``backbone``'s
             weights afterwards, build a new ``VideoModel``. ``False``: run ``backbone``.
     """
 
