@@ -46,6 +46,15 @@ def _load_malloc_trim():  # type: ignore[no-untyped-def]
 
 
 _malloc_trim = _load_malloc_trim()
+
+
+def trim_heap() -> bool:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``); ``False``
+    where there is no such call."""
+    if _malloc_trim is None:
+        return False
+    _malloc_trim(0)
+    return True
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -155,8 +164,9 @@ class VideoModel:
         fold_bn: Run a copy of the network (:attr:`network`) in which each batch norm that
             directly follows a convolution is folded into it (:mod:`feat3d.backbones.fold`):
             the same outputs to float rounding (checked when it is made); 6-21 % faster on
-            this project's 2-core CPU (resnet-18/50, r2plus1d_18, fp32 and bf16). Made once, here: to change ``backbone``'s
-            weights afterwards, build a new ``VideoModel``. ``False``: run ``backbone``.
+            this project's 2-core CPU (resnet-18/50, r2plus1d_18, fp32 and bf16). Made once,
+            here: to change ``backbone``'s weights afterwards, build a new ``VideoModel``.
+            ``False``: run ``backbone``.
     """
 
     backbone: nn.Module

@@ -17,7 +17,9 @@ import h5py
 import numpy as np
 import pytest
 
+import feat3d.model
 import feat3d.pipeline
+import feat3d.workers
 from feat3d.extraction import extract
 from feat3d.model import load_model
 from feat3d.workers import Stopwatch, describe_exit
@@ -142,3 +144,31 @@ def test_a_replaced_worker_goes_on_after_the_right_video():
     assert pool.videos_after(1, None) == [1, 4]  # died before its first video ended
     assert pool.videos_after(1, 1) == [4]  # died on (or right after) video 1
     assert pool.videos_after(0, 6) == []
+
+
+@pytest.mark.skipif(not feat3d.model.trim_heap(), reason="needs glibc's malloc_trim")
+def test_trim_heap_gives_freed_heap_pages_back():
+    def resident() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    # 100 MB of small blocks (under glibc's mmap threshold: they live in the heap), freed
+    # except every 1000th, so the heap's top cannot simply shrink
+    blocks = [bytearray(1000) for _ in range(100_000)]
+    keep = blocks[::1000]
+    del blocks
+    before = resident()
+    assert feat3d.model.trim_heap()
+    assert before - resident() > 50e6
+    del keep
+
+
+def test_workers_are_forked_from_a_trimmed_heap(model, tmp_path, video_factory, monkeypatch):
+    calls = []
+    real = feat3d.workers.trim_heap
+    monkeypatch.setattr(feat3d.workers, "trim_heap", lambda: calls.append(1) or real())
+    videos = [video_factory(tmp_path / f"{name}.mp4", n_frames=8, width=48, height=32)
+              for name in "ab"]  # fmt: skip
+    report = _run(model, videos, tmp_path, workers=2)
+    assert report.ok and len(report.written) == 2
+    assert len(calls) == 2  # once before each worker's fork
