@@ -55,6 +55,8 @@ def trim_heap() -> bool:
         return False
     _malloc_trim(0)
     return True
+
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -147,7 +149,9 @@ class VideoModel:
     """A network ready for inference.
 
     Attributes:
-        backbone: The CPU-built network, moved to ``device`` and in eval mode.
+        backbone: The network in its checkpoint's layout, in eval mode. When a folded copy
+            runs (``fold_bn``), it is left where and as it was passed (the copy is what goes
+            to ``device``); otherwise it is moved to ``device`` (bf16: a bf16 copy).
         meta: Metadata of its weights (classes, normalization, clip length, input size).
         device: Where it runs.
         precision: ``fp32``; ``bf16``: on a CPU with bf16 instructions
@@ -166,7 +170,8 @@ class VideoModel:
             the same outputs to float rounding (checked when it is made); 6-21 % faster on
             this project's 2-core CPU (resnet-18/50, r2plus1d_18, fp32 and bf16). Made once,
             here: to change ``backbone``'s weights afterwards, build a new ``VideoModel``.
-            ``False``: run ``backbone``.
+            On a CPU it costs one more copy of the weights in memory (resnet-18: 130 MB).
+            ``False``: run ``backbone`` itself.
     """
 
     backbone: nn.Module
@@ -204,8 +209,11 @@ class VideoModel:
                 device=parameter.device if parameter is not None else "cpu",
             )  # fmt: skip
             folded = fold_batchnorm(source, example)  # folded in fp32, then cast
-        self.backbone = self._runtime(copy.deepcopy(source) if native_bf16 else source)
-        self._network = self.backbone if folded is None else self._runtime(folded)
+        if folded is None:
+            self.backbone = self._runtime(copy.deepcopy(source) if native_bf16 else source)
+            self._network = self.backbone
+        else:  # backbone stays as passed: one copy of the weights on the device, not two
+            self._network = self._runtime(folded)
         self._forward = self._network.forward_layers
         self._compiled_batch = 0
         self._heap = _HeapGuard()
