@@ -267,6 +267,8 @@ class VideoModel:
         else:
             how = "bf16 weights" if self._dtype == torch.bfloat16 else "fp32"
         parts = [how, "channels_last_3d" if self.channels_last else "contiguous"]
+        if self._network is not self.backbone:
+            parts.append("batch norm folded")
         return ", ".join([*parts, "compiled"] if self.compile else parts)
 
     def _autocast(self):  # type: ignore[no-untyped-def]

@@ -107,6 +107,8 @@ def test_video_model_runs_the_folded_copy_and_keeps_the_checkpoint_layout() -> N
                        fold_bn=False)  # fmt: skip
     assert plain.network is plain.backbone
     assert folded.network is not folded.backbone
+    assert "batch norm folded" in folded.execution
+    assert "batch norm folded" not in plain.execution
     assert _count(folded.network, nn.BatchNorm3d) == 0
     assert "bn1.running_var" in folded.backbone.state_dict()  # key names of the checkpoint
     clips = torch.randint(0, 256, (3, 16, 112, 112, 3), dtype=torch.uint8)
