@@ -51,7 +51,7 @@ import torch
 from feat3d.extraction import clip_options_for, extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
-from feat3d.model import PRECISIONS, cpu_has_native_bf16, load_model
+from feat3d.model import check_precision, cpu_has_native_bf16, load_model
 from feat3d.pipeline import resolve_workers
 
 
@@ -349,8 +349,10 @@ def main() -> None:
     else:
         precisions = ["fp32", "bf16"] if device != "cpu" or cpu_has_native_bf16() else ["fp32"]
     for precision in precisions:
-        if precision not in PRECISIONS:
-            parser.error(f"unknown precision {precision!r}")
+        try:
+            check_precision(precision, torch.device(device))
+        except ValueError as error:
+            parser.error(str(error))
     workers = resolve_workers(args.workers)
     workdir = Path(tempfile.mkdtemp(prefix="feat3d-bench-"))
     videos = list(args.videos)

@@ -127,8 +127,8 @@ def model_options(func: F) -> F:
         ),
         click.option(
             "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-            help="bf16: bf16 weights on CPUs with bf16 instructions, else autocast; fp16: "
-            "autocast, CUDA only. See README, Speed.",
+            help="bf16: bf16 weights on CPUs with bf16 instructions (refused on other CPUs), "
+            "autocast on CUDA; fp16: autocast, CUDA only. See README, Speed.",
         ),
         click.option(
             "--num-classes", type=click.IntRange(min=1), default=None,

@@ -88,6 +88,17 @@ def test_missing_weights_file_is_one_line_exit_1(tmp_path, clip):
     assert "Traceback" not in result.output
 
 
+def test_bf16_on_a_cpu_without_bf16_instructions_is_one_line_exit_1(monkeypatch, clip):
+    import feat3d.model
+
+    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: False)
+    result = CliRunner().invoke(
+        cli, ["classify", str(clip), *FAST, "--device", "cpu", "--precision", "bf16"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "bf16 needs a CUDA device or a CPU with bf16 instructions" in result.output
+
+
 def test_classify_json_and_random_weights_marker(tmp_path, clip):
     out = tmp_path / "labels.json"
     result = invoke("classify", str(clip), *FAST, "--top-k", "3", "--per-clip", "--json", str(out))

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from feat3d.model import VideoModel, load_model, select_device
+import feat3d.model
+from feat3d.model import (
+    VideoModel,
+    check_precision,
+    cpu_has_native_bf16,
+    load_model,
+    select_device,
+)
 
 
 def quiet_load(*args, **kwargs) -> VideoModel:
@@ -65,7 +72,8 @@ def test_hara_2017_checkpoint_uses_0_to_255_inputs(tmp_path):
     assert x.flatten().tolist() == pytest.approx([200 - 114.7748, 200 - 107.7354, 200 - 99.4750])
 
 
-def test_bf16_autocast_stays_close_to_fp32():
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="bf16 needs a CPU with bf16 instructions")
+def test_bf16_stays_close_to_fp32():
     torch.manual_seed(0)
     fp32 = quiet_load("resnet-10", None, device="cpu")
     bf16 = VideoModel(backbone=fp32.backbone, meta=fp32.meta, device=fp32.device, precision="bf16")
@@ -77,10 +85,25 @@ def test_bf16_autocast_stays_close_to_fp32():
 
 
 def test_fp16_needs_cuda():
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         quiet_load("resnet-10", None, device="cpu", precision="fp16")
+
+
+def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(monkeypatch):
+    # There PyTorch's bf16 convolutions run in reference kernels, 130-190x slower than fp32.
+    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match=r"CPU with bf16 instructions.*use --precision fp32"):
+        quiet_load("resnet-10", None, device="cpu", precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        check_precision("int8", torch.device("cpu"))
+    check_precision("fp32", torch.device("cpu"))  # always fine
+
+
+def test_bf16_on_a_cpu_with_bf16_instructions_runs_bf16_weights(monkeypatch):
+    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: True)
+    vm = quiet_load("resnet-10", None, device="cpu", precision="bf16")
+    assert next(vm.network.parameters()).dtype == torch.bfloat16
+    assert vm.execution.startswith("bf16 weights")
 
 
 def test_layers_are_consistent():

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..backbones import WeightsMeta, default_meta, get_backbone, resolve_weights, save_checkpoint
-from ..model import VideoModel, select_device
+from ..model import VideoModel, check_precision, select_device
 from ..pipeline import ClipOptions, resolve_workers
 from ..plots import matplotlib_available, plot_training_curves
 from .datasets import DatasetSplit, FrameIndex
@@ -375,8 +375,10 @@ def fit(
     precision = options.precision
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise TrainError("fp16 training needs CUDA; use --precision bf16 or fp32 on the CPU")
+    try:
+        check_precision(precision, device)
+    except ValueError as error:
+        raise TrainError(f"training: {error}") from error
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     autocast = (
         nullcontext()

@@ -154,6 +154,19 @@ def test_finetuning_replaces_the_classifier_for_new_classes(tmp_path, motion):
     assert model.layers["logits"] == 4 and model.categories == split.classes
 
 
+def test_bf16_training_is_refused_on_a_cpu_without_bf16_instructions(motion, tmp_path,
+                                                                    monkeypatch):  # fmt: skip
+    import feat3d.model
+
+    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: False)
+    options = TrainOptions(epochs=1, precision="bf16", device="cpu", **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TrainError, match=r"training: bf16 needs .* CPU with bf16"):
+            fit(load_dataset(motion), tmp_path / "run", options)
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
 def test_existing_run_needs_resume_and_same_options(trained):
     split, run, _ = trained
     with pytest.raises(TrainError, match="--resume"):
