@@ -353,7 +353,7 @@ def main() -> None:
             check_precision(precision, torch.device(device))
         except ValueError as error:
             parser.error(str(error))
-    workers = resolve_workers(args.workers)
+    workers = resolve_workers(args.workers, device)
     workdir = Path(tempfile.mkdtemp(prefix="feat3d-bench-"))
     videos = list(args.videos)
     for size in args.make_video:

@@ -141,7 +141,7 @@ def classify(
     flow_method: str = "tvl1",
     chunks: int = 25,
     batch_size: int = 8,
-    workers: int = 0,
+    workers: int | str = 0,
     device: str = "auto",
     precision: str = "fp32",
     events: RunEvents | None = None,

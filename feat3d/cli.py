@@ -225,13 +225,15 @@ def two_stream_options(func: F) -> F:
     return func
 
 
-def _workers(value: str) -> int:
+def _workers(value: str) -> int | str:
+    """A checked ``--workers``: a count, or ``auto`` (resolved for the model's device)."""
     from .pipeline import resolve_workers
 
     try:
-        return resolve_workers(value)
+        count = resolve_workers(value)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--workers") from error
+    return "auto" if value == "auto" else count
 
 
 def errors_to_click(func: F) -> F:
@@ -1008,7 +1010,7 @@ def train_command(
 
 def _train_stage(
     split: Any, output: Path, *, stage: str | None, flow_path: Path | None,
-    init_2d: Path | None, pretrained: str | None, workers: int, quiet: bool, device: str,
+    init_2d: Path | None, pretrained: str | None, workers: int | str, quiet: bool, device: str,
     **options: Any,
 ) -> None:  # fmt: skip
     """``train --model st-resnet-50 --stage ...``: one stage of the two-stream recipe."""
@@ -1028,9 +1030,12 @@ def _train_stage(
         if not quiet:
             click.echo(f"step {step}: loss {loss:.4f}", err=True)
 
+    from .pipeline import resolve_workers
+
+    chosen = select_device(device)
     report, checkpoint = run_stage(
         split, output, stage=stage, flow_path=flow_path, init_2d=init_2d,
-        pretrained=pretrained, num_workers=workers, device=select_device(device),
+        pretrained=pretrained, num_workers=resolve_workers(workers, chosen), device=chosen,
         on_step=on_step, **options,
     )  # fmt: skip
     click.echo(

@@ -215,7 +215,7 @@ def extract(
     flow_method: str = "tvl1",
     chunks: int = 25,
     batch_size: int = 8,
-    workers: int = 0,
+    workers: int | str = 0,
     device: str = "auto",
     precision: str = "fp32",
     trust_checkpoint: bool = False,
@@ -256,7 +256,8 @@ def extract(
             ``feat3d.two_stream``); each video then has one row, its ``chunks`` chunks.
         size, crop: Resize (short side, or ``(H, W)``) and centre crop; default from weights.
         batch_size: Clips per forward pass (batches span videos).
-        workers: Decoding processes (0: decode in this process).
+        workers: Decoding processes (0: decode in this process; ``"auto"``: as many as
+            suit the model's device, see ``feat3d.pipeline.resolve_workers``).
         device, precision: Where and how the model runs.
         trust_checkpoint, num_classes: See ``load_model``.
         dtype: ``float32`` or ``float16`` for stored features.

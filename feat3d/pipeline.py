@@ -231,27 +231,58 @@ class _FrameCounter:
             yield frame
 
 
-def _decode_options(clips: ClipOptions, workers: int) -> ClipOptions:
+def _decode_options(clips: ClipOptions, workers: int, device: torch.device) -> ClipOptions:
     """Codec threads per decoding process: FFmpeg's choice (one per core) in each of many
     processes would oversubscribe the cores and multiply the frames held in flight (a 4K
-    frame is 12 MB), so each process gets its share of the cores, at least 2."""
+    frame is 12 MB), so each process gets its share of the cores: at least 2 on the CPU,
+    where the network takes the cores in turn with decoding; at least 1 on CUDA, where
+    decoding alone bounds the rate and one single-threaded process per core decodes the
+    most (frame threading costs 5-10 % more CPU time per clip, bench/README)."""
     if workers < 1 or clips.threads:
         return clips
-    return replace(clips, threads=max(2, (os.cpu_count() or 2) // workers))
+    least = 1 if device.type == "cuda" else 2
+    return replace(clips, threads=max(least, (os.cpu_count() or 2) // workers))
 
 
-def resolve_workers(workers: int | str) -> int:
-    """``auto`` → one decoding process per two cores, at least 2 and at most 8.
+def resolve_workers(
+    workers: int | str,
+    device: torch.device | str | None = None,
+    *,
+    share: int | None = None,
+) -> int:
+    """How many decoding processes ``workers`` (a count or ``auto``) means here.
 
-    Each process decodes with FFmpeg's own threads, and the model keeps all its threads:
-    decoding takes only its share of the cores (measured on 2 cores: the end-to-end rate is
-    within a few per cent of ``cores / (decode + model core-seconds per clip)`` with 2
-    processes, and 3-10 % lower with 1, which leaves the model waiting at video boundaries,
-    where a decoder opens a file and drains its frame threads). See README, Speed.
+    ``auto`` depends on where the network runs:
+
+    - CPU: one process per two cores, at least 2 and at most 8. The network keeps all of
+      torch's threads and decoding takes the cores in turn with it (measured on 2 cores:
+      within a few per cent of ``cores / (decode + model core-seconds per clip)`` with 2
+      processes, 3-10 % lower with 1, which leaves the model waiting at video boundaries,
+      where a decoder opens a file and drains its frame threads).
+    - CUDA: one single-threaded process per core, at least 2 and at most 32: the GPU waits
+      for the decoders, so they get every core (the main process only batches and copies).
+      Decoding alone on 2 cores: 2 processes of 1 thread gave 106 / 24 clips/s at
+      640x272 / 1280x720, against 101 / 23 for 2 of 2 threads and 70 / 18 for 1 of 2.
+
+    Args:
+        workers: A count (``0``: decode in the main process) or ``"auto"``.
+        device: Where the network runs (``None``: the CPU).
+        share: Processes on this machine that split its cores between them (one per device
+            with ``--devices``); ``None`` reads torchrun's ``LOCAL_WORLD_SIZE`` (else 1).
+
+    See README, Speed.
     """
     if workers == "auto":
-        return min(8, max(2, (os.cpu_count() or 2) // 2))
-    count = int(workers)
+        if share is None:
+            share = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        cores = max(1, (os.cpu_count() or 2) // max(1, share))
+        if torch.device(device or "cpu").type == "cuda":
+            return min(32, max(2, cores))
+        return min(8, max(2, cores // 2))
+    try:
+        count = int(workers)
+    except ValueError:
+        count = -1
     if count < 0:
         raise ValueError(
             "--workers must be 0 (decode in the main process), a positive count or auto"
@@ -328,7 +359,7 @@ def run_videos(
     layers: tuple[str, ...],
     pool: bool = True,
     batch_size: int = 8,
-    workers: int = 0,
+    workers: int | str = 0,
     on_clips: Callable[[int], None] | None = None,
 ) -> Iterator[VideoOutputs | VideoFailure]:
     """Run the model over every clip of every video, yielding each video when it is done.
@@ -343,7 +374,8 @@ def run_videos(
         layers: Layers to keep (see ``VideoModel.layers``).
         pool: ``False`` keeps ``conv5`` unpooled.
         batch_size: Clips per forward pass.
-        workers: Decoding processes (0 decodes in this process).
+        workers: Decoding processes (0 decodes in this process; ``"auto"``: see
+            :func:`resolve_workers`, for the model's device).
         on_clips: Called with the number of clips after each forward pass (for progress).
 
     Yields:
@@ -354,7 +386,8 @@ def run_videos(
         raise ValueError("batch size must be at least 1")
     if not sources:
         return
-    stream = ClipStream(sources, _decode_options(clips, workers))
+    workers = resolve_workers(workers, model.device)
+    stream = ClipStream(sources, _decode_options(clips, workers, model.device))
     loader: Iterable[ClipItem] = stream
     if workers > 0:
         hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE

@@ -16,6 +16,7 @@ from typing import Any
 
 from .extraction import ExtractReport, extract
 from .io.writers import OutputError, guess_format
+from .pipeline import resolve_workers
 
 
 def rank_from_env() -> tuple[int, int] | None:
@@ -182,9 +183,10 @@ def extract_on_devices(
     sources = _pending(inputs, output, overwrite)
     processes = []
     for index, device in enumerate(devices):
+        workers = options.get("workers", 0)
         shard_options = {
             **options, "device": device, "shard": (index, count), "overwrite": overwrite,
-            "format": "h5",
+            "format": "h5", "workers": resolve_workers(workers, device, share=count),
         }  # fmt: skip
         process = context.Process(
             target=_device_worker, args=(queue, sources, parts[index], shard_options)

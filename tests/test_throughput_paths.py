@@ -15,6 +15,7 @@ groups by name whatever the order of writing.
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 
@@ -28,6 +29,7 @@ from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.io.discover import discover_videos
 from feat3d.model import VideoModel, cpu_has_native_bf16, load_model
+from feat3d.pipeline import ClipOptions, _decode_options, resolve_workers
 
 CLIP_LEN, SIZE, BATCH = 8, 32, 3
 #: Frames per video: shorter than a clip (looped), exactly one clip, several with a partial
@@ -73,7 +75,7 @@ def run_extract(model, inputs, **kwargs):
     )
 
 
-@pytest.mark.parametrize("workers", [0, 1, 3])
+@pytest.mark.parametrize("workers", [0, 1, 3, "auto"])
 def test_pipelined_extract_matches_the_sequential_path(model, folder, workers):
     report = run_extract(model, [folder], workers=workers)
     assert report.ok and sorted(report.videos) == sorted(LENGTHS)
@@ -82,6 +84,35 @@ def test_pipelined_extract_matches_the_sequential_path(model, folder, workers):
         got = report.videos[name].features
         assert got.shape == expected.shape == (max(1, -(-LENGTHS[name] // CLIP_LEN)), 512)
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_auto_workers_follow_the_device_and_the_cores(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cuda = torch.device("cuda")
+    for cores, on_cpu, on_cuda in [(2, 2, 2), (16, 8, 16), (64, 8, 32), (1, 2, 2)]:
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert resolve_workers("auto") == resolve_workers("auto", "cpu") == on_cpu
+        assert resolve_workers("auto", cuda) == resolve_workers("auto", "cuda:1") == on_cuda
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    # processes that split the machine: --devices (share) or torchrun's LOCAL_WORLD_SIZE
+    assert resolve_workers("auto", cuda, share=4) == 4
+    assert resolve_workers("auto", "cpu", share=2) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert resolve_workers("auto", cuda) == 2 and resolve_workers("auto") == 2
+    assert resolve_workers(3, cuda) == resolve_workers("3") == 3  # a count is a count
+    for bad in ("-1", "many", -2):
+        with pytest.raises(ValueError, match="--workers must be"):
+            resolve_workers(bad)
+
+
+def test_codec_threads_share_the_cores_between_decoding_processes(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert _decode_options(ClipOptions(), 16, cuda).threads == 1
+    assert _decode_options(ClipOptions(), 16, cpu).threads == 2  # at least 2 beside a CPU model
+    assert _decode_options(ClipOptions(), 4, cuda).threads == 4
+    assert _decode_options(ClipOptions(threads=3), 16, cuda).threads == 3  # asked for
+    assert _decode_options(ClipOptions(), 0, cuda).threads == 0  # in-process: FFmpeg's choice
 
 
 @pytest.mark.parametrize("workers", [0, 1])

@@ -81,7 +81,7 @@ def evaluate_videos(
     *,
     clips: ClipOptions,
     batch_size: int = 8,
-    workers: int = 0,
+    workers: int | str = 0,
     reduce: Any = None,
     two_stream: Any = None,
 ) -> EvalResult:
@@ -93,7 +93,7 @@ def evaluate_videos(
         classes: Class names, index = label.
         clips: Clip options (non-overlapping, centre crop: the papers' protocol).
         batch_size: Clips per forward pass.
-        workers: Decoding processes.
+        workers: Decoding processes (a count or ``"auto"``, as for ``extract``).
         reduce: Optional callable summing a list of floats across processes (distributed
             validation: each rank passes its own shard of ``items``).
         two_stream: For ``st-resnet-50``: a ``feat3d.two_stream.TwoStreamOptions`` (flow

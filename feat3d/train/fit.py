@@ -419,7 +419,7 @@ def fit(
             stacklevel=2,
         )
 
-    workers = resolve_workers(options.workers)
+    workers = resolve_workers(options.workers, device)
     frame_index = FrameIndex(run / "frame_counts.json")
     train_items = list(dataset.train)[dist.rank :: dist.world]
     clips = TrainClips(
