@@ -6,14 +6,18 @@ Usage:
 
 For every video (or generated video) it prints:
 
-- decode-only: clips/s of the streaming decoder and clip cutter in one process, and its CPU
-  time per clip (core-seconds, FFmpeg's threads included);
+- decode-only: clips/s of the streaming decoder and clip cutter in one process with the
+  codec threads each decoding worker of ``extract`` gets, and its CPU time per clip
+  (core-seconds, FFmpeg's threads included);
 - model-only, per precision: clips/s on random uint8 clips (random weights: the speed does not
   depend on them) and core-seconds per clip;
 - end to end, per precision: ``extract`` of ``--copies`` links to the video into HDF5 with
   ``--workers`` decoding processes, in a fresh child process (so its peak memory is its own),
-  against the bound ``cores / (decode + model core-seconds per clip)`` measured above, and
-  its own core-seconds per clip (decoding workers included);
+  against its bound, and its own core-seconds per clip (decoding workers included). On the
+  CPU the network and the decoders share the cores, so the bound is ``cores / (decode +
+  model core-seconds per clip)``; on CUDA they run side by side, so it is the lower of
+  model-only clips/s and ``cores / decode core-seconds per clip``, and the line names the
+  stage that sets it (decode-bound or model-bound);
 - peak RSS of that run: the main process and the largest decoding worker;
 - with ``--jpeg``: the same video through the papers' ffmpeg → JPEG → PIL → model pipeline
   (``bench/jpeg_pipeline.py``, same model, fp32 and each precision asked for), its
@@ -52,7 +56,7 @@ from feat3d.extraction import clip_options_for, extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.model import check_precision, cpu_has_native_bf16, load_model
-from feat3d.pipeline import resolve_workers
+from feat3d.pipeline import _decode_options, resolve_workers
 
 
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
@@ -377,6 +381,8 @@ def main() -> None:
         for comp in compiled
     }
     options = clip_options_for(next(iter(models.values())))
+    # the codec threads of one decoding worker of extract (FFmpeg's own choice in-process)
+    decode_options = _decode_options(options, workers, torch.device(device))
     model_runs: dict[tuple[str, bool], list[dict]] = {key: [] for key in models}
     for _ in range(args.repeat):  # interleaved, so a drift of the machine hits all alike
         for key, vm in models.items():
@@ -410,7 +416,7 @@ def main() -> None:
         decodes: list[dict] = []
         runs: dict[tuple[str, str, bool], list[dict]] = {}
         for _ in range(args.repeat):  # interleaved, so a drift of the machine hits all alike
-            decodes.append(bench_decode(video, options, args.seconds))
+            decodes.append(bench_decode(video, decode_options, args.seconds))
             for precision in precisions:
                 for comp in compiled:
                     spec = {**base, "kind": "extract", "precision": precision, "compile": comp}
@@ -422,7 +428,8 @@ def main() -> None:
         decode = median_rate(decodes)
         print(
             f"decode-only  {decode['clips_per_s']:7.1f} clips/s  "
-            f"{decode['core_s_per_clip'] * 1e3:6.1f} core-ms/clip (1 process)"
+            f"{decode['core_s_per_clip'] * 1e3:6.1f} core-ms/clip (1 process, "
+            f"{decode_options.threads or 'auto'} codec threads)"
             f"{spread(decode['rates'])}",
             flush=True,
         )
@@ -430,8 +437,18 @@ def main() -> None:
             for comp in compiled:
                 run = median_run(runs["extract", precision, comp])
                 e2e = run["clips"] / run["seconds"]
-                cost = decode["core_s_per_clip"] + model_rates[precision, comp]["core_s_per_clip"]
-                bound = cores / cost
+                model_rate = model_rates[precision, comp]
+                if device == "cpu":
+                    cost = decode["core_s_per_clip"] + model_rate["core_s_per_clip"]
+                    bound, bound_text = cores / cost, "cores / (decode + model core-s per clip)"
+                else:
+                    decode_bound = cores / decode["core_s_per_clip"]
+                    bound = min(decode_bound, model_rate["clips_per_s"])
+                    bound_text = (
+                        f"{'decode' if decode_bound < model_rate['clips_per_s'] else 'model'}"
+                        f"-bound: cores / decode core-s per clip {decode_bound:.0f}, model "
+                        f"{model_rate['clips_per_s']:.0f}"
+                    )
                 row = {
                     "video": video.name, "size": size, "precision": precision, "compile": comp,
                     "decode": decode["clips_per_s"],
@@ -444,8 +461,8 @@ def main() -> None:
                 }  # fmt: skip
                 line = (
                     f"end-to-end   {precision}{' compiled' if comp else '':9s} {e2e:7.1f} clips/s"
-                    f"  = {e2e / bound:5.1%} of {bound:.1f} (cores / (decode + model "
-                    f"core-s per clip)), {run['core_s_per_clip'] * 1e3:.1f} core-ms/clip"
+                    f"  = {e2e / bound:5.1%} of {bound:.1f} ({bound_text}), "
+                    f"{run['core_s_per_clip'] * 1e3:.1f} core-ms/clip"
                     f"{spread(run['rates'])}; peak memory {memory_text(run)}"
                 )
                 print(line, flush=True)

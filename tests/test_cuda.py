@@ -45,3 +45,26 @@ def test_cuda_matches_cpu(precision):
     got = gpu.run(clips.pin_memory())["pool5"]
     tolerance = 1e-3 if precision == "fp32" else 3e-2
     assert np.linalg.norm(got - reference) / np.linalg.norm(reference) < tolerance
+
+
+@cuda
+def test_extract_on_cuda_with_auto_workers_matches_the_cpu(tmp_path, video_factory):
+    from feat3d.extraction import extract
+    from feat3d.pipeline import resolve_workers
+
+    for index, n_frames in enumerate((20, 41, 9)):
+        video_factory(tmp_path / f"v{index}.mp4", n_frames=n_frames, width=96, height=64,
+                      pattern="texture")  # fmt: skip
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu = load_model("resnet-10", None, device="cpu")
+    gpu = VideoModel(backbone=cpu.backbone, meta=cpu.meta, device=torch.device("cuda"))
+    assert resolve_workers("auto", gpu.device) >= resolve_workers("auto", cpu.device)
+    options = dict(clip_len=8, size=64, crop=64, batch_size=4)
+    expected = extract([tmp_path], model=cpu, workers=0, **options)
+    got = extract([tmp_path], model=gpu, workers="auto", **options)
+    assert got.ok and sorted(got.videos) == sorted(expected.videos) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    for key, video in expected.videos.items():
+        a, b = video.features, got.videos[key].features
+        assert a.shape == b.shape and np.linalg.norm(a - b) / np.linalg.norm(a) < 1e-3
