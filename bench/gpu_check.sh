@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU figures of README "Speed" in one call of a device machine (one NVIDIA GPU, many
 # cores, no network, no PyAV): resnet-18 and resnet-50, batch 64, fp32/bf16/fp16, decode-only
-# against model-only against end to end, on the two generated test videos.
+# against model-only against end to end, on the generated test videos; and whether NVDEC
+# (PyAV's cuda hwaccel) decodes faster than the CPU decoders (bench/nvdec_probe.py).
 #
 #   bench/gpu_check.sh --fetch   here, where PyPI answers: PyAV's wheel for the device's
 #                                CPython 3.12 into .whl/ (35 MB; keep .whl/ out of git, e.g.
@@ -37,9 +38,10 @@ import sys
 from pathlib import Path
 sys.path.insert(0, "bench")
 from throughput import make_video
-for width, height in ((640, 272), (1280, 720)):
+for width, height in ((320, 240), (640, 272), (1280, 720)):
     make_video(Path(sys.argv[1]) / f"scene_{width}x{height}.mp4", width, height)
 PY
+    python3 bench/nvdec_probe.py "$videos"/scene_*.mp4
     for model in resnet-18 resnet-50; do
         python3 bench/throughput.py "$videos"/scene_640x272.mp4 "$videos"/scene_1280x720.mp4 \
             --model "$model" --device cuda --batch-size 64 --precision fp32,bf16,fp16 \
