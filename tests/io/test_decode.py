@@ -124,6 +124,27 @@ class TestSize:
             ref = first.to_ndarray(format="gbrp", width=149, height=112, interpolation="BILINEAR")
         assert np.array_equal(ours, ref)
 
+    @pytest.mark.parametrize(("width", "height", "rotation"), [(160, 90, 0), (90, 160, 0),
+                                                               (160, 90, 90)])  # fmt: skip
+    def test_cropped_frames_are_the_crop_of_the_whole_frame(
+        self, video_factory, tmp_path, width, height, rotation
+    ) -> None:
+        # the crop is cut out while the planes are interleaved: the same pixels as cropping
+        # PyAV's whole RGB image
+        path = video_factory(tmp_path / "c.mp4", n_frames=3, width=width, height=height,
+                             pattern="texture", rotation=rotation)  # fmt: skip
+        ours = [f.image for f in iter_frames(path, size=112, crop=(100, 104))]
+        wide = round(max(width, height) * 112 / min(width, height))
+        coded = (wide, 112) if width > height else (112, wide)
+        with av.open(str(path)) as container:
+            for image, frame in zip(ours, container.decode(video=0), strict=True):
+                whole = frame.to_ndarray(format="gbrp", width=coded[0], height=coded[1],
+                                         interpolation="BILINEAR")  # fmt: skip
+                whole = np.rot90(whole, k=rotation // 90)
+                top, left = round((whole.shape[0] - 100) / 2), round((whole.shape[1] - 104) / 2)
+                assert image.flags.c_contiguous and image.shape == (100, 104, 3)
+                assert np.array_equal(image, whole[top : top + 100, left : left + 104])
+
     def test_downscale_matches_antialiased_bilinear(self, video_factory, tmp_path) -> None:
         # swscale's packed rgb24 output is 0.8 grey levels off here (column artefacts of up
         # to 2.7); its planar output, which the decoder uses, is within 0.32 on average.
