@@ -932,9 +932,7 @@ class _Converter:
             boxes.append((lo, hi, scaled, start))
         (r0, r1, rows, top), (c0, c1, cols, left) = boxes
         region = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[r0:r1, c0:c1]), "rgb24")
-        small = self.rgb(region, cols, rows)
-        crop = small[top : top + plan.crop_h, left : left + plan.crop_w]
-        return np.array(crop, dtype=np.uint8, order="C", copy=True)
+        return self.rgb(region, cols, rows, (top, left, plan.crop_h, plan.crop_w))
 
 
 def _raw_frames(
