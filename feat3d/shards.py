@@ -182,8 +182,8 @@ def extract_on_devices(
     parts = [part_path(output, i, count) for i in range(count)]
     sources = _pending(inputs, output, overwrite)
     processes = []
+    workers = options.get("workers", 0)
     for index, device in enumerate(devices):
-        workers = options.get("workers", 0)
         shard_options = {
             **options, "device": device, "shard": (index, count), "overwrite": overwrite,
             "format": "h5", "workers": resolve_workers(workers, device, share=count),
