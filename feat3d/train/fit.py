@@ -333,6 +333,13 @@ def fit(
         raise TrainError("batch size, accumulate and epochs must be at least 1")
     if not dataset.train:
         raise TrainError("the dataset has no training videos")
+    precision = options.precision
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    try:
+        check_precision(precision, device)
+    except ValueError as error:
+        raise TrainError(f"training: {error}") from error
 
     _seed_everything(options.seed)
     model, base_meta = _build_model(options, dataset.classes)
@@ -372,13 +379,6 @@ def fit(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=0.1, patience=options.lr_patience
     )
-    precision = options.precision
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    try:
-        check_precision(precision, device)
-    except ValueError as error:
-        raise TrainError(f"training: {error}") from error
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     autocast = (
         nullcontext()
