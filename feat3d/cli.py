@@ -30,7 +30,6 @@ from rich.table import Table
 
 from . import __version__
 from .backbones import (
-    WeightsError,
     convert_checkpoint,
     list_backbones,
     list_weights,
@@ -47,12 +46,12 @@ from .backbones.hub import (
 from .backbones.published import describe_models
 from .classification import ClassifyReport, classify, write_json
 from .config import add_config_option
+from .errors import Feat3dError
 from .extraction import RunEvents, extract
-from .io.decode import VideoDecodeError
 from .io.discover import InputError
-from .io.writers import FORMATS, OutputError, VideoFailure
+from .io.writers import FORMATS, VideoFailure
 from .model import LAYERS, PRECISIONS, VideoModel, load_model
-from .plots import PlotError, require_matplotlib
+from .plots import require_matplotlib
 from .shards import extract_on_devices, extract_rank, rank_from_env
 from .train.fit import BLOCKS
 from .train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate
@@ -245,7 +244,11 @@ def errors_to_click(func: F) -> F:
             return func(*args, **kwargs)
         except InputError as error:
             raise click.BadParameter(str(error), param_hint="INPUTS") from error
-        except (WeightsError, OutputError, VideoDecodeError, PlotError, ValueError) as error:
+        except Feat3dError as error:
+            exception = click.ClickException(str(error))
+            exception.exit_code = error.exit_code
+            raise exception from error
+        except ValueError as error:
             raise click.ClickException(str(error)) from error
 
     return wrapper  # type: ignore[return-value]

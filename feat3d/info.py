@@ -20,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .errors import RunError
 from .io.writers import ERRORS_GROUP, INDEX_NAME
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".safetensors", ".pickle", ".pkl", ".ckpt")
@@ -28,7 +29,7 @@ _SHOWN_CLASSES = 5
 _SHOWN_FAILURES = 10
 
 
-class InfoError(ValueError):
+class InfoError(RunError, ValueError):
     """The path is neither a feat3d output nor a checkpoint, or lacks what was asked for."""
 
 

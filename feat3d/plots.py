@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import RunError
 from .io.discover import check_key
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ DPI = 120
 _ANNOTATE_UP_TO = 25  # classes; above this, confusion cells are too small for numbers
 
 
-class PlotError(Exception):
+class PlotError(RunError):
     """A figure cannot be drawn: matplotlib is missing, or there is nothing to plot."""
 
 

@@ -16,10 +16,12 @@ from typing import Any
 
 import torch
 
+from feat3d.errors import RunError
+
 SUFFIX = ".safetensors"
 
 
-class SafetensorsError(Exception):
+class SafetensorsError(RunError):
     """The file is not a readable feat3d safetensors checkpoint."""
 
 

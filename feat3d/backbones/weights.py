@@ -41,6 +41,7 @@ from feat3d.backbones.safetensors_io import (
     read_safetensors,
     write_safetensors,
 )
+from feat3d.errors import RunError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -69,7 +70,7 @@ __all__ = [
 DEFAULT_MODEL = "r3d_18"
 
 
-class WeightsError(Exception):
+class WeightsError(RunError):
     """Weights cannot be found, downloaded, read, recognised or loaded; one-line message."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import RunError
 from ..io.decode import Frame, VideoInfo, iter_frames
 
 __all__ = [
@@ -50,7 +51,7 @@ METHODS = ("tvl1", "dis", "farneback")
 OPENCV_MISSING = "feat3d flow needs OpenCV: pip install 'feat3d[flow]'"
 
 
-class FlowError(Exception):
+class FlowError(RunError):
     """Flow cannot be computed or read (OpenCV missing, a flow file that does not fit)."""
 
 

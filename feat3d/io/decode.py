@@ -40,6 +40,8 @@ import numpy as np
 from av.stream import Discard
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from ..errors import RunError
+
 __all__ = ["Frame", "VideoDecodeError", "VideoInfo", "iter_frames", "open_video", "tick_count"]
 
 #: Allowed shortfall, as a fraction of the declared duration (or frame count), before a video
@@ -53,7 +55,7 @@ _TRUNCATION_FRAMES = 3
 _NO_PTS_FORMATS = frozenset({"avi"})
 
 
-class VideoDecodeError(Exception):
+class VideoDecodeError(RunError):
     """A video could not be opened or decoded completely.
 
     The message is a single line giving the reason (``"empty file"``, ``"no video stream"``,

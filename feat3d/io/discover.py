@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..errors import UsageError
+
 VIDEO_EXTENSIONS = frozenset(
     {
         ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv",
@@ -33,7 +35,7 @@ VIDEO_EXTENSIONS = frozenset(
 )  # fmt: skip
 
 
-class InputError(Exception):
+class InputError(UsageError):
     """An input named on the command line does not exist or cannot be listed."""
 
 

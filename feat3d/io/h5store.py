@@ -39,6 +39,7 @@ from urllib.parse import quote
 import h5py
 import numpy as np
 
+from ..errors import RunError
 from .discover import check_key
 from .journal import ArrayStream, Journal, JournalError, JournalRecord, fsync_folder, read_entries
 
@@ -65,7 +66,7 @@ _COMPARE_BLOCK_BYTES = 64 * 2**20
 CreateOptions = Callable[[str, np.ndarray], Mapping[str, Any]]
 
 
-class OutputError(Exception):
+class OutputError(RunError):
     """The output can't be written, or holds results made with other options."""
 
 

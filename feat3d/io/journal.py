@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import RunError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; concurrent writers are not detected
@@ -46,7 +48,7 @@ _CRC = struct.Struct("<I")
 _READ_BLOCK = 1 << 22
 
 
-class JournalError(Exception):
+class JournalError(RunError):
     """The journal can't be opened (locked by another process, or not a journal)."""
 
 

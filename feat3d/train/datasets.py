@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
+from ..errors import RunError
 from ..io.decode import VideoDecodeError, iter_frames, open_video
 from ..io.discover import is_video_file, safe_key
 
@@ -61,7 +62,7 @@ VAL_NAMES = frozenset({"val", "valid", "validation", "test", "testing"})
 _SHOW = 5
 
 
-class DatasetError(Exception):
+class DatasetError(RunError):
     """A dataset description is unusable: missing videos, unknown classes, malformed lines,
     or no training videos. The message says what and where."""
 

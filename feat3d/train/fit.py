@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..backbones import WeightsMeta, default_meta, get_backbone, resolve_weights, save_checkpoint
+from ..errors import RunError
 from ..model import VideoModel, check_precision, select_device
 from ..pipeline import ClipOptions, resolve_workers
 from ..plots import matplotlib_available, plot_training_curves
@@ -52,7 +53,7 @@ METRICS_COLUMNS = (
 BLOCKS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc")
 
 
-class TrainError(Exception):
+class TrainError(RunError):
     """A run cannot start or resume (bad options, a run folder made with other options)."""
 
 

@@ -52,6 +52,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..errors import RunError
 from ..io.discover import safe_key
 from ..io.writers import ERRORS_GROUP, INDEX_NAME
 
@@ -62,7 +63,7 @@ _HEADER_VIDEO = {"video", "path", "key", "file"}
 _HEADER_LABEL = {"label", "class", "category"}
 
 
-class SvmError(ValueError):
+class SvmError(RunError, ValueError):
     """The features or labels cannot be evaluated (no overlap, one class, bad file...)."""
 
 
