@@ -55,8 +55,9 @@ import torch
 from feat3d.extraction import clip_options_for, extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
-from feat3d.model import check_precision, cpu_has_native_bf16, load_model
+from feat3d.model import load_model
 from feat3d.pipeline import _decode_options, resolve_workers
+from feat3d.precision import check_precision, cpu_has_native_bf16
 
 
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:

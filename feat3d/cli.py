@@ -50,8 +50,9 @@ from .errors import Feat3dError
 from .extraction import RunEvents, extract
 from .io.discover import InputError
 from .io.writers import FORMATS, VideoFailure
-from .model import LAYERS, PRECISIONS, VideoModel, load_model
+from .model import LAYERS, VideoModel, load_model
 from .plots import require_matplotlib
+from .precision import PRECISIONS
 from .shards import extract_on_devices, extract_rank, rank_from_env
 from .train.fit import BLOCKS
 from .train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate

@@ -11,7 +11,6 @@ import ctypes
 import ctypes.util
 import os
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,13 +19,12 @@ from torch import nn
 
 from .backbones import WeightsMeta, get_backbone, list_backbones, resolve_weights
 from .backbones.fold import fold_batchnorm
+from .precision import Precision, resolve_precision
 
 #: Every layer name some network provides; each network lists its own in ``VideoModel.layers``.
 LAYERS: tuple[str, ...] = (
     "conv5", "pool5", "fc6", "fc7", "logits", "probs", "pool5_appearance", "pool5_motion",
 )  # fmt: skip
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Layers without a bf16 CPU kernel in torch (``avg_pool3d``: DenseNet's transitions); they
 #: run in fp32 inside a bf16 network.
 _FP32_ONLY_CPU_MODULES: tuple[type[nn.Module], ...] = (nn.AvgPool3d,)
@@ -104,47 +102,6 @@ class _HeapGuard:
             self.last_trim = self.batches
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16 on x86,
-    BF16 on Arm), which make bf16 convolutions about twice as fast as fp32 ones."""
-    capabilities = getattr(torch.cpu, "get_capabilities", None)
-    if capabilities is None:  # torch < 2.8
-        return False
-    try:
-        found = capabilities()
-    except Exception:  # pragma: no cover - a CPU the probe does not know
-        return False
-    return any(bool(found.get(name)) for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse a precision that ``device`` cannot run at a useful speed.
-
-    ``fp16`` needs CUDA. ``bf16`` on a CPU needs bf16 instructions
-    (:func:`cpu_has_native_bf16`): without them PyTorch runs bf16 convolutions in oneDNN's
-    reference kernels, measured 130-190x slower than fp32 at inference (resnet-18, 2-core
-    AMD EPYC Zen 3 with AVX2: 13 s a clip against 0.1 s) and 35x slower in training.
-
-    Raises:
-        ValueError: An unknown precision, or one of the cases above.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if device.type == "cuda" or precision == "fp32":
-        return
-    if precision == "fp16":
-        raise ValueError(
-            "fp16 needs a CUDA device; on the CPU use fp32 (or bf16 where the CPU has bf16 "
-            "instructions)"
-        )
-    if device.type == "cpu" and not cpu_has_native_bf16():
-        raise ValueError(
-            "bf16 needs a CUDA device or a CPU with bf16 instructions (AVX512-BF16, AMX-BF16 "
-            "or Arm BF16); this CPU has none, and PyTorch's bf16 convolutions fall back to "
-            "reference kernels on it, over 100x slower than fp32: use --precision fp32"
-        )
-
-
 def select_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` → the first CUDA device when there is one, else the CPU.
 
@@ -182,10 +139,10 @@ class VideoModel:
             to ``device``); otherwise it is moved to ``device`` (bf16: a bf16 copy).
         meta: Metadata of its weights (classes, normalization, clip length, input size).
         device: Where it runs.
-        precision: ``fp32``; ``bf16``: on a CPU the weights themselves are converted to
-            bf16 (a copy: the module passed in is left as it was), on CUDA autocast; refused
-            on a CPU without bf16 instructions (:func:`check_precision`); ``fp16`` (CUDA
-            only): autocast.
+        precision: ``fp32``; ``auto``: fp16 on CUDA, fp32 on the CPU; ``bf16``: on a CPU
+            the weights themselves are converted to bf16 (a copy: the module passed in is
+            left as it was), on CUDA autocast; refused on a CPU without bf16 instructions
+            (:mod:`feat3d.precision`); ``fp16`` (CUDA only): autocast. Stored resolved.
         channels_last: Keep weights and activations in ``channels_last_3d`` layout (``None``:
             yes). Clips arrive channels-last already (``(N, T, H, W, 3)`` permuted), so this
             only saves the per-call reordering of the weights; fp32 results are bit-identical
@@ -211,17 +168,16 @@ class VideoModel:
     fold_bn: bool = True
 
     def __post_init__(self) -> None:
-        check_precision(self.precision, self.device)
+        precision = resolve_precision(self.precision, self.device)
+        self.precision = precision.value
         if self.channels_last is None:
             self.channels_last = True
         #: dtype of weights and activations; reduced precisions elsewhere go through autocast.
         self._dtype = torch.float32
-        self._autocast_dtype: torch.dtype | None = None
-        native_bf16 = self.precision == "bf16" and self.device.type == "cpu"
+        native_bf16 = precision is Precision.BF16 and self.device.type == "cpu"
         if native_bf16:
             self._dtype = torch.bfloat16
-        elif self.precision != "fp32":
-            self._autocast_dtype = _AUTOCAST_DTYPES[self.precision]
+        self._precision = Precision.FP32 if native_bf16 else precision
         source = self.backbone.eval()
         folded = None
         # two-stream networks take RGB + flow stacks, not the clips the example is made of
@@ -285,7 +241,7 @@ class VideoModel:
     @property
     def execution(self) -> str:
         """How the precision is carried out here, e.g. ``bf16 weights, channels_last_3d``."""
-        if self._autocast_dtype is not None:
+        if self._precision is not Precision.FP32:
             how = f"fp32 weights, {self.precision} autocast"
         else:
             how = "bf16 weights" if self._dtype == torch.bfloat16 else "fp32"
@@ -295,9 +251,7 @@ class VideoModel:
         return ", ".join([*parts, "compiled"] if self.compile else parts)
 
     def _autocast(self):  # type: ignore[no-untyped-def]
-        if self._autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+        return self._precision.autocast(self.device)
 
     def _prepare(self, clips: torch.Tensor) -> torch.Tensor:
         """Normalized network input: layout and dtype the weights are kept in."""
@@ -404,7 +358,7 @@ def load_model(
         precision: ``fp32`` (default everywhere: bit-reproducible); ``bf16`` (bf16 weights on
             CPUs with bf16 instructions, about 1.8x faster there; autocast on CUDA; refused
             on other CPUs, where it is over 100x slower); ``fp16`` (CUDA only, autocast).
-            See ``VideoModel`` and ``check_precision``.
+            ``auto``: fp16 on CUDA, fp32 on the CPU. See ``feat3d.precision``.
         trust_checkpoint: Allow full unpickling of a checkpoint holding Python objects. It
             can run code stored in the file: only for files from a source you trust.
         num_classes: Classifier rows for random initialization (default 400, or the

@@ -89,9 +89,9 @@ def test_missing_weights_file_is_one_line_exit_1(tmp_path, clip):
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_one_line_exit_1(monkeypatch, clip):
-    import feat3d.model
+    import feat3d.precision
 
-    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(feat3d.precision, "cpu_has_native_bf16", lambda: False)
     result = CliRunner().invoke(
         cli, ["classify", str(clip), *FAST, "--device", "cpu", "--precision", "bf16"]
     )

@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import feat3d.model
-from feat3d.model import (
-    VideoModel,
-    check_precision,
-    cpu_has_native_bf16,
-    load_model,
-    select_device,
-)
+import feat3d.precision
+from feat3d.model import VideoModel, load_model, select_device
+from feat3d.precision import check_precision, cpu_has_native_bf16
 
 
 def quiet_load(*args, **kwargs) -> VideoModel:
@@ -91,7 +86,7 @@ def test_fp16_needs_cuda():
 
 def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(monkeypatch):
     # There PyTorch's bf16 convolutions run in reference kernels, 130-190x slower than fp32.
-    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(feat3d.precision, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(ValueError, match=r"CPU with bf16 instructions.*use --precision fp32"):
         quiet_load("resnet-10", None, device="cpu", precision="bf16")
     with pytest.raises(ValueError, match="precision must be one of"):
@@ -100,7 +95,7 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(monkeypatch):
 
 
 def test_bf16_on_a_cpu_with_bf16_instructions_runs_bf16_weights(monkeypatch):
-    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(feat3d.precision, "cpu_has_native_bf16", lambda: True)
     vm = quiet_load("resnet-10", None, device="cpu", precision="bf16")
     assert next(vm.network.parameters()).dtype == torch.bfloat16
     assert vm.execution.startswith("bf16 weights")
@@ -144,3 +139,24 @@ def test_num_classes_for_random_init_and_conflict_with_weights(tmp_path):
     assert quiet_load(None, str(path), device="cpu").layers["logits"] == 700
     with pytest.raises(ValueError, match="num_classes=7 conflicts"):
         quiet_load(None, str(path), device="cpu", num_classes=7)
+
+
+def test_precision_auto_resolves_per_device_and_is_recorded_resolved() -> None:
+    from feat3d.precision import Precision, resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) is Precision.FP32
+    assert Precision.parse("auto").resolve(torch.device("cuda")) is Precision.FP16
+    with pytest.warns(UserWarning, match="random weights"):
+        model = load_model("resnet-10", None, device="cpu", precision="auto", fold_bn=False)
+    assert model.precision == "fp32"
+
+
+def test_precision_autocast_is_a_no_op_for_fp32_only() -> None:
+    from contextlib import nullcontext
+
+    from feat3d.precision import Precision
+
+    assert isinstance(Precision.FP32.autocast(torch.device("cpu")), nullcontext)
+    assert isinstance(Precision.BF16.autocast(torch.device("cpu")), torch.autocast)
+    with pytest.raises(ValueError, match="int8"):
+        Precision.parse("int8")

@@ -28,8 +28,9 @@ from feat3d.extraction import extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.io.discover import discover_videos
-from feat3d.model import VideoModel, cpu_has_native_bf16, load_model
+from feat3d.model import VideoModel, load_model
 from feat3d.pipeline import ClipOptions, _decode_options, resolve_workers
+from feat3d.precision import cpu_has_native_bf16
 
 CLIP_LEN, SIZE, BATCH = 8, 32, 3
 #: Frames per video: shorter than a clip (looped), exactly one clip, several with a partial

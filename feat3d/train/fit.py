@@ -26,7 +26,6 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,10 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..backbones import WeightsMeta, default_meta, get_backbone, resolve_weights, save_checkpoint
 from ..errors import RunError
-from ..model import VideoModel, check_precision, select_device
+from ..model import VideoModel, select_device
 from ..pipeline import ClipOptions, resolve_workers
 from ..plots import matplotlib_available, plot_training_curves
+from ..precision import Precision, resolve_precision
 from .datasets import DatasetSplit, FrameIndex
 from .evaluate import EvalResult, evaluate_videos
 from .sampling import HARA_SCALES, TrainClips
@@ -334,11 +334,8 @@ def fit(
         raise TrainError("batch size, accumulate and epochs must be at least 1")
     if not dataset.train:
         raise TrainError("the dataset has no training videos")
-    precision = options.precision
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
     try:
-        check_precision(precision, device)
+        precision = resolve_precision(options.precision, device)
     except ValueError as error:
         raise TrainError(f"training: {error}") from error
 
@@ -380,14 +377,8 @@ def fit(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=0.1, patience=options.lr_patience
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    autocast = (
-        nullcontext()
-        if precision == "fp32"
-        else torch.autocast(
-            device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16
-        )
-    )
+    scaler = torch.amp.GradScaler(device.type, enabled=precision is Precision.FP16)
+    autocast = precision.autocast(device)
     network: nn.Module = model
     if dist.enabled:
         network = nn.parallel.DistributedDataParallel(

@@ -156,9 +156,9 @@ def test_finetuning_replaces_the_classifier_for_new_classes(tmp_path, motion):
 
 def test_bf16_training_is_refused_on_a_cpu_without_bf16_instructions(motion, tmp_path,
                                                                     monkeypatch):  # fmt: skip
-    import feat3d.model
+    import feat3d.precision
 
-    monkeypatch.setattr(feat3d.model, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(feat3d.precision, "cpu_has_native_bf16", lambda: False)
     options = TrainOptions(epochs=1, precision="bf16", device="cpu", **FAST)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
