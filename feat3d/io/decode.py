@@ -884,32 +884,43 @@ class _Converter:
         """``frame`` as ``(height, width, 3)`` RGB, resized bilinearly in libswscale, or only
         the ``(top, left, height, width)`` ``box`` of it (a new C-contiguous array).
 
-        libswscale writes planar RGB (``gbrp``): from YUV it is 1.3-1.4x faster than packed
-        ``rgb24`` and, at some sizes (640x272 to 264x112), free of the column artefacts of
-        swscale's packed RGB output (bench/README). The planes are interleaved here, box
-        only, rather than whole by ``VideoFrame.to_ndarray`` and then copied: 38 against
-        55 µs a frame (149x112 cropped to 112x112, in the decoding loop), 2-4 % of the
-        decoding cost of small videos.
+        When scaling, libswscale writes planar RGB (``gbrp``): from YUV it is faster than
+        packed ``rgb24`` and, at some sizes, free of the column artefacts of swscale's packed
+        output (the docs' speed page). The planes are interleaved here, box only, rather than
+        whole by ``VideoFrame.to_ndarray`` and then copied.
+
+        Without scaling, swscale's unscaled YUV → ``gbrp`` converter writes wrong pixels on
+        some CPUs (AVX-512 Xeons) when the width is not a multiple of 16, different from
+        one run to the next; its packed ``rgb24`` converter gives the pixels ``gbrp`` gives
+        where that one is right, so unscaled frames take it.
         """
-        try:
-            rgb = self.reformatter.reformat(
-                frame,
-                width=width,
-                height=height,
-                format="gbrp",
-                interpolation=Interpolation.BILINEAR,
-            )
-        except (av.error.FFmpegError, ValueError) as e:
-            raise VideoDecodeError(
-                f"cannot convert {frame.format.name} frame to RGB: {_reason(e)}"
-            ) from e
         top, left, rows, cols = box if box is not None else (0, 0, height, width)
+        if (width, height) == (frame.width, frame.height):
+            whole = self._reformat(frame, width, height, "rgb24").to_ndarray()
+            return np.ascontiguousarray(whole[top : top + rows, left : left + cols])
+        rgb = self._reformat(frame, width, height, "gbrp")
         out = np.empty((rows, cols, 3), np.uint8)
         for channel, plane in zip((1, 2, 0), rgb.planes, strict=True):  # planes: G, B, R
             pixels = np.frombuffer(plane, np.uint8, count=height * plane.line_size)
             pixels = pixels.reshape(height, plane.line_size)
             out[..., channel] = pixels[top : top + rows, left : left + cols]
         return out
+
+    def _reformat(
+        self, frame: av.VideoFrame, width: int, height: int, format: str
+    ) -> av.VideoFrame:
+        try:
+            return self.reformatter.reformat(
+                frame,
+                width=width,
+                height=height,
+                format=format,
+                interpolation=Interpolation.BILINEAR,
+            )
+        except (av.error.FFmpegError, ValueError) as e:
+            raise VideoDecodeError(
+                f"cannot convert {frame.format.name} frame to RGB: {_reason(e)}"
+            ) from e
 
     def crop_first(self, frame: av.VideoFrame, plan: _Plan) -> np.ndarray:
         """Convert at the coded size, cut out the source pixels under the crop (one pixel
