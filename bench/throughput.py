@@ -52,12 +52,13 @@ import av
 import numpy as np
 import torch
 
-from feat3d.extraction import clip_options_for, extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.model import load_model
-from feat3d.pipeline import _decode_options, resolve_workers
+from feat3d.options import fill_clip_defaults
 from feat3d.precision import check_precision, cpu_has_native_bf16
+from feat3d.run.extract import extract
+from feat3d.run.pipeline import decode_options, resolve_workers
 
 
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
@@ -241,7 +242,7 @@ def child_main(spec: dict) -> None:
         spec["model"], None, device=spec["device"], precision=spec["precision"],
         compile=spec["compile"],
     )  # fmt: skip
-    options = clip_options_for(model)
+    options = fill_clip_defaults(None, model.meta)
     crop = options.crop if isinstance(options.crop, tuple) else (options.crop,) * 2
     shape = (spec["batch_size"], options.clip_len, *crop, 3)
     # first-call set-up (oneDNN primitives, compilation) is not throughput
@@ -381,9 +382,9 @@ def main() -> None:
         for precision in precisions
         for comp in compiled
     }
-    options = clip_options_for(next(iter(models.values())))
+    options = fill_clip_defaults(None, next(iter(models.values())).meta)
     # the codec threads of one decoding worker of extract (FFmpeg's own choice in-process)
-    decode_options = _decode_options(options, workers, torch.device(device))
+    decoding = decode_options(options, workers, torch.device(device))
     model_runs: dict[tuple[str, bool], list[dict]] = {key: [] for key in models}
     for _ in range(args.repeat):  # interleaved, so a drift of the machine hits all alike
         for key, vm in models.items():
@@ -417,7 +418,7 @@ def main() -> None:
         decodes: list[dict] = []
         runs: dict[tuple[str, str, bool], list[dict]] = {}
         for _ in range(args.repeat):  # interleaved, so a drift of the machine hits all alike
-            decodes.append(bench_decode(video, decode_options, args.seconds))
+            decodes.append(bench_decode(video, decoding, args.seconds))
             for precision in precisions:
                 for comp in compiled:
                     spec = {**base, "kind": "extract", "precision": precision, "compile": comp}
@@ -430,7 +431,7 @@ def main() -> None:
         print(
             f"decode-only  {decode['clips_per_s']:7.1f} clips/s  "
             f"{decode['core_s_per_clip'] * 1e3:6.1f} core-ms/clip (1 process, "
-            f"{decode_options.threads or 'auto'} codec threads)"
+            f"{decoding.threads or 'auto'} codec threads)"
             f"{spread(decode['rates'])}",
             flush=True,
         )

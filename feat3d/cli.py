@@ -44,16 +44,25 @@ from .backbones.hub import (
     weights_home,
 )
 from .backbones.published import describe_models
-from .classification import ClassifyReport, classify, write_json
 from .config import add_config_option
 from .errors import Feat3dError
-from .extraction import RunEvents, extract
 from .io.discover import InputError
 from .io.writers import FORMATS, VideoFailure
-from .model import LAYERS, VideoModel, load_model
+from .model import LAYERS, VideoModel
+from .options import (
+    ClipOptions,
+    ModelOptions,
+    OutputOptions,
+    RunOptions,
+    TwoStreamOptions,
+    fill_clip_defaults,
+)
 from .plots import require_matplotlib
 from .precision import PRECISIONS
-from .shards import extract_on_devices, extract_rank, rank_from_env
+from .run.classify import ClassifyReport, classify, write_json
+from .run.distribute import extract_distributed, rank_from_env
+from .run.events import RunEvents
+from .run.pipeline import resolve_workers
 from .train.fit import BLOCKS
 from .train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate
 
@@ -227,8 +236,6 @@ def two_stream_options(func: F) -> F:
 
 def _workers(value: str) -> int | str:
     """A checked ``--workers``: a count, or ``auto`` (resolved for the model's device)."""
-    from .pipeline import resolve_workers
-
     try:
         count = resolve_workers(value)
     except ValueError as error:
@@ -434,46 +441,40 @@ def extract_command(
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
     """
-    options: dict[str, Any] = dict(
-        layer=layer, pool=not no_pool, clip_len=clip_len, stride=stride,
-        frame_stride=frame_stride, fps=fps, start=start, end=end, max_clips=max_clips,
-        max_frames=max_frames, timeout=timeout, tail=tail, size=size, crop=crop,
-        batch_size=batch_size, workers=_workers(workers), dtype=dtype,
-        average_only=average_only, errors=errors, flow=flow, flow_method=flow_method,
-        chunks=chunks,
+    models = ModelOptions(
+        arch=model, weights=weights, device=device, precision=precision,
+        num_classes=num_classes, trust_checkpoint=trust_checkpoint, compile=_compile_flag(),
+    )  # fmt: skip
+    clips = ClipOptions(
+        clip_len=clip_len, stride=stride, frame_stride=frame_stride, fps=fps, start=start,
+        end=end, max_clips=max_clips, max_frames=max_frames, timeout=timeout, tail=tail,
+        size=size, crop=crop,
+    )  # fmt: skip
+    out = OutputOptions(
+        path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,
+        average_only=average_only, overwrite=overwrite, errors=errors,
+    )  # fmt: skip
+    run = RunOptions(
+        batch_size=batch_size, workers=_workers(workers), shard=shard,
+        devices=tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None,
     )  # fmt: skip
     ranked = rank_from_env()
-    if devices is not None or ranked is not None:
-        if shard is not None:
-            raise click.UsageError("--shard and --devices/torchrun both split the inputs: use one")
-        if devices is not None:
-            lines = extract_on_devices(
-                inputs, output, [d.strip() for d in devices.split(",") if d.strip()],
-                model=model, weights=weights, precision=precision,
-                trust_checkpoint=trust_checkpoint, num_classes=num_classes,
-                overwrite=overwrite, format=output_format, **options,
-            )  # fmt: skip
-            failures = _print_parts(lines, output, quiet)
-            sys.exit(1 if failures else 0)
-        rank, world = ranked  # type: ignore[misc]
-        vm = _load(model, weights, device, precision, trust_checkpoint, num_classes,
-                   quiet or rank > 0)  # fmt: skip
-        with CliEvents(quiet=quiet or rank > 0, verbose=verbose, what="extract") as events:
-            report = extract_rank(
-                inputs, output, rank=rank, world=world, model=vm, overwrite=overwrite,
-                format=output_format, events=events, **options,
-            )  # fmt: skip
-    else:
-        vm = _load(model, weights, device, precision, trust_checkpoint, num_classes, quiet)
-        with CliEvents(quiet=quiet, verbose=verbose, what="extract") as events:
-            report = extract(
-                inputs, output, model=vm, format=output_format, overwrite=overwrite,
-                events=events, shard=shard, **options,
-            )  # fmt: skip
+    quiet_here = quiet or (ranked is not None and ranked[0] > 0)
+    network = models if run.devices else _load(models, quiet_here)
+    with CliEvents(quiet=quiet_here, verbose=verbose, what="extract") as events:
+        report = extract_distributed(
+            inputs, out, model=network, clips=clips, run=run, events=events,
+            two_stream=TwoStreamOptions(flow=flow, chunks=chunks, method=flow_method),
+        )  # fmt: skip
     if not quiet:
         click.echo(report.summary(), err=True)
     if report.failures:
         sys.exit(1)
+
+
+def _compile_flag() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get("feat3d.compile", False))
 
 
 def _print_parts(parts: list[tuple[str, int]], output: Path, quiet: bool) -> int:
@@ -488,19 +489,11 @@ def _print_parts(parts: list[tuple[str, int]], output: Path, quiet: bool) -> int
     return failures
 
 
-def _load(
-    model: str | None, weights: str, device: str, precision: str, trust: bool,
-    num_classes: int | None, quiet: bool,
-) -> VideoModel:  # fmt: skip
+def _load(models: ModelOptions, quiet: bool) -> VideoModel:
     """Load the model, printing library warnings (random weights, ...) as one line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ctx = click.get_current_context(silent=True)
-        vm = load_model(
-            model, weights, device=device, precision=precision, trust_checkpoint=trust,
-            num_classes=num_classes,
-            compile=bool(ctx is not None and ctx.meta.get("feat3d.compile", False)),
-        )  # fmt: skip
+        vm = models.load()
     if not quiet:
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
@@ -570,7 +563,12 @@ def classify_command(
     """
     if plot_dir is not None:
         require_matplotlib()
-    vm = _load(model, weights, device, precision, trust_checkpoint, num_classes, quiet)
+    vm = _load(
+        ModelOptions(arch=model, weights=weights, device=device, precision=precision,
+                     num_classes=num_classes, trust_checkpoint=trust_checkpoint,
+                     compile=_compile_flag()),
+        quiet,
+    )  # fmt: skip
     with CliEvents(quiet=quiet, verbose=verbose, what="classify") as events:
         report = classify(
             inputs, model=vm, top_k=top_k, clip_len=clip_len, stride=stride,
@@ -1034,8 +1032,6 @@ def _train_stage(
         if not quiet:
             click.echo(f"step {step}: loss {loss:.4f}", err=True)
 
-    from .pipeline import resolve_workers
-
     chosen = select_device(device)
     report, checkpoint = run_stage(
         split, output, stage=stage, flow_path=flow_path, init_2d=init_2d,
@@ -1141,14 +1137,16 @@ def evaluate_command(
       feat3d evaluate runs/motion/best.pt motion/ --plot confusion.png
       feat3d evaluate runs/st4/last.pt ucf101/ --flow flow.h5 ...   # st-resnet-50
     """
-    from .extraction import clip_options_for
     from .train import evaluate_videos, write_evaluation
-    from .two_stream import TwoStreamOptions
 
     if plot_path is not None:
         require_matplotlib()
     split = _load_split(dataset, val_split, seed, train_list, val_list, classes_file, csv_file)
-    vm = _load(None, str(checkpoint), device, precision, trust_checkpoint, None, quiet=False)
+    vm = _load(
+        ModelOptions(weights=str(checkpoint), device=device, precision=precision,
+                     trust_checkpoint=trust_checkpoint, compile=_compile_flag()),
+        quiet=False,
+    )  # fmt: skip
     if list(vm.categories) != list(split.classes):
         raise click.ClickException(
             f"{checkpoint} was trained on classes {vm.categories[:3]}…, DATASET has "
@@ -1156,7 +1154,7 @@ def evaluate_command(
         )
     items = {"val": split.val, "train": split.train, "all": [*split.train, *split.val]}[which]
     result = evaluate_videos(
-        vm, items, split.classes, clips=clip_options_for(vm), batch_size=batch_size,
+        vm, items, split.classes, clips=fill_clip_defaults(None, vm.meta), batch_size=batch_size,
         workers=_workers(workers),
         two_stream=TwoStreamOptions(flow=flow, chunks=chunks, method=flow_method),
     )  # fmt: skip

@@ -26,7 +26,7 @@ from .io.discover import check_key
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .classification import VideoPrediction
+    from .run.classify import VideoPrediction
     from .train.svm import SvmReport
 
 MISSING_MATPLOTLIB = "plots need matplotlib: pip install 'feat3d[plot]'"
@@ -111,7 +111,7 @@ def plot_clip_timeline(
     bar over their whole span.
 
     Args:
-        video: A prediction of :func:`feat3d.classification`.
+        video: A prediction of :func:`feat3d.classify`.
         out_png: The PNG to write.
         top: Classes drawn: the video's ``top`` highest mean scores.
         categories: Class names of the model (``VideoModel.categories``); without them only

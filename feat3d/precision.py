@@ -15,11 +15,15 @@ from enum import Enum
 
 import torch
 
-from .errors import RunError
+from .errors import RunError, UsageError
 
 
 class PrecisionError(RunError, ValueError):
-    """A precision that does not exist, or that this device cannot run at a useful speed."""
+    """A precision this device cannot run at a useful speed."""
+
+
+class UnknownPrecision(UsageError, ValueError):
+    """A name that is not a precision."""
 
 
 class Precision(str, Enum):
@@ -32,12 +36,12 @@ class Precision(str, Enum):
 
     @classmethod
     def parse(cls, value: str | Precision) -> Precision:
-        """``value`` as a Precision; an unknown name is a :class:`PrecisionError`."""
+        """``value`` as a Precision; an unknown name is an :class:`UnknownPrecision`."""
         try:
             return cls(value)
         except ValueError:
             names = ", ".join(p.value for p in cls)
-            raise PrecisionError(f"precision must be one of {names}, not {value!r}") from None
+            raise UnknownPrecision(f"precision must be one of {names}, not {value!r}") from None
 
     def resolve(self, device: torch.device) -> Precision:
         """``auto`` → fp16 on CUDA, fp32 elsewhere; the other values stay as they are."""
@@ -110,7 +114,7 @@ def check_precision(precision: str | Precision, device: torch.device) -> None:
     """Refuse a precision that ``device`` cannot run at a useful speed.
 
     Raises:
-        PrecisionError: An unknown precision, fp16 off CUDA, or bf16 on a CPU without bf16
-            instructions.
+        UnknownPrecision: Not a precision's name.
+        PrecisionError: fp16 off CUDA, or bf16 on a CPU without bf16 instructions.
     """
     Precision.parse(precision).check(device)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from feat3d.model import VideoModel, load_model
-from feat3d.pipeline import BatchBuffer
+from feat3d.run.pipeline import BatchBuffer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -49,8 +49,8 @@ def test_cuda_matches_cpu(precision):
 
 @cuda
 def test_extract_on_cuda_with_auto_workers_matches_the_cpu(tmp_path, video_factory):
-    from feat3d.extraction import extract
-    from feat3d.pipeline import resolve_workers
+    from feat3d.run.extract import extract
+    from feat3d.run.pipeline import resolve_workers
 
     for index, n_frames in enumerate((20, 41, 9)):
         video_factory(tmp_path / f"v{index}.mp4", n_frames=n_frames, width=96, height=64,

@@ -9,11 +9,12 @@ import h5py
 import numpy as np
 import pytest
 
-from feat3d.extraction import extract
 from feat3d.io.discover import discover_videos
 from feat3d.io.writers import read_h5_features
 from feat3d.model import VideoModel, load_model
-from feat3d.pipeline import ClipOptions, run_videos
+from feat3d.options import ClipOptions
+from feat3d.run.extract import extract
+from feat3d.run.pipeline import run_videos
 
 
 @pytest.fixture

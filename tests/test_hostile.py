@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feat3d.cli import cli
-from feat3d.extraction import extract
 from feat3d.io.decode import VideoDecodeError, iter_frames
 from feat3d.io.discover import discover_videos
 from feat3d.io.writers import read_h5_features
+from feat3d.run.extract import extract
 from tests.hostile import (
     CASE_NAMES,
     HostileCase,

@@ -18,7 +18,6 @@ from click.testing import CliRunner
 
 from feat3d.backbones import get_backbone, kinetics400_categories, save_checkpoint
 from feat3d.cli import cli
-from feat3d.extraction import extract
 from feat3d.info import (
     InfoError,
     describe,
@@ -28,6 +27,7 @@ from feat3d.info import (
     is_checkpoint_path,
 )
 from feat3d.io.writers import VideoFeatures, open_writer, read_h5_features
+from feat3d.run.extract import extract
 from tests.videos import write_text, write_video
 
 CLIP_LEN = 16

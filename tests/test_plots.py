@@ -17,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 
 from feat3d import plots
-from feat3d.classification import ClipPrediction, VideoPrediction, classify, top_k_labels
 from feat3d.cli import cli
 from feat3d.io.writers import VideoFeatures, open_writer
 from feat3d.plots import (
@@ -29,6 +28,7 @@ from feat3d.plots import (
     plot_training_curves,
     timeline_path,
 )
+from feat3d.run.classify import ClipPrediction, VideoPrediction, classify, top_k_labels
 from feat3d.train.fit import METRICS_COLUMNS
 from tests.videos import write_video
 

@@ -25,10 +25,10 @@ from feat3d.backbones import (
 )
 from feat3d.backbones import weights as weights_module
 from feat3d.cli import cli
-from feat3d.extraction import extract
 from feat3d.io.discover import check_key, discover_videos, safe_key
 from feat3d.io.writers import read_h5_features
 from feat3d.model import load_model
+from feat3d.run.extract import extract
 
 MARKER_ENV = "FEAT3D_TEST_MARKER"
 

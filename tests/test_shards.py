@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from feat3d.cli import cli
@@ -111,7 +112,12 @@ def test_torchrun_ranks_extract_shards_and_rank0_merges(folder, one_run, tmp_pat
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                "--master-port", str(29500 + os.getpid() % 1000), "-m", "feat3d", "extract",
                str(folder), "-o", str(out), "-j", "0", *MODEL]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # torchrun gives each rank one thread unless told otherwise; oneDNN's fp32 kernels may
+    # sum in another order with another thread count (seen on AVX-512 Xeons), so the ranks
+    # get the thread count of the single run they are compared with.
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **threads})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     _same(out, one_run)
 

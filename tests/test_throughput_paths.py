@@ -24,13 +24,14 @@ import numpy as np
 import pytest
 import torch
 
-from feat3d.extraction import extract
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.io.discover import discover_videos
 from feat3d.model import VideoModel, load_model
-from feat3d.pipeline import ClipOptions, _decode_options, resolve_workers
+from feat3d.options import ClipOptions
 from feat3d.precision import cpu_has_native_bf16
+from feat3d.run.extract import extract
+from feat3d.run.pipeline import decode_options, resolve_workers
 
 CLIP_LEN, SIZE, BATCH = 8, 32, 3
 #: Frames per video: shorter than a clip (looped), exactly one clip, several with a partial
@@ -109,11 +110,11 @@ def test_auto_workers_follow_the_device_and_the_cores(monkeypatch):
 def test_codec_threads_share_the_cores_between_decoding_processes(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert _decode_options(ClipOptions(), 16, cuda).threads == 1
-    assert _decode_options(ClipOptions(), 16, cpu).threads == 2  # at least 2 beside a CPU model
-    assert _decode_options(ClipOptions(), 4, cuda).threads == 4
-    assert _decode_options(ClipOptions(threads=3), 16, cuda).threads == 3  # asked for
-    assert _decode_options(ClipOptions(), 0, cuda).threads == 0  # in-process: FFmpeg's choice
+    assert decode_options(ClipOptions(), 16, cuda).threads == 1
+    assert decode_options(ClipOptions(), 16, cpu).threads == 2  # at least 2 beside a CPU model
+    assert decode_options(ClipOptions(), 4, cuda).threads == 4
+    assert decode_options(ClipOptions(threads=3), 16, cuda).threads == 3  # asked for
+    assert decode_options(ClipOptions(), 0, cuda).threads == 0  # in-process: FFmpeg's choice
 
 
 @pytest.mark.parametrize("workers", [0, 1])

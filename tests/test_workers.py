@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import feat3d.model
-import feat3d.pipeline
-import feat3d.workers
-from feat3d.extraction import extract
+import feat3d.run.stream
+import feat3d.run.workers
 from feat3d.model import load_model
-from feat3d.workers import Stopwatch, describe_exit
+from feat3d.run.extract import extract
+from feat3d.run.workers import Stopwatch, describe_exit
 
 SIZE, CLIP_LEN = 32, 4
 
@@ -42,7 +42,7 @@ def folder(tmp_path: Path, video_factory) -> Path:
 
 
 def _hostile_decoder(monkeypatch: pytest.MonkeyPatch, *, slow_seconds: float = 0.0) -> None:
-    real = feat3d.pipeline.iter_frames
+    real = feat3d.run.stream.iter_frames
 
     def decoder(path, **kwargs):
         name = Path(path).name
@@ -56,7 +56,7 @@ def _hostile_decoder(monkeypatch: pytest.MonkeyPatch, *, slow_seconds: float = 0
                 time.sleep(slow_seconds)
             yield frame
 
-    monkeypatch.setattr(feat3d.pipeline, "iter_frames", decoder)
+    monkeypatch.setattr(feat3d.run.stream, "iter_frames", decoder)
 
 
 def _run(model, inputs, tmp_path: Path, **options):
@@ -136,8 +136,9 @@ def test_exit_descriptions():
 
 
 def test_a_replaced_worker_goes_on_after_the_right_video():
-    from feat3d.pipeline import ClipOptions, ClipStream
-    from feat3d.workers import DecodePool
+    from feat3d.options import ClipOptions
+    from feat3d.run.stream import ClipStream
+    from feat3d.run.workers import DecodePool
 
     stream = ClipStream([Path(f"{i}.mp4") for i in range(7)], ClipOptions())  # type: ignore[list-item]
     pool = DecodePool(stream, 3, slot_bytes=1)
@@ -165,8 +166,8 @@ def test_trim_heap_gives_freed_heap_pages_back():
 
 def test_workers_are_forked_from_a_trimmed_heap(model, tmp_path, video_factory, monkeypatch):
     calls = []
-    real = feat3d.workers.trim_heap
-    monkeypatch.setattr(feat3d.workers, "trim_heap", lambda: calls.append(1) or real())
+    real = feat3d.run.workers.trim_heap
+    monkeypatch.setattr(feat3d.run.workers, "trim_heap", lambda: calls.append(1) or real())
     videos = [video_factory(tmp_path / f"{name}.mp4", n_frames=8, width=48, height=32)
               for name in "ab"]  # fmt: skip
     report = _run(model, videos, tmp_path, workers=2)

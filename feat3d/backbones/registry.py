@@ -191,6 +191,8 @@ class BackboneSpec:
         gflops: Multiply-accumulates (×1e9) for one ``default_input`` clip, torchvision's
             convention for its ``_ops`` field.
         paper: Citation of the architecture.
+        streams: The inputs the network takes: ``("rgb",)``, or ``("rgb", "flow")`` for a
+            two-stream network (the run layer gives it RGB frames and optical flow).
     """
 
     name: str
@@ -208,6 +210,7 @@ class BackboneSpec:
     num_params: int | None = None
     gflops: float | None = None
     paper: str = ""
+    streams: tuple[str, ...] = ("rgb",)
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}

@@ -680,6 +680,7 @@ def load_st_resnet_from_2d(
     num_params=59849696,
     gflops=52.438,
     paper="Feichtenhofer, Pinz & Wildes, NIPS 2016, arXiv:1611.02155",
+    streams=("rgb", "flow"),
 )
 def st_resnet_50(
     *,

@@ -41,7 +41,6 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..extraction import RunEvents
 from ..io.decode import VideoDecodeError, VideoInfo
 from ..io.discover import VideoSource, discover_videos
 from ..io.h5store import (
@@ -56,6 +55,7 @@ from ..io.h5store import (
     write_error_record,
 )
 from ..io.writers import OutputError, VideoFailure
+from ..run.events import RunEvents
 from .compute import (
     FlowError,
     dequantize,
@@ -394,7 +394,7 @@ def extract_flow(
         short_side: Frames are resized so their short side has this many pixels.
         bound: Displacements are clipped to ``±bound`` px and quantized over that range.
         overwrite: Replace the output instead of resuming it.
-        events: Progress hooks (:class:`FlowEvents` or ``feat3d.extraction.RunEvents``).
+        events: Progress hooks (:class:`FlowEvents` or ``feat3d.run.events.RunEvents``).
         workers: Processes computing flow, one video each (0: in this process, with all of
             OpenCV's threads); each gets ``cores // processes`` OpenCV threads.
         compression: ``gzip`` (level 4), ``lzf`` or ``""`` (none) for the ``flow`` datasets.

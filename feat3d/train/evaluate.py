@@ -20,8 +20,8 @@ import numpy as np
 from ..io.discover import VideoSource
 from ..io.writers import VideoFailure
 from ..model import VideoModel
-from ..pipeline import ClipOptions, run_videos
-from ..two_stream import TwoStreamOptions, is_two_stream, two_stream_videos
+from ..options import ClipOptions, RunOptions, TwoStreamOptions
+from ..run.pipeline import run_network
 from .datasets import VideoItem
 
 
@@ -83,7 +83,7 @@ def evaluate_videos(
     batch_size: int = 8,
     workers: int | str = 0,
     reduce: Any = None,
-    two_stream: Any = None,
+    two_stream: TwoStreamOptions | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` (put in eval mode by the caller) on labelled videos.
 
@@ -96,8 +96,8 @@ def evaluate_videos(
         workers: Decoding processes (a count or ``"auto"``, as for ``extract``).
         reduce: Optional callable summing a list of floats across processes (distributed
             validation: each rank passes its own shard of ``items``).
-        two_stream: For ``st-resnet-50``: a ``feat3d.two_stream.TwoStreamOptions`` (flow
-            file, chunks); the paper's fully convolutional test, one "clip" per video.
+        two_stream: For a backbone that takes flow (``st-resnet-50``): the flow file and
+            chunks; the paper's fully convolutional test, one "clip" per video.
 
     Returns:
         An :class:`EvalResult`.
@@ -108,15 +108,10 @@ def evaluate_videos(
     failures: list[VideoFailure] = []
     n_classes = len(classes)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    if is_two_stream(model):
-        results = two_stream_videos(
-            model, sources, options=two_stream or TwoStreamOptions(), layers=("logits", "probs")
-        )
-    else:
-        results = run_videos(
-            model, sources, clips=clips, layers=("logits", "probs"), batch_size=batch_size,
-            workers=workers,
-        )  # fmt: skip
+    results = run_network(
+        model, sources, clips=clips, layers=("logits", "probs"), two_stream=two_stream,
+        run=RunOptions(batch_size=batch_size, workers=workers),
+    )  # fmt: skip
     for result in results:
         if isinstance(result, VideoFailure):
             failures.append(result)

@@ -39,9 +39,10 @@ from .. import __version__
 from ..backbones import WeightsMeta, default_meta, get_backbone, resolve_weights, save_checkpoint
 from ..errors import RunError
 from ..model import VideoModel, select_device
-from ..pipeline import ClipOptions, resolve_workers
+from ..options import ClipOptions
 from ..plots import matplotlib_available, plot_training_curves
 from ..precision import Precision, resolve_precision
+from ..run.pipeline import resolve_workers
 from .datasets import DatasetSplit, FrameIndex
 from .evaluate import EvalResult, evaluate_videos
 from .sampling import HARA_SCALES, TrainClips
@@ -435,7 +436,7 @@ def fit(
         frame_stride=options.frame_stride,
         size=options.crop,
         crop=options.crop,
-        fps=options.fps,
+        fps=options.fps or 0.0,  # resolved above: None is the native rate
         start=options.start,
         end=options.end,
         max_clips=options.max_clips,

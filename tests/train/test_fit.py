@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from feat3d.backbones import get_backbone, resolve_weights, save_checkpoint
 from feat3d.cli import cli
-from feat3d.extraction import extract
 from feat3d.model import load_model
+from feat3d.run.extract import extract
 from feat3d.train import TrainError, TrainOptions, evaluate_videos, fit, load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,9 +80,11 @@ def test_evaluate_reproduces_the_best_epoch(trained, motion):
     split, run, report = trained
     model = load_model(None, str(run / "best.pt"), device="cpu")
     assert model.meta.categories == split.classes and model.meta.clip_len == 8
-    from feat3d.extraction import clip_options_for
+    from feat3d.options import fill_clip_defaults
 
-    result = evaluate_videos(model, split.val, split.classes, clips=clip_options_for(model))
+    result = evaluate_videos(
+        model, split.val, split.classes, clips=fill_clip_defaults(None, model.meta)
+    )
     best_row = next(r for r in _rows(run) if int(r["epoch"]) == report.best_epoch)
     assert result.top1 == pytest.approx(float(best_row["val_top1"]), abs=1e-6)
     assert result.loss == pytest.approx(float(best_row["val_loss"]), rel=1e-3)

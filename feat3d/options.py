@@ -1,0 +1,345 @@
+"""The options of a run, in one place: what network, how videos become clips, where the
+results go, and how the run is carried out.
+
+Each group is a frozen dataclass validated when it is made, so a bad value fails before any
+file is opened or any video decoded. The command line turns its flags into these objects and
+the Python API takes them (``feat3d.extract(videos, "f.h5", clips=ClipOptions(clip_len=8))``),
+or the same names as keyword shortcuts (``feat3d.extract(videos, "f.h5", clip_len=8)``).
+
+Clip options left at ``None`` come from the weights' metadata: :func:`fill_clip_defaults` is
+the one function that does it, for extraction, classification, flow, training and evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .backbones import WeightsMeta
+from .errors import UsageError
+from .model import VideoModel, load_model
+from .precision import Precision
+
+#: A resize or crop: a short side (int) or an exact ``(height, width)``.
+Size = int | tuple[int, int]
+
+TAILS = ("pad", "drop")
+FEATURE_DTYPES = ("float32", "float16")
+
+
+class OptionsError(UsageError, ValueError):
+    """An option value that cannot be used (the message names the option)."""
+
+
+def _positive(name: str, value: float | None, *, strict: bool = True) -> None:
+    if value is not None and (value <= 0 if strict else value < 0):
+        raise OptionsError(f"{name} must be {'positive' if strict else 'zero or more'}: {value!r}")
+
+
+def _check_size(name: str, value: Size | None) -> None:
+    sides = value if isinstance(value, tuple) else (value,)
+    if value is not None and not all(isinstance(v, int) and v >= 1 for v in sides):
+        raise OptionsError(f"{name} must be a positive int or an (H, W) pair, not {value!r}")
+    if isinstance(value, tuple) and len(value) != 2:
+        raise OptionsError(f"{name} must be an (H, W) pair, not {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which network, with which weights, where and how it runs (see ``load_model``).
+
+    Attributes:
+        arch: Registry name; ``None``: the one a checkpoint records, else ``r3d_18``.
+        weights: ``DEFAULT``, a named weights, a checkpoint path, or ``None``/``"none"``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32``, ``auto``, ``bf16`` or ``fp16`` (``feat3d.precision``).
+        num_classes: Classifier rows for random weights.
+        trust_checkpoint: Allow full unpickling (only for files you trust).
+        compile: Run the network through ``torch.compile``.
+        fold_bn: Run a copy with batch norms folded into the convolutions.
+    """
+
+    arch: str | None = None
+    weights: str | None = "DEFAULT"
+    device: str = "auto"
+    precision: str = "fp32"
+    num_classes: int | None = None
+    trust_checkpoint: bool = False
+    compile: bool = False
+    fold_bn: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision.parse(self.precision).value)
+        if self.num_classes is not None and self.num_classes < 1:
+            raise OptionsError(f"num_classes must be at least 1: {self.num_classes}")
+
+    def with_device(self, device: str) -> ModelOptions:
+        return replace(self, device=device)
+
+    def load(self) -> VideoModel:
+        """The network these options describe, loaded (see :func:`feat3d.model.load_model`)."""
+        return load_model(
+            self.arch, self.weights, device=self.device, precision=self.precision,
+            trust_checkpoint=self.trust_checkpoint, num_classes=self.num_classes,
+            compile=self.compile, fold_bn=self.fold_bn,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """How videos are cut into clips. ``None`` fields take the weights' values
+    (:func:`fill_clip_defaults`); the pipeline runs on filled options only.
+
+    Attributes:
+        clip_len: Frames per clip.
+        stride: Frames between clip starts (default ``clip_len × frame_stride``: no overlap).
+        frame_stride: A clip takes every ``frame_stride``-th frame of its window.
+        fps: Sample frames at this rate by presentation time; ``0``: every frame (native).
+        size: Short side after resizing (int) or an exact ``(H, W)``.
+        crop: Centre crop (int for a square, or ``(H, W)``).
+        tail: ``pad`` loops the last partial clip, ``drop`` discards it.
+        start, end: Only the frames shown between these times (seconds); ``start`` seeks.
+        max_clips: Stop each video after this many clips.
+        max_frames: Stop decoding each video after this many frames.
+        timeout: Abandon a video (a failure) when decoding it has taken this many seconds,
+            not counting time spent waiting for the model.
+        threads: Codec threads per video (0: the run's share of the cores).
+    """
+
+    clip_len: int | None = None
+    stride: int | None = None
+    frame_stride: int | None = None
+    fps: float | None = None
+    size: Size | None = None
+    crop: Size | None = None
+    tail: str = "pad"
+    start: float | None = None
+    end: float | None = None
+    max_clips: int | None = None
+    max_frames: int | None = None
+    timeout: float | None = None
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tail not in TAILS:
+            raise OptionsError(f"tail must be 'pad' or 'drop', not {self.tail!r}")
+        for name in ("clip_len", "stride", "frame_stride", "max_clips", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise OptionsError(f"{name.replace('_', ' ')} must be at least 1: {value!r}")
+        _positive("fps", self.fps, strict=False)
+        _positive("start", self.start, strict=False)
+        _positive("timeout", self.timeout)
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise OptionsError(f"end ({self.end}) must be after start ({self.start})")
+        _check_size("size", self.size)
+        _check_size("crop", self.crop)
+        if self.threads < 0:
+            raise OptionsError(f"threads must be zero or more: {self.threads}")
+
+    @property
+    def filled(self) -> bool:
+        """Whether every default has been taken from weights (see :func:`fill_clip_defaults`)."""
+        return None not in (self.clip_len, self.stride, self.frame_stride, self.fps)
+
+    def clip_bytes(self) -> int:
+        """Bytes of one decoded clip (uint8 THWC) when the options fix its size, else an
+        estimate for a 16:9 video."""
+        shape = self.crop if self.crop is not None else self.size
+        if isinstance(shape, int):
+            wide = shape if self.crop is not None else -(-shape * 16 // 9)
+            height, width = shape, wide
+        elif shape is None:
+            height, width = 360, 640
+        else:
+            height, width = shape
+        return (self.clip_len or 16) * height * width * 3
+
+    def decode_kwargs(self) -> dict[str, Any]:
+        """Temporal options for ``iter_frames`` (only those that are set; fps 0 is native)."""
+        chosen = {"fps": self.fps or None, "start": self.start, "end": self.end}
+        return {name: value for name, value in chosen.items() if value is not None}
+
+    def attributes(self) -> dict[str, Any]:
+        """The clip options as outputs record them (lists for pairs, ``None`` for native fps)."""
+        return {
+            "clip_len": self.clip_len,
+            "stride": self.stride,
+            "frame_stride": self.frame_stride,
+            "fps": self.fps or None,
+            "start": self.start,
+            "end": self.end,
+            "max_clips": self.max_clips,
+            "max_frames": self.max_frames,
+            "size": list(self.size) if isinstance(self.size, tuple) else self.size,
+            "crop": list(self.crop) if isinstance(self.crop, tuple) else self.crop,
+            "tail": self.tail,
+        }
+
+
+def fill_clip_defaults(clips: ClipOptions | None, meta: WeightsMeta) -> ClipOptions:
+    """``clips`` with every ``None`` taken from the weights' metadata: clip length, frame
+    stride, frame rate (``meta.frame_rate``; none recorded: native), resize and crop; the
+    stride defaults to non-overlapping clips. Filling filled options changes nothing."""
+    clips = clips or ClipOptions()
+    clip_len = clips.clip_len or meta.clip_len
+    frame_stride = clips.frame_stride or meta.frame_stride
+    fps = clips.fps if clips.fps is not None else (meta.frame_rate or 0.0)
+    return replace(
+        clips,
+        clip_len=clip_len,
+        frame_stride=frame_stride,
+        stride=clips.stride or clip_len * frame_stride,
+        fps=float(fps),
+        size=clips.size if clips.size is not None else meta.resize,
+        crop=clips.crop if clips.crop is not None else meta.crop,
+    )
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how features are stored.
+
+    Attributes:
+        path: HDF5 file, JSON Lines file or npy folder; ``None``: returned in memory.
+        format: ``h5``, ``json`` or ``npy``; ``None``: from the path.
+        layer: The stored layer; ``None``: the network's feature layer.
+        pool: ``False`` keeps ``conv5`` unpooled.
+        dtype: ``float32`` or ``float16``.
+        average_only: Store only the per-video mean.
+        overwrite: Replace an existing output instead of resuming it.
+        errors: Append one JSON line per failed video to this file.
+    """
+
+    path: str | os.PathLike[str] | None = None
+    format: str | None = None
+    layer: str | None = None
+    pool: bool = True
+    dtype: str = "float32"
+    average_only: bool = False
+    overwrite: bool = False
+    errors: str | os.PathLike[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in FEATURE_DTYPES:
+            raise OptionsError(f"dtype must be float32 or float16, not {self.dtype!r}")
+        if not self.pool and self.layer != "conv5":
+            raise OptionsError("unpooled output (--no-pool) applies to --layer conv5 only")
+
+    @property
+    def target(self) -> Path | None:
+        return Path(self.path) if self.path is not None else None
+
+
+def parse_workers(value: int | str) -> int | str:
+    """``--workers``: a count of decoding processes (0: decode in the main process) or
+    ``"auto"`` (resolved for the network's device by the run layer)."""
+    if value == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise OptionsError(
+            "--workers must be 0 (decode in the main process), a positive count or auto"
+        )
+    return count
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out.
+
+    Attributes:
+        batch_size: Clips per forward pass (batches span videos).
+        workers: Decoding processes (0: in this process; ``"auto"``: as suits the device).
+        shard: ``(i, n)``: only the inputs whose key hashes to shard ``i`` of ``n``.
+        devices: One process per device, each on a shard, merged at the end.
+    """
+
+    batch_size: int = 8
+    workers: int | str = 0
+    shard: tuple[int, int] | None = None
+    devices: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise OptionsError("batch size must be at least 1")
+        object.__setattr__(self, "workers", parse_workers(self.workers))
+        if self.shard is not None:
+            index, count = self.shard
+            if not 0 <= index < count:
+                raise OptionsError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+        if self.devices is not None and not self.devices:
+            raise OptionsError("--devices needs at least one device")
+        if self.shard is not None and self.devices is not None:
+            raise OptionsError("--shard and --devices/torchrun both split the inputs: use one")
+
+
+@dataclass(frozen=True)
+class TwoStreamOptions:
+    """How a two-stream model (a backbone whose spec takes flow) sees a video.
+
+    Attributes:
+        flow: A ``feat3d flow`` HDF5 file with every video's flow (``None``: compute it).
+        chunks: Chunks per video (25 in the paper's test protocol).
+        short_side: Frames resized to this short side (256), no cropping; with ``flow``, the
+            flow file's.
+        method: Flow method when computing it (``tvl1`` as in the paper, ``dis``, ...).
+    """
+
+    flow: str | os.PathLike[str] | None = None
+    chunks: int = 25
+    short_side: int = 256
+    method: str = "tvl1"
+
+    def __post_init__(self) -> None:
+        if self.chunks < 1:
+            raise OptionsError(f"chunks must be at least 1: {self.chunks}")
+
+
+#: Keyword shortcuts of the API functions that are not a field name of their group.
+_ALIASES = {"model": ("model", "arch"), "flow_method": ("two_stream", "method"),
+            "output": ("output", "path"), "format": ("output", "format")}  # fmt: skip
+_GROUPS: dict[str, type] = {
+    "model": ModelOptions,
+    "clips": ClipOptions,
+    "output": OutputOptions,
+    "run": RunOptions,
+    "two_stream": TwoStreamOptions,
+}
+
+
+def group_options(given: Mapping[str, Any], **keywords: Any) -> dict[str, Any]:
+    """The option objects of an API call: each group in ``given`` (an object, or ``None``)
+    updated with the keyword shortcuts that name one of its fields.
+
+    >>> group_options({"clips": None}, clip_len=8)["clips"].clip_len
+    8
+
+    Raises:
+        TypeError: A keyword that is no option of these groups.
+    """
+    updates: dict[str, dict[str, Any]] = {group: {} for group in given}
+    for name, value in keywords.items():
+        group, field_name = _ALIASES[name] if name in _ALIASES else (_group_of(name, given), name)
+        if group not in updates:
+            raise TypeError(f"unexpected keyword argument {name!r}")
+        updates[group][field_name] = value
+    built = {}
+    for group, current in given.items():
+        cls = _GROUPS[group]
+        base = current if current is not None else cls()
+        built[group] = replace(base, **updates[group]) if updates[group] else base
+    return built
+
+
+def _group_of(name: str, given: Mapping[str, Any]) -> str:
+    for group in given:
+        if name in {f.name for f in fields(_GROUPS[group])}:
+            return group
+    raise TypeError(f"unexpected keyword argument {name!r}")
