@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .extraction import ExtractReport, extract
+from .io.reader import open_output
 from .io.writers import OutputError, guess_format
 from .pipeline import resolve_workers
 
@@ -59,14 +60,10 @@ def _merge_parts(output: Path, parts: list[Path], *, overwrite: bool) -> Any:
 
 def done_keys(output: str | os.PathLike[str]) -> set[str]:
     """Videos complete in an existing HDF5 output (they are skipped, as on resume)."""
-    import h5py
-
-    from .io.h5store import scan_groups
-
     if not Path(output).exists():
         return set()
-    with h5py.File(output, "r") as handle:
-        return scan_groups(handle)[0]
+    with open_output(output) as done:
+        return set(done.video_keys())
 
 
 def _pending(inputs: Sequence[Any], output: str | os.PathLike[str], overwrite: bool) -> list[Any]:
