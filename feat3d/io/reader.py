@@ -504,14 +504,14 @@ class NpyReader(JsonLinesReader):
 
     def arrays(self, key: str) -> VideoArrays:
         array = np.load(self._file(key), allow_pickle=False)
-        attrs = self.video(key).attrs
+        record = self._record(key)  # its index line: segments and timestamps
         per_clip = self._per_clip(key, array.shape)
         return VideoArrays(
             key,
             array if per_clip else None,
             None if per_clip else array,
-            _segments(attrs),
-            _timestamps(attrs),
+            _segments(record),
+            _timestamps(record),
         )
 
     def layout(self, key: str) -> Layout:
