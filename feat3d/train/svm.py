@@ -312,12 +312,10 @@ class SplitResult:
     inner_folds: int
 
 
-@dataclass(frozen=True)
-class PcaResult:
-    """Accuracies after PCA to ``dim`` dimensions (one per split)."""
+class _OverSplits:
+    """Accuracy over the ``splits`` of a result."""
 
-    dim: int
-    splits: tuple[SplitResult, ...]
+    splits: Sequence[SplitResult]
 
     @property
     def accuracies(self) -> list[float]:
@@ -325,15 +323,25 @@ class PcaResult:
 
     @property
     def mean(self) -> float:
+        """Mean accuracy over splits."""
         return float(np.mean(self.accuracies))
 
     @property
     def std(self) -> float:
+        """Standard deviation of the accuracy over splits (population, ``ddof=0``)."""
         return float(np.std(self.accuracies))
 
 
+@dataclass(frozen=True)
+class PcaResult(_OverSplits):
+    """Accuracies after PCA to ``dim`` dimensions (one per split)."""
+
+    dim: int
+    splits: tuple[SplitResult, ...]
+
+
 @dataclass
-class SvmReport:
+class SvmReport(_OverSplits):
     """Result of :func:`svm_evaluate`.
 
     Attributes:
@@ -374,20 +382,6 @@ class SvmReport:
     unlabelled: list[str] = field(default_factory=list)
     predictions: dict[str, str] = field(default_factory=dict)
     convergence_warnings: int = 0
-
-    @property
-    def accuracies(self) -> list[float]:
-        return [split.accuracy for split in self.splits]
-
-    @property
-    def mean(self) -> float:
-        """Mean accuracy over splits."""
-        return float(np.mean(self.accuracies))
-
-    @property
-    def std(self) -> float:
-        """Standard deviation of the accuracy over splits (population, ``ddof=0``)."""
-        return float(np.std(self.accuracies))
 
     @property
     def chance(self) -> float:
