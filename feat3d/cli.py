@@ -1548,7 +1548,7 @@ def merge_command(output: Path, parts: tuple[Path, ...], overwrite: bool) -> Non
 
 
 @cli.command("info")
-@click.argument("path", metavar="FILE", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
 @click.option(
     "--video",
     "video_key",
@@ -1556,22 +1556,37 @@ def merge_command(output: Path, parts: tuple[Path, ...], overwrite: bool) -> Non
     default=None,
     help="One video of an output (its key): attributes and each clip's frames and seconds.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option(
+    "--all",
+    "all_videos",
+    is_flag=True,
+    help="List every video of an output (default: the first 20 and how many more).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (with every video).")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs its code).")
 @errors_to_click
-def info_command(path: Path, video_key: str | None, as_json: bool, trust_checkpoint: bool) -> None:
+def info_command(
+    path: Path, video_key: str | None, all_videos: bool, as_json: bool, trust_checkpoint: bool
+) -> None:
     """What FILE holds: an extract output (HDF5, JSON Lines, npy folder) — its options,
-    videos, clips, feature size, failures, pending journal — or a checkpoint — architecture,
-    format, classes, normalization, clip length, parameters, SHA-256.
+    videos (clips and seconds of each), feature size, failures, pending journal — or a
+    checkpoint — architecture, format, classes, normalization, clip length, parameters,
+    SHA-256.
+
+    An HDF5 output of which only FILE.journal exists (a run stopped before it first wrote
+    FILE) is described from the journal; extract with the same options resumes that run.
 
     \b
     Examples:
       feat3d info feats.h5
+      feat3d info feats.h5 --all
       feat3d info feats.h5 --video class_a/clip01.mp4
       feat3d info runs/motion/best.pt --json
     """
-    from .info import describe
+    from .info import OutputInfo, describe, path_or_journal_exists
 
+    if not path_or_journal_exists(path):
+        raise click.BadParameter(f"Path {str(path)!r} does not exist.", param_hint="'FILE'")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = describe(path, video=video_key, trust=trust_checkpoint)
@@ -1579,6 +1594,8 @@ def info_command(path: Path, video_key: str | None, as_json: bool, trust_checkpo
         click.echo(f"warning: {warning.message}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    elif isinstance(result, OutputInfo):
+        click.echo(result.to_text(all_videos=all_videos))
     else:
         click.echo(result.to_text())
 

@@ -9,10 +9,9 @@ summarised from its metadata.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,24 @@ import h5py
 import numpy as np
 
 from .errors import RunError
-from .io.writers import ERRORS_GROUP, INDEX_NAME
+from .io.h5store import journal_path
+from .io.reader import (
+    FORMAT_NAMES,
+    OutputReader,
+    PendingJournal,
+    ReadError,
+    StoredVideo,
+    VideoFailure,
+    h5_failures,
+    open_output,
+    pending_journal,
+)
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".safetensors", ".pickle", ".pkl", ".ckpt")
 JOURNAL_SUFFIX = ".journal"
 _SHOWN_CLASSES = 5
 _SHOWN_FAILURES = 10
+SHOWN_VIDEOS = 20  # videos `feat3d info OUT` lists without --all
 
 
 class InfoError(RunError, ValueError):
@@ -34,19 +45,6 @@ class InfoError(RunError, ValueError):
 
 
 # --------------------------------------------------------------------------------- helpers
-
-
-def _plain(value: Any) -> Any:
-    """HDF5/numpy attribute values as JSON types ("" stays "": unset options)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return [_plain(item) for item in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _human_bytes(size: int) -> str:
@@ -77,6 +75,11 @@ def _option_text(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(_option_text(item) for item in value)
     return str(value)
+
+
+def path_or_journal_exists(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists, or the journal of an HDF5 output not written yet does."""
+    return Path(path).exists() or journal_path(Path(path)).exists()
 
 
 def is_checkpoint_path(path: str | os.PathLike[str]) -> bool:
@@ -112,13 +115,7 @@ def is_checkpoint_path(path: str | os.PathLike[str]) -> bool:
 # ----------------------------------------------------------------------------------- outputs
 
 
-@dataclass(frozen=True)
-class FailedVideo:
-    """A video an ``extract`` run could not process, with its one-line reason."""
-
-    key: str
-    source: str
-    message: str
+FailedVideo = VideoFailure  # (the name this module's results have always used)
 
 
 @dataclass
@@ -128,7 +125,8 @@ class OutputInfo:
     Attributes:
         path: The file or folder.
         format: ``"h5"``, ``"json"`` or ``"npy"``.
-        options: The run options stored with it (HDF5 root attributes, JSON header line).
+        options: The run options stored with it (HDF5 root attributes, JSON header line; for a
+            journal alone, the options its run recorded there).
         n_videos: Complete videos.
         n_clips: Clips over all complete videos.
         feature_shape: Shape of one stored feature row: ``(D,)``, or ``(D, t, h, w)`` for
@@ -142,6 +140,10 @@ class OutputInfo:
             ``None`` when there is no journal.
         journal_note: Why the journal could not be read, when it could not.
         keys: The complete videos' keys.
+        videos: The complete videos (key, source, clips, seconds, fps), sorted by key; for a
+            journal alone, the videos waiting in it.
+        pending_only: Only a journal exists: a run was stopped before it first wrote the
+            file; ``extract`` with the same options resumes it.
     """
 
     path: str
@@ -158,6 +160,8 @@ class OutputInfo:
     journal_records: int | None = None
     journal_note: str = ""
     keys: list[str] = field(default_factory=list)
+    videos: list[StoredVideo] = field(default_factory=list)
+    pending_only: bool = False
 
     @property
     def feature_dim(self) -> int:
@@ -168,49 +172,21 @@ class OutputInfo:
         data = asdict(self)
         data["feature_shape"] = list(self.feature_shape)
         data["feature_dim"] = self.feature_dim
+        data["videos"] = [
+            {"key": v.key, "source": v.source, "n_clips": v.n_clips, "seconds": v.seconds,
+             "fps": v.fps}
+            for v in self.videos
+        ]  # fmt: skip
         return data
 
-    def to_text(self) -> str:
-        names = {"h5": "HDF5", "json": "JSON Lines", "npy": "npy folder"}
-        options = self.options
-        rows = [
-            ("output", f"{self.path} ({names[self.format]}, {_human_bytes(self.disk_bytes)})"),
-            ("videos", f"{self.n_videos} complete, {len(self.failures)} failed"),
-            ("clips", str(self.n_clips) if not self.average_only else "– (--average-only)"),
-        ]
-        if self.feature_shape:
-            shape = "×".join(map(str, self.feature_shape))
-            per = "per video (mean)" if self.average_only else "per clip"
-            rows.append(("features", f"{shape} {self.dtype} {per}, layer {options.get('layer')}"))
-        made = [f"feat3d {options.get('feat3d_version', '?')}", str(options.get("arch", "?"))]
-        weights = options.get("weights")
-        if weights:
-            made.append(f"weights {weights} ({options.get('weights_format', '?')})")
-        if options.get("created"):
-            made.append(str(options["created"]))
-        rows.append(("made with", ", ".join(made)))
-        sampling = (
-            "clip_len",
-            "stride",
-            "frame_stride",
-            "fps",
-            "start",
-            "end",
-            "max_clips",
-            "tail",
-            "size",
-            "crop",
-        )
-        rows.append(
-            ("clips from", " ".join(f"{k}={_option_text(options.get(k))}" for k in sampling))
-        )
-        normalization = ("mean", "std", "value_scale", "channel_order", "precision")
-        rows.append(
-            ("input", " ".join(f"{k}={_option_text(options.get(k))}" for k in normalization))
-        )
+    def to_text(self, *, all_videos: bool = False) -> str:
+        """The summary, then the videos: the first :data:`SHOWN_VIDEOS` and how many more, or
+        every one with ``all_videos``."""
+        rows = self._head_rows()
+        rows += _option_rows(self.options)
         if self.incomplete:
             rows.append(("unfinished", f"{self.incomplete} group(s), deleted on the next run"))
-        if self.journal_records is not None:
+        if self.journal_records is not None and not self.pending_only:
             rows.append(
                 (
                     "journal",
@@ -224,165 +200,126 @@ class OutputInfo:
             rows.append(("failed", f"{failure.key}: {failure.message}"))
         if len(self.failures) > _SHOWN_FAILURES:
             rows.append(("failed", f"... and {len(self.failures) - _SHOWN_FAILURES} more"))
-        return _aligned(rows)
+        listing = _video_listing(self.videos, all_videos=all_videos, pending=self.pending_only)
+        return "\n".join([_aligned(rows), *listing])
+
+    def _head_rows(self) -> list[tuple[str, str]]:
+        name = FORMAT_NAMES[self.format]
+        if self.pending_only:
+            records = self.journal_records or 0
+            rows = [
+                ("output", f"{self.path} ({name}, not written yet)"),
+                (
+                    "journal",
+                    f"{self.path}{JOURNAL_SUFFIX} holds {records} result(s) of a run stopped "
+                    "before it first wrote the file; 'feat3d extract' with the same options "
+                    "resumes it and writes them first",
+                ),
+                ("videos", f"{len(self.videos)} pending, {len(self.failures)} failed"),
+            ]
+        else:
+            rows = [
+                ("output", f"{self.path} ({name}, {_human_bytes(self.disk_bytes)})"),
+                ("videos", f"{self.n_videos} complete, {len(self.failures)} failed"),
+            ]
+        clips = str(self.n_clips) if not self.average_only else "– (--average-only)"
+        rows.append(("clips", clips))
+        if self.feature_shape:
+            shape = "×".join(map(str, self.feature_shape))
+            per = "per video (mean)" if self.average_only else "per clip"
+            layer = self.options.get("layer")
+            rows.append(("features", f"{shape} {self.dtype} {per}, layer {layer}"))
+        return rows
 
 
-def _output_format(path: Path) -> str:
-    if path.is_dir():
-        if not (path / INDEX_NAME).is_file():
-            raise InfoError(f"{path}: a folder without {INDEX_NAME} is not an npy feature output")
-        return "npy"
-    if not path.exists():
-        raise InfoError(f"{path}: no such file or folder")
-    if h5py.is_hdf5(path):
-        return "h5"
-    if path.suffix.lower() in {".json", ".jsonl"}:
-        return "json"
-    raise InfoError(f"{path}: not a feat3d output (HDF5, JSON Lines or npy folder)")
+def _option_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    made = [f"feat3d {options.get('feat3d_version', '?')}", str(options.get("arch", "?"))]
+    weights = options.get("weights")
+    if weights:
+        made.append(f"weights {weights} ({options.get('weights_format', '?')})")
+    if options.get("created"):
+        made.append(str(options["created"]))
+    sampling = (
+        "clip_len", "stride", "frame_stride", "fps", "start", "end", "max_clips", "tail",
+        "size", "crop",
+    )  # fmt: skip
+    normalization = ("mean", "std", "value_scale", "channel_order", "precision")
+    return [
+        ("made with", ", ".join(made)),
+        ("clips from", " ".join(f"{k}={_option_text(options.get(k))}" for k in sampling)),
+        ("input", " ".join(f"{k}={_option_text(options.get(k))}" for k in normalization)),
+    ]
 
 
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSON Lines output or npy index, skipping a cut-off last line."""
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == 1:
-                    raise InfoError(f"{path}: line 1 is not JSON; not a feat3d output") from None
-                continue
-            if isinstance(record, dict):
-                yield record
+def _video_listing(videos: list[StoredVideo], *, all_videos: bool, pending: bool) -> list[str]:
+    """Lines listing the videos (clips, seconds, key), the first :data:`SHOWN_VIDEOS` unless
+    ``all_videos``, then how many more there are."""
+    if not videos:
+        return []
+    shown = videos if all_videos else videos[:SHOWN_VIDEOS]
+    what = "videos pending in the journal" if pending else "videos"
+    title = f"{what} (all {len(videos)})" if len(shown) == len(videos) else (
+        f"{what} (first {len(shown)} of {len(videos)})"
+    )  # fmt: skip
+    table = [("clips", "seconds", "key")] + [
+        (str(v.n_clips), "–" if v.seconds is None else f"{v.seconds:.2f}", v.key) for v in shown
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(2)]
+    lines = ["", title]
+    lines += [f"{row[0]:>{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]}" for row in table]
+    if len(shown) < len(videos):
+        lines.append(f"... and {len(videos) - len(shown)} more (--all lists every one)")
+    return lines
 
 
-def _journal_count(path: Path) -> tuple[int | None, str]:
-    """Results waiting in the crash-recovery journal beside an HDF5 output (merged into it on
-    the next run), or why they can't be counted."""
-    journal = Path(f"{path}{JOURNAL_SUFFIX}")
-    if not journal.exists():
-        return None, ""
+def _journal_state(path: Path) -> tuple[PendingJournal | None, str]:
+    """The journal a killed run left beside an HDF5 output, or why it can't be read."""
     try:
-        from .io.h5store import pending_records
-    except ImportError:
-        size = _human_bytes(journal.stat().st_size)
-        return None, f"{journal.name} present ({size}); this version cannot read it"
-    try:
-        return pending_records(path), ""
-    except Exception as error:  # a damaged journal must not stop the summary of the file
-        return None, f"{journal.name} present but unreadable ({error})"
+        return pending_journal(path), ""
+    except ReadError as error:  # a damaged journal must not stop the summary of the file
+        return None, str(error)
 
 
-def _h5_output(path: Path) -> OutputInfo:
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise InfoError(f"{path}: cannot open as HDF5 ({error})") from None
-    with handle:
-        options = {name: _plain(value) for name, value in handle.attrs.items()}
-        complete: list[str] = []
-        incomplete = 0
-        clips = 0
-        shape: tuple[int, ...] = ()
-        dtype = str(options.get("dtype", ""))
-
-        def visit(name: str, obj: Any) -> None:
-            nonlocal incomplete, clips, shape, dtype
-            if name.split("/")[0] == ERRORS_GROUP or not isinstance(obj, h5py.Group):
-                return
-            if obj.attrs.get("complete", False):
-                complete.append(name)
-                clips += int(obj.attrs.get("n_clips", 0))
-                if not shape:
-                    if "features" in obj:
-                        shape, dtype = tuple(obj["features"].shape[1:]), str(obj["features"].dtype)
-                    elif "mean" in obj:
-                        shape, dtype = tuple(obj["mean"].shape), str(obj["mean"].dtype)
-            elif "segments" in obj or "mean" in obj or "features" in obj:
-                incomplete += 1
-
-        handle.visititems(visit)
-        done = set(complete)
-        failures = [
-            FailedVideo(
-                str(_plain(record.attrs.get("video", name))),
-                str(_plain(record.attrs.get("source", ""))),
-                str(_plain(record.attrs.get("message", ""))),
-            )
-            for name, record in handle.get(ERRORS_GROUP, {}).items()
-        ]
-    journal_records, journal_note = _journal_count(path)
+def _summary(output: OutputReader) -> OutputInfo:
+    videos = output.videos()
+    shape: tuple[int, ...] = ()
+    dtype = str(output.options.get("dtype", ""))
+    if videos:
+        layout = output.layout(videos[0].key)
+        shape = layout.row
+        dtype = dtype if output.format == "json" else layout.dtype
     return OutputInfo(
-        path=str(path),
-        format="h5",
-        options=options,
-        n_videos=len(complete),
-        n_clips=clips,
+        path=str(output.path),
+        format=output.format,
+        options=output.options,
+        n_videos=len(videos),
+        n_clips=sum(video.n_clips for video in videos),
         feature_shape=shape,
         dtype=dtype,
-        average_only=bool(options.get("average_only", False)),
-        failures=[f for f in failures if f.key not in done],
-        incomplete=incomplete,
-        disk_bytes=_disk_size(path),
-        journal_records=journal_records,
-        journal_note=journal_note,
-        keys=sorted(complete),
+        average_only=output.average_only,
+        failures=output.failures(),
+        incomplete=output.incomplete,
+        disk_bytes=_disk_size(output.path),
+        keys=[video.key for video in videos],
+        videos=videos,
     )
 
 
-def _npy_shape(file: Path) -> tuple[tuple[int, ...], str]:
-    """Shape and dtype of an ``.npy`` file from its header (the data is not read)."""
-    with file.open("rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-    return tuple(shape), str(dtype)
-
-
-def _json_output(path: Path, form: str) -> OutputInfo:
-    folder = path if form == "npy" else None
-    index = path / INDEX_NAME if folder is not None else path
-    options: dict[str, Any] = {}
-    latest: dict[str, dict[str, Any]] = {}
-    errors: dict[str, FailedVideo] = {}
-    stored_shape: tuple[int, ...] = ()
-    for record in _json_lines(index):
-        if "feat3d" in record and isinstance(record["feat3d"], dict):
-            options = record["feat3d"]
-            continue
-        key = record.get("video")
-        if not isinstance(key, str):
-            continue
-        if "error" in record:
-            errors[key] = FailedVideo(key, str(record.get("source", "")), str(record["error"]))
-        elif folder is None or (folder / str(record.get("file", ""))).is_file():
-            if not latest and folder is None:  # the first video's arrays give the shape
-                stored = record.get("features", record.get("mean"))
-                stored_shape = np.asarray(stored).shape if stored is not None else ()
-            # Only the small fields are kept: a run's features never sit in memory together.
-            latest[key] = {k: v for k, v in record.items() if k not in ("features", "mean")}
-    average_only = bool(options.get("average_only", False))
-    shape: tuple[int, ...] = ()
-    dtype = str(options.get("dtype", ""))
-    first = next(iter(latest.values()), None)
-    if first is not None and folder is not None:
-        npy_shape, dtype = _npy_shape(folder / first["file"])
-        shape = npy_shape if average_only else npy_shape[1:]
-    elif first is not None and stored_shape:
-        shape = tuple(stored_shape if average_only else stored_shape[1:])
+def _pending_summary(path: Path, journal: PendingJournal) -> OutputInfo:
+    layout = journal.layout
     return OutputInfo(
         path=str(path),
-        format=form,
-        options=options,
-        n_videos=len(latest),
-        n_clips=sum(int(r.get("n_clips", 0)) for r in latest.values()),
-        feature_shape=shape,
-        dtype=dtype,
-        average_only=average_only,
-        failures=[f for key, f in errors.items() if key not in latest],
-        disk_bytes=_disk_size(path),
-        keys=sorted(latest),
+        format="h5",
+        options=journal.options,
+        n_videos=0,
+        n_clips=sum(video.n_clips for video in journal.videos),
+        feature_shape=layout.row if layout else (),
+        dtype=layout.dtype if layout else str(journal.options.get("dtype", "")),
+        average_only=bool(journal.options.get("average_only", False)),
+        failures=journal.failures,
+        journal_records=journal.records,
+        videos=journal.videos,
+        pending_only=True,
     )
 
 
@@ -390,7 +327,9 @@ def describe_output(path: str | os.PathLike[str]) -> OutputInfo:
     """Summarise an ``extract`` output without loading its features.
 
     Args:
-        path: An HDF5 file, a JSON Lines file or an npy folder written by ``feat3d extract``.
+        path: An HDF5 file, a JSON Lines file or an npy folder written by ``feat3d extract``,
+            or an HDF5 output of which only the journal exists (a run stopped before it first
+            wrote the file).
 
     Returns:
         An :class:`OutputInfo`.
@@ -402,15 +341,18 @@ def describe_output(path: str | os.PathLike[str]) -> OutputInfo:
         >>> print(describe_output("feats.h5").to_text())  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.exists():
-        pending, _ = _journal_count(path)
-        if pending is not None:
-            raise InfoError(
-                f"{path}: not written yet; {pending} result(s) wait in its journal "
-                "(run the same extract command again to write them)"
-            )
-    form = _output_format(path)
-    return _h5_output(path) if form == "h5" else _json_output(path, form)
+    journal, note = _journal_state(path)
+    if not path.exists() and journal is not None:
+        return _pending_summary(path, journal)
+    try:
+        with open_output(path) as output:
+            info = _summary(output)
+    except ReadError as error:
+        raise InfoError(str(error)) from None
+    if output.format == "h5":
+        info.journal_records = journal.records if journal else None
+        info.journal_note = note
+    return info
 
 
 # ------------------------------------------------------------------------------- one video
@@ -468,23 +410,26 @@ class StoredVideoInfo:
         return "\n".join(lines)
 
 
-def _clips(segments: Any, timestamps: Any) -> list[ClipInfo]:
-    segments = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
-    timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1, 2)
+def _clips(segments: np.ndarray, timestamps: np.ndarray) -> list[ClipInfo]:
     return [
         ClipInfo(i, (int(s[0]), int(s[1])), (float(t[0]), float(t[1])))
         for i, (s, t) in enumerate(zip(segments, timestamps, strict=True))
     ]
 
 
-def _missing_video(path: Path, key: str, info: OutputInfo) -> InfoError:
-    failed = {f.key: f for f in info.failures}
+def _missing_video(output: OutputReader, key: str) -> InfoError:
+    failed = {f.key: f for f in output.failures()}
     if key in failed:
-        return InfoError(f"{path}: video {key!r} failed: {failed[key].message}")
-    examples = ", ".join(info.keys[:3]) + (", ..." if len(info.keys) > 3 else "")
+        return InfoError(f"{output.path}: video {key!r} failed: {failed[key].message}")
+    keys = output.video_keys()
+    examples = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
     return InfoError(
-        f"{path}: no complete video {key!r} (it holds {info.n_videos}: {examples or 'none'})"
+        f"{output.path}: no complete video {key!r} (it holds {len(keys)}: {examples or 'none'})"
     )
+
+
+# Fields of a JSON Lines or npy index record that are not the video's attributes.
+_NOT_ATTRS = {"video", "file"}
 
 
 def describe_video(path: str | os.PathLike[str], key: str) -> StoredVideoInfo:
@@ -492,48 +437,24 @@ def describe_video(path: str | os.PathLike[str], key: str) -> StoredVideoInfo:
 
     Args:
         path: The output (HDF5, JSON Lines or npy folder).
-        key: The video's key in it (``feat3d info OUT`` lists them with ``--json``).
+        key: The video's key in it (``feat3d info OUT`` lists them).
 
     Raises:
         InfoError: Not an output, or no complete video with that key.
     """
-    path = Path(path)
-    form = _output_format(path)
-    if form == "h5":
-        with h5py.File(path, "r") as handle:
-            group = handle.get(key)
-            if (
-                key.split("/")[0] != ERRORS_GROUP
-                and isinstance(group, h5py.Group)
-                and group.attrs.get("complete", False)
-            ):
-                attrs = {
-                    name: _plain(value) for name, value in group.attrs.items() if name != "complete"
-                }
-                stored = group["features"] if "features" in group else group["mean"]
-                return StoredVideoInfo(
-                    key,
-                    attrs,
-                    _clips(group["segments"][()], group["timestamps"][()]),
-                    tuple(stored.shape),
-                    str(stored.dtype),
-                )
-        raise _missing_video(path, key, describe_output(path))
-    index = path / INDEX_NAME if form == "npy" else path
-    found: dict[str, Any] | None = None
-    for record in _json_lines(index):
-        if record.get("video") == key and "error" not in record:
-            found = record
-    if found is None:
-        raise _missing_video(path, key, describe_output(path))
-    arrays = {"segments", "timestamps", "features", "mean", "video", "file"}
-    attrs = {name: value for name, value in found.items() if name not in arrays}
-    if form == "npy":
-        shape, dtype = _npy_shape(path / found["file"])
-    else:
-        stored = found.get("features", found.get("mean", []))
-        shape, dtype = tuple(np.asarray(stored).shape), "float (JSON)"
-    return StoredVideoInfo(key, attrs, _clips(found["segments"], found["timestamps"]), shape, dtype)
+    try:
+        output = open_output(path)
+    except ReadError as error:
+        raise InfoError(str(error)) from None
+    with output:
+        if key not in output.video_keys():
+            raise _missing_video(output, key)
+        attrs = {k: v for k, v in output.video(key).attrs.items() if k not in _NOT_ATTRS}
+        arrays = output.arrays(key)
+        layout = output.layout(key)
+    dtype = "float (JSON)" if output.format == "json" else layout.dtype
+    clips = _clips(arrays.segments, arrays.timestamps)
+    return StoredVideoInfo(key, attrs, clips, layout.shape, dtype)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -716,11 +637,7 @@ def describe_flow(path: str | os.PathLike[str]) -> FlowInfo:
         keys = flows.keys()
         fields = sum(flows.n_fields(key) for key in keys)
         frame_size = tuple(flows.group(keys[0])["flow"].shape[2:]) if keys else None
-        errors = flows.file.get("_errors", {})
-        failed = [
-            FailedVideo(*(str(_plain(g.attrs[name])) for name in ("video", "source", "message")))
-            for g in errors.values()
-        ]
+        failed = h5_failures(flows.file)
         method, short_side, bound = flows.method, flows.short_side, flows.bound
     pending = path.with_name(path.name + ".pending")
     waiting = len(list(pending.glob("*.h5"))) if pending.is_dir() else 0
@@ -738,6 +655,10 @@ def describe(
     Raises:
         InfoError: ``video`` given for a checkpoint, or a path that is neither.
     """
+    if not Path(path).exists() and path_or_journal_exists(path):
+        if video is not None:
+            raise InfoError(f"{path}: not written yet, so no video can be shown")
+        return describe_output(path)  # only the journal of a run stopped early
     if is_checkpoint_path(path):
         if video is not None:
             raise InfoError(f"{path}: --video applies to extract outputs, not checkpoints")

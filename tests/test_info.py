@@ -7,7 +7,6 @@ import json
 import math
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import h5py
@@ -20,13 +19,14 @@ from feat3d.backbones import get_backbone, kinetics400_categories, save_checkpoi
 from feat3d.cli import cli
 from feat3d.info import (
     InfoError,
+    OutputInfo,
     describe,
     describe_checkpoint,
     describe_output,
     describe_video,
     is_checkpoint_path,
 )
-from feat3d.io.writers import VideoFeatures, open_writer, read_h5_features
+from feat3d.io.writers import VideoFailure, VideoFeatures, open_writer, read_h5_features
 from feat3d.run.extract import extract
 from tests.videos import write_text, write_video
 
@@ -137,11 +137,10 @@ def test_pending_journal_records_are_reported(tmp_path):
     assert describe_output(path).n_videos == 3
 
 
-def test_journal_without_the_module_to_read_it_is_mentioned(outputs, tmp_path, monkeypatch):
+def test_a_journal_this_version_cannot_read_is_mentioned(outputs, tmp_path):
     copy = tmp_path / "feats.h5"
     shutil.copy(outputs["paths"]["h5"], copy)
-    Path(f"{copy}.journal").write_bytes(b"F3DJRN01")
-    monkeypatch.setitem(sys.modules, "feat3d.io.h5store", None)  # import fails
+    Path(f"{copy}.journal").write_bytes(b"F3DJRN99" + bytes(64))  # a later version's journal
     info = describe_output(copy)
     assert info.journal_records is None and "cannot read" in info.journal_note
     assert "feats.h5.journal" in info.to_text()
@@ -247,3 +246,82 @@ def test_info_describes_a_flow_file(tmp_path, video_factory):
     assert info.frame_size == (32, 48) and [f.key for f in info.failed] == ["bad.mp4"]
     text = info.to_text()
     assert "optical flow" in text and "5 (uint8" in text and "bad.mp4: not a video" in text
+
+
+# ------------------------------------------------------------------------ listing the videos
+
+
+def _many_videos(path: Path, count: int) -> list[str]:
+    writer = open_writer(path, format="h5", attrs={"arch": "resnet-10", "dtype": "float32"})
+    keys = [f"v{i:02d}.mp4" for i in range(count)]
+    for key in reversed(keys):
+        writer.write(_fake_video(key))
+    writer.close()
+    return keys
+
+
+def test_info_lists_the_first_20_videos_and_how_many_more(tmp_path):
+    path = tmp_path / "many.h5"
+    keys = _many_videos(path, 25)
+    info = describe_output(path)
+    assert [v.key for v in info.videos] == keys
+    assert {(v.n_clips, v.seconds, v.fps) for v in info.videos} == {(2, 1.28, 25.0)}
+    lines = info.to_text().splitlines()
+    listed = [line for line in lines if line.endswith(".mp4")]
+    assert [line.split()[-1] for line in listed] == keys[:20]
+    assert listed[0].split() == ["2", "1.28", "v00.mp4"]
+    assert "videos (first 20 of 25)" in lines and lines[-1].startswith("... and 5 more")
+    every = info.to_text(all_videos=True).splitlines()
+    assert [line.split()[-1] for line in every if line.endswith(".mp4")] == keys
+    assert not any("more" in line for line in every)
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0 and "... and 5 more (--all lists every one)" in result.output
+    assert "v19.mp4" in result.output and "v20.mp4" not in result.output
+    result = runner.invoke(cli, ["info", str(path), "--all"])
+    assert result.exit_code == 0 and "v24.mp4" in result.output and "more" not in result.output
+    data = json.loads(runner.invoke(cli, ["info", str(path), "--json"]).output)
+    assert [v["key"] for v in data["videos"]] == keys
+    assert data["videos"][0] == {
+        "key": "v00.mp4", "source": "/data/v00.mp4", "n_clips": 2, "seconds": 1.28, "fps": 25.0,
+    }  # fmt: skip
+
+
+def test_info_describes_an_output_of_which_only_the_journal_exists(tmp_path):
+    path = tmp_path / "killed.h5"
+    attrs = {"arch": "resnet-10", "layer": "pool5", "dtype": "float32"}
+    writer = open_writer(path, format="h5", attrs=attrs)
+    writer.write(_fake_video("b.mp4"))
+    writer.write(_fake_video("a.mp4"))
+    writer.write_error(VideoFailure("bad.mp4", "/data/bad.mp4", "not a video"))
+    writer.store.journal.close()  # the process dies: no file, the journal stays
+    assert not path.exists()
+
+    info = describe(path)
+    assert isinstance(info, OutputInfo) and info.pending_only
+    assert info.n_videos == 0 and info.journal_records == 3
+    assert [v.key for v in info.videos] == ["a.mp4", "b.mp4"] and info.n_clips == 4
+    assert [f.key for f in info.failures] == ["bad.mp4"] and info.feature_shape == (8,)
+    text = info.to_text()
+    assert "not written yet" in text and "same options" in text and "resumes" in text
+    assert "2 pending, 1 failed" in text and "videos pending in the journal (all 2)" in text
+
+    result = CliRunner().invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0 and "not written yet" in result.output
+    data = json.loads(CliRunner().invoke(cli, ["info", str(path), "--json"]).output)
+    assert data["pending_only"] and [v["key"] for v in data["videos"]] == ["a.mp4", "b.mp4"]
+
+    open_writer(path, format="h5", attrs=attrs).close()  # the same options resume it
+    assert describe_output(path).n_videos == 2 and not describe_output(path).pending_only
+
+
+def test_info_on_a_journal_with_no_result_yet_and_on_nothing(tmp_path):
+    path = tmp_path / "early.h5"
+    writer = open_writer(path, format="h5", attrs={"arch": "resnet-10"})
+    writer.store.journal.close()  # killed before its first video
+    info = describe_output(path)
+    assert info.pending_only and info.journal_records == 0 and info.videos == []
+    assert "holds 0 result(s)" in info.to_text()
+    missing = CliRunner().invoke(cli, ["info", str(tmp_path / "nothing.h5")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output

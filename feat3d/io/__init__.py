@@ -1,12 +1,14 @@
 """Video input and feature output: streaming decode (:mod:`.decode`), clip assembly
 (:mod:`.clips`), input discovery (:mod:`.discover`), output formats (:mod:`.writers`;
-crash-safe HDF5 in :mod:`.h5store` over :mod:`.journal`) and merging shards (:mod:`.merge`)."""
+crash-safe HDF5 in :mod:`.h5store` over :mod:`.journal`), reading them back (:mod:`.reader`)
+and merging shards (:mod:`.merge`)."""
 
 from .clips import Clip, count_clips, iter_clips
 from .decode import Frame, VideoDecodeError, VideoInfo, iter_frames, open_video
 from .discover import InputError, VideoSource, discover_videos
 from .h5store import H5Store
 from .merge import MergeReport, merge_outputs, parse_shard, shard_of
+from .reader import OutputReader, PendingJournal, ReadError, open_output, pending_journal
 from .writers import (
     OutputError,
     VideoFailure,
@@ -22,6 +24,9 @@ __all__ = [
     "InputError",
     "MergeReport",
     "OutputError",
+    "OutputReader",
+    "PendingJournal",
+    "ReadError",
     "VideoDecodeError",
     "VideoFailure",
     "VideoFeatures",
@@ -32,9 +37,11 @@ __all__ = [
     "iter_clips",
     "iter_frames",
     "merge_outputs",
+    "open_output",
     "open_video",
     "open_writer",
     "parse_shard",
+    "pending_journal",
     "read_h5_features",
     "shard_of",
 ]

@@ -73,7 +73,8 @@ class OutputError(RunError):
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON types (numpy arrays and scalars, tuples → lists)."""
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        items = value.tolist()
+        return jsonable(items) if value.dtype.kind in "OS" else items  # (bytes in strings)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, bytes):

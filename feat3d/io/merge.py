@@ -9,17 +9,16 @@ half-merged file).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import h5py
 
 from .h5store import (
-    ERRORS_GROUP,
     MIN_FREE_BYTES,
     RESUME_CHECKED,
     OutputError,
@@ -29,13 +28,13 @@ from .h5store import (
     commit_file,
     consolidate_journal,
     h5_value,
-    jsonable,
+    journal_path,
     open_journal,
     pending_records,
     remove_temporaries,
-    scan_groups,
     write_error_record,
 )
+from .reader import H5Reader, ReadError, VideoFailure, open_output
 
 
 def shard_of(key: str, count: int) -> int:
@@ -95,23 +94,26 @@ class MergeReport:
     parts: list[PartCounts] = field(default_factory=list)
 
 
-def _read_attrs(path: Path) -> dict[str, Any]:
+def _open_part(path: Path) -> H5Reader:
     try:
-        with h5py.File(path, "r") as handle:
-            return dict(handle.attrs)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot open as HDF5 ({error})") from error
+        output = open_output(path)
+    except ReadError as error:
+        raise OutputError(str(error)) from None
+    if not isinstance(output, H5Reader):
+        output.close()
+        raise OutputError(f"{path}: not an HDF5 output; only HDF5 outputs can be merged")
+    return output
 
 
-def _check_parts_agree(parts: Sequence[Path], attrs: Sequence[dict[str, Any]]) -> None:
-    first = attrs[0]
-    for path, other in zip(parts[1:], attrs[1:], strict=True):
+def _check_parts_agree(parts: Sequence[H5Reader]) -> None:
+    first = parts[0]
+    for other in parts[1:]:
         for name in RESUME_CHECKED:
-            before, now = jsonable(first.get(name)), jsonable(other.get(name))
+            before, now = first.options.get(name), other.options.get(name)
             if before != now:
                 raise OutputError(
-                    f"{path}: made with {name}={now!r}, but {parts[0]} with {name}={before!r}; "
-                    "only outputs of the same options can be merged"
+                    f"{other.path}: made with {name}={now!r}, but {first.path} with "
+                    f"{name}={before!r}; only outputs of the same options can be merged"
                 )
 
 
@@ -164,24 +166,29 @@ def merge_outputs(
     for part in part_paths:
         if part.resolve() == output.resolve():
             raise OutputError(f"{output}: is also an input; write the merge to another file")
-        if not part.exists() and not (part.with_name(part.name + ".journal")).exists():
+        if not part.exists() and not journal_path(part).exists():
             raise OutputError(f"{part}: no such file")
     if not overwrite and (output.exists() or pending_records(output)):
         raise OutputError(f"{output}: exists; pass --overwrite to replace it")
     check_writable(output)
     for part in part_paths:
         consolidate_journal(part)
-    attrs = [_read_attrs(part) for part in part_paths]
-    _check_parts_agree(part_paths, attrs)
-    needed = sum(part.stat().st_size for part in part_paths) + MIN_FREE_BYTES
-    check_free_space(output, needed)
+    with contextlib.ExitStack() as stack:
+        readers = [stack.enter_context(_open_part(part)) for part in part_paths]
+        _check_parts_agree(readers)
+        needed = sum(part.stat().st_size for part in part_paths) + MIN_FREE_BYTES
+        check_free_space(output, needed)
+        return _merge_safely(output, readers)
 
-    # Holding the output's journal lock keeps a concurrent extract or merge off this file.
+
+def _merge_safely(output: Path, parts: Sequence[H5Reader]) -> MergeReport:
+    """Merge into a temporary file renamed onto ``output``, holding ``output``'s journal lock
+    (which keeps a concurrent extract or merge off this file)."""
     journal = open_journal(output, sync=True)
     temporary = output.with_name(f"{output.name}.tmp-{os.getpid()}")
     try:
         remove_temporaries(output)
-        report = _merge_into(temporary, part_paths, attrs[0], output)
+        report = _merge_into(temporary, parts, output)
         commit_file(temporary, output)
         journal.remove()
     except OSError as error:
@@ -195,47 +202,37 @@ def merge_outputs(
     return report
 
 
-def _merge_into(
-    temporary: Path, parts: Sequence[Path], attrs: dict[str, Any], output: Path
-) -> MergeReport:
+def _merge_into(temporary: Path, parts: Sequence[H5Reader], output: Path) -> MergeReport:
     report = MergeReport(output=output)
     origin: dict[str, Path] = {}
-    failures: dict[str, tuple[str, str, PartCounts]] = {}
+    failures: dict[str, tuple[VideoFailure, PartCounts]] = {}
     with h5py.File(temporary, "w") as merged:
-        for name, value in attrs.items():
-            merged.attrs[name] = h5_value(jsonable(value))
+        for name, value in parts[0].options.items():
+            merged.attrs[name] = h5_value(value)
         for part in parts:
-            counts = PartCounts(part)
+            counts = PartCounts(part.path)
             report.parts.append(counts)
-            with h5py.File(part, "r") as source:
-                complete, _ = scan_groups(source)
-                for key in sorted(complete):
-                    if key in origin:
-                        if not _groups_equal(merged[key], source[key]):
-                            raise OutputError(
-                                f"{part}: video {key} differs from the one in {origin[key]}; "
-                                "these outputs can't be merged"
-                            )
-                        counts.duplicates += 1
-                        report.duplicates += 1
-                        continue
-                    parent, _, name = key.rpartition("/")
-                    target = merged.require_group(parent) if parent else merged
-                    source.copy(source[key], target, name=name)
-                    origin[key] = part
-                    counts.videos += 1
-                for record in source.get(ERRORS_GROUP, {}).values():
-                    key = str(record.attrs["video"])
-                    if key not in failures:
-                        failures[key] = (
-                            str(record.attrs["source"]),
-                            str(record.attrs["message"]),
-                            counts,
+            for key in part.video_keys():
+                if key in origin:
+                    if not _groups_equal(merged[key], part.handle[key]):
+                        raise OutputError(
+                            f"{part.path}: video {key} differs from the one in {origin[key]}; "
+                            "these outputs can't be merged"
                         )
-        for key, (source_path, message, counts) in failures.items():
+                    counts.duplicates += 1
+                    report.duplicates += 1
+                    continue
+                parent, _, name = key.rpartition("/")
+                target = merged.require_group(parent) if parent else merged
+                part.handle.copy(part.handle[key], target, name=name)
+                origin[key] = part.path
+                counts.videos += 1
+            for failure in part.failures():
+                failures.setdefault(failure.key, (failure, counts))
+        for key, (failure, counts) in failures.items():
             if key in origin:
                 continue  # a success anywhere wins over an error
-            write_error_record(merged, key, source_path, message)
+            write_error_record(merged, key, failure.source, failure.message)
             counts.errors += 1
             report.errors += 1
     report.videos = len(origin)

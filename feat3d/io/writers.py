@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import h5py
 import numpy as np
 
 from .h5store import (
@@ -44,8 +43,8 @@ from .h5store import (
     check_writable,
     jsonable,
 )
+from .reader import INDEX_NAME, VideoFailure, read_h5_features, scan_json_lines
 
-INDEX_NAME = "index.jsonl"
 FORMATS = ("h5", "json", "npy")
 # Free space required to start a JSON Lines or npy output (they only ever append).
 MIN_FREE_APPEND_BYTES = 16 * 2**20
@@ -117,15 +116,6 @@ class VideoFeatures:
         }
 
 
-@dataclass(frozen=True)
-class VideoFailure:
-    """A video that could not be processed, with a one-line reason."""
-
-    key: str
-    source: str
-    message: str
-
-
 class FeatureWriter(Protocol):
     """What every output format provides."""
 
@@ -188,25 +178,13 @@ class _JsonLinesLog:
             self.append(header)
 
     def _read_existing(self) -> dict[str, Any] | None:
-        raw = self.path.read_bytes()
-        good_end = 0
-        header = None
-        for line in raw.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            good_end += len(line)
-            if "feat3d" in record:
-                header = record["feat3d"]
-            else:
-                self._remember(record)
-        if good_end != len(raw):
+        index = scan_json_lines(self.path)
+        for line in index.lines:
+            self._remember(line.fields)
+        if index.end != index.size:
             with self.path.open("r+b") as handle:
-                handle.truncate(good_end)
-        return header
+                handle.truncate(index.end)
+        return index.header
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one line. A failed write is cut back off and raised as :class:`OutputError`
@@ -367,18 +345,3 @@ def guess_format(path: str | os.PathLike[str]) -> str:
     if suffix in {".json", ".jsonl"}:
         return "json"
     return "npy"
-
-
-def read_h5_features(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Read every complete video of an HDF5 output into plain arrays (for small files/tests)."""
-    result: dict[str, dict[str, Any]] = {}
-    with h5py.File(path, "r") as handle:
-
-        def visit(name: str, obj: h5py.HLObject) -> None:
-            if isinstance(obj, h5py.Group) and obj.attrs.get("complete", False):
-                entry: dict[str, Any] = {k: obj[k][()] for k in obj}
-                entry["attrs"] = dict(obj.attrs)
-                result[name] = entry
-
-        handle.visititems(visit)
-    return result

@@ -17,13 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import h5py
 import torch
 import torch.distributed as dist
 
 from ..io.discover import VideoSource
-from ..io.h5store import scan_groups
 from ..io.merge import MergeReport, merge_outputs
+from ..io.reader import open_output
 from ..io.writers import OutputError, guess_format
 from ..model import VideoModel
 from ..options import (
@@ -113,8 +112,8 @@ def done_keys(output: str | os.PathLike[str]) -> set[str]:
     """Videos complete in an existing HDF5 output (they are skipped, as on resume)."""
     if not Path(output).exists():
         return set()
-    with h5py.File(output, "r") as handle:
-        return scan_groups(handle)[0]
+    with open_output(output) as done:
+        return set(done.video_keys())
 
 
 def _pending(inputs: Sequence[Any], output: OutputOptions) -> list[VideoSource]:

@@ -39,7 +39,6 @@ A video matching several keys under rules 4 or 5 is reported as ambiguous and le
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import warnings
@@ -49,12 +48,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ..errors import RunError
 from ..io.discover import safe_key
-from ..io.writers import ERRORS_GROUP, INDEX_NAME
+from ..io.reader import ReadError, open_output
 
 DEFAULT_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 DEFAULT_PCA_DIMS = (10, 50, 100, 200, 300)
@@ -97,21 +95,12 @@ class StoredVideo:
         return np.asarray(self.mean, dtype=np.float64).reshape(-1)
 
 
-def _format_of(path: Path) -> str:
-    if path.is_dir():
-        return "npy"
-    suffix = path.suffix.lower()
-    if suffix in {".json", ".jsonl"}:
-        return "json"
-    return "h5"
-
-
 def iter_stored_videos(path: str | os.PathLike[str]) -> Iterator[StoredVideo]:
-    """Yield every complete video of an ``extract`` output, one at a time.
+    """Yield every complete video of an ``extract`` output, one at a time, sorted by key.
 
     Args:
-        path: An HDF5 file, a JSON Lines file (``.json``/``.jsonl``) or an npy folder (with
-            ``index.jsonl``), as written by ``feat3d extract``.
+        path: An HDF5 file, a JSON Lines file or an npy folder (with ``index.jsonl``), as
+            written by ``feat3d extract``.
 
     Yields:
         :class:`StoredVideo` per complete video; failed or unfinished videos are skipped. Per
@@ -120,88 +109,15 @@ def iter_stored_videos(path: str | os.PathLike[str]) -> Iterator[StoredVideo]:
     Raises:
         SvmError: The path is missing or not a feature output.
     """
-    path = Path(path)
-    if not path.exists():
-        raise SvmError(f"{path}: no such file or folder")
-    form = _format_of(path)
-    if form == "h5":
-        yield from _iter_h5(path)
-    elif form == "json":
-        yield from _iter_json_lines(path, folder=None)
-    else:
-        index = path / INDEX_NAME
-        if not index.is_file():
-            raise SvmError(f"{path}: a folder without {INDEX_NAME} is not an npy feature output")
-        yield from _iter_json_lines(index, folder=path)
-
-
-def _iter_h5(path: Path) -> Iterator[StoredVideo]:
     try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise SvmError(f"{path}: cannot open as HDF5 ({error})") from None
-    with handle:
-        names: list[str] = []
-
-        def visit(name: str, obj: Any) -> None:
-            if name.split("/")[0] == ERRORS_GROUP or not isinstance(obj, h5py.Group):
-                return
-            if obj.attrs.get("complete", False):
-                names.append(name)
-
-        handle.visititems(visit)
-        for name in names:
-            group = handle[name]
-            source = group.attrs.get("source", "")
-            if "features" in group:
-                yield StoredVideo(name, str(source), group["features"][()], None)
-            elif "mean" in group:
-                yield StoredVideo(name, str(source), None, group["mean"][()])
-
-
-def _iter_json_lines(path: Path, *, folder: Path | None) -> Iterator[StoredVideo]:
-    """JSON Lines output (features inline) or npy index (``folder`` holds the arrays)."""
-    latest: dict[str, dict[str, Any]] = {}
-    average_only: bool | None = None
-    with path.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a cut-off last line of an interrupted run
-            if not isinstance(record, dict):
-                continue
-            if "feat3d" in record:
-                average_only = bool(record["feat3d"].get("average_only", False))
-                continue
-            if "video" not in record or "error" in record:
-                continue
-            wanted = ("features", "mean") if folder is None else ("file",)
-            if any(name in record for name in wanted):
-                latest[record["video"]] = record
-    for key, record in latest.items():
-        source = str(record.get("source", ""))
-        if folder is None:
-            clips = record.get("features")
-            mean = record.get("mean")
-            yield StoredVideo(
-                key,
-                source,
-                None if clips is None else np.asarray(clips, dtype=np.float64),
-                None if mean is None else np.asarray(mean, dtype=np.float64),
-            )
-            continue
-        file = folder / record["file"]
-        if not file.is_file():
-            continue
-        array = np.load(file, allow_pickle=False)
-        is_mean = average_only
-        if is_mean is None:  # no header: a clip array starts with n_clips rows
-            is_mean = array.ndim < 2 or array.shape[0] != record.get("n_clips")
-        if is_mean:
-            yield StoredVideo(key, source, None, array)
-        else:
-            yield StoredVideo(key, source, array, None)
+        output = open_output(path)
+    except ReadError as error:
+        raise SvmError(str(error)) from None
+    with output:
+        for arrays in output.iter_arrays():
+            source = output.video(arrays.key).source
+            clips = arrays.features
+            yield StoredVideo(arrays.key, source, clips, arrays.mean if clips is None else None)
 
 
 def load_video_features(
@@ -396,12 +312,10 @@ class SplitResult:
     inner_folds: int
 
 
-@dataclass(frozen=True)
-class PcaResult:
-    """Accuracies after PCA to ``dim`` dimensions (one per split)."""
+class _OverSplits:
+    """Accuracy over the ``splits`` of a result."""
 
-    dim: int
-    splits: tuple[SplitResult, ...]
+    splits: Sequence[SplitResult]
 
     @property
     def accuracies(self) -> list[float]:
@@ -409,15 +323,25 @@ class PcaResult:
 
     @property
     def mean(self) -> float:
+        """Mean accuracy over splits."""
         return float(np.mean(self.accuracies))
 
     @property
     def std(self) -> float:
+        """Standard deviation of the accuracy over splits (population, ``ddof=0``)."""
         return float(np.std(self.accuracies))
 
 
+@dataclass(frozen=True)
+class PcaResult(_OverSplits):
+    """Accuracies after PCA to ``dim`` dimensions (one per split)."""
+
+    dim: int
+    splits: tuple[SplitResult, ...]
+
+
 @dataclass
-class SvmReport:
+class SvmReport(_OverSplits):
     """Result of :func:`svm_evaluate`.
 
     Attributes:
@@ -458,20 +382,6 @@ class SvmReport:
     unlabelled: list[str] = field(default_factory=list)
     predictions: dict[str, str] = field(default_factory=dict)
     convergence_warnings: int = 0
-
-    @property
-    def accuracies(self) -> list[float]:
-        return [split.accuracy for split in self.splits]
-
-    @property
-    def mean(self) -> float:
-        """Mean accuracy over splits."""
-        return float(np.mean(self.accuracies))
-
-    @property
-    def std(self) -> float:
-        """Standard deviation of the accuracy over splits (population, ``ddof=0``)."""
-        return float(np.std(self.accuracies))
 
     @property
     def chance(self) -> float:
@@ -554,6 +464,64 @@ def svm_evaluate(
         >>> report = svm_evaluate("feats.h5", "labels.csv", pca_dims=(10, 50))  # doctest: +SKIP
         >>> print(f"{report.mean:.3f} ± {report.std:.3f}")  # doctest: +SKIP
     """
+    c_values, dims = _checked_arguments(c_grid, pca_dims, folds, inner_folds)
+    rows = read_labels(labels_path)
+    keys, sources, features = load_video_features(features_path)
+    labelled, missing, ambiguous = _match_labels(rows, KeyMatcher(keys, sources), labels_path)
+    if not labelled:
+        raise SvmError(
+            f"none of the {len(rows)} videos in {labels_path} is in {features_path} "
+            f"(first label entry {rows[0].video!r}, first key {keys[0]!r}); see 'feat3d svm "
+            "--help' for how entries are matched to keys"
+        )
+    index = {key: i for i, key in enumerate(keys)}
+    chosen = [key for key in keys if key in labelled]
+    x = l2_normalize(features[[index[key] for key in chosen]])
+    y = np.array([labelled[key].label for key in chosen])
+    classes = sorted(set(y.tolist()))
+    if len(classes) < 2:
+        raise SvmError(
+            f"need at least 2 classes to train an SVM, found {len(classes)} "
+            f"({', '.join(repr(c) for c in classes)}) among the {len(chosen)} labelled videos"
+        )
+    given = labelled[chosen[0]].split is not None
+    if given:
+        splits = _given_split([labelled[key] for key in chosen], labels_path)
+    else:
+        splits = _fold_splits(x, y, folds=folds, seed=seed)
+
+    scorer = _Scorer(_sklearn(), c_grid=c_values, inner_folds=inner_folds, seed=seed)
+    results, predictions = scorer.splits(x, y, splits, chosen)
+    limit = min(min(len(train) for _, train, _ in splits), x.shape[1])
+    return SvmReport(
+        features_path=str(features_path),
+        labels_path=str(labels_path),
+        protocol="split" if given else "k-fold",
+        folds=1 if given else folds,
+        n_videos=len(chosen),
+        n_classes=len(classes),
+        dim=int(x.shape[1]),
+        classes=classes,
+        c_grid=c_values,
+        seed=seed,
+        splits=results,
+        pca=[scorer.pca(x, y, splits, dim) for dim in dims if dim < limit],
+        pca_skipped=[d for d in dims if d >= limit],
+        missing=missing,
+        ambiguous=ambiguous,
+        unlabelled=[key for key in keys if key not in labelled],
+        predictions=predictions,
+        convergence_warnings=scorer.warned,
+    )
+
+
+_Split = tuple[str, np.ndarray, np.ndarray]  # name, train rows, test rows
+
+
+def _checked_arguments(
+    c_grid: Sequence[float], pca_dims: Sequence[int], folds: int, inner_folds: int
+) -> tuple[list[float], list[int]]:
+    """The C values and the sorted, distinct PCA dimensions, once the arguments are checked."""
     c_values = [float(c) for c in c_grid]
     if not c_values or any(not math.isfinite(c) or c <= 0 for c in c_values):
         raise SvmError(f"C values must be positive numbers, got {list(c_grid)}")
@@ -564,10 +532,17 @@ def svm_evaluate(
         raise SvmError(f"folds must be at least 2, got {folds}")
     if inner_folds < 2:
         raise SvmError(f"inner folds must be at least 2, got {inner_folds}")
+    return c_values, dims
 
-    rows = read_labels(labels_path)
-    keys, sources, features = load_video_features(features_path)
-    matcher = KeyMatcher(keys, sources)
+
+def _match_labels(
+    rows: Sequence[LabelRow], matcher: KeyMatcher, labels_path: str | os.PathLike[str]
+) -> tuple[dict[str, LabelRow], list[str], list[str]]:
+    """``(row of each matched key, entries matching no key, entries matching several)``.
+
+    Raises:
+        SvmError: One video labelled twice with different labels or splits.
+    """
     labelled: dict[str, LabelRow] = {}
     missing: list[str] = []
     ambiguous: list[str] = []
@@ -584,94 +559,83 @@ def svm_evaluate(
                 f"{row.label!r} ({row.split or 'no split'}) here"
             )
         labelled.setdefault(key, row)
-    if not labelled:
-        raise SvmError(
-            f"none of the {len(rows)} videos in {labels_path} is in {features_path} "
-            f"(first label entry {rows[0].video!r}, first key {keys[0]!r}); see 'feat3d svm "
-            "--help' for how entries are matched to keys"
-        )
-    index = {key: i for i, key in enumerate(keys)}
-    chosen = [key for key in keys if key in labelled]
-    unlabelled = [key for key in keys if key not in labelled]
-    x = l2_normalize(features[[index[key] for key in chosen]])
-    y = np.array([labelled[key].label for key in chosen])
-    classes = sorted(set(y.tolist()))
-    if len(classes) < 2:
-        raise SvmError(
-            f"need at least 2 classes to train an SVM, found {len(classes)} "
-            f"({', '.join(repr(c) for c in classes)}) among the {len(chosen)} labelled videos"
-        )
+    return labelled, missing, ambiguous
 
-    given = labelled[chosen[0]].split is not None
-    if given:
-        is_test = np.array([labelled[key].split == "test" for key in chosen])
-        splits = [("test", np.flatnonzero(~is_test), np.flatnonzero(is_test))]
-        if not is_test.any() or is_test.all():
-            part = "test" if not is_test.any() else "train"
-            raise SvmError(f"{labels_path}: the labelled videos found have no {part} part")
-    else:
-        counts = Counter(y.tolist())
-        rare, smallest = min(counts.items(), key=lambda item: (item[1], item[0]))
-        if smallest < folds:
-            raise SvmError(
-                f"class {rare!r} has {smallest} video(s), fewer than --folds {folds}; use fewer "
-                "folds, drop the class, or give a train/test split column"
-            )
-        splits = [
-            (f"fold {n}", train, test)
-            for n, (train, test) in enumerate(_stratified_folds(x, y, folds=folds, seed=seed), 1)
-        ]
 
-    sklearn = _sklearn()
-    warned = [0]
-    predictions: dict[str, str] = {}
-    results: list[SplitResult] = []
-    for name, train, test in splits:
-        result, predicted = _fit_and_score(
-            sklearn, x[train], y[train], x[test], y[test], name=name, c_grid=c_values,
-            inner_folds=inner_folds, seed=seed, warned=warned,
+def _given_split(rows: Sequence[LabelRow], labels_path: str | os.PathLike[str]) -> list[_Split]:
+    is_test = np.array([row.split == "test" for row in rows])
+    if not is_test.any() or is_test.all():
+        part = "test" if not is_test.any() else "train"
+        raise SvmError(f"{labels_path}: the labelled videos found have no {part} part")
+    return [("test", np.flatnonzero(~is_test), np.flatnonzero(is_test))]
+
+
+def _fold_splits(x: np.ndarray, y: np.ndarray, *, folds: int, seed: int) -> list[_Split]:
+    counts = Counter(y.tolist())
+    rare, smallest = min(counts.items(), key=lambda item: (item[1], item[0]))
+    if smallest < folds:
+        raise SvmError(
+            f"class {rare!r} has {smallest} video(s), fewer than --folds {folds}; use fewer "
+            "folds, drop the class, or give a train/test split column"
+        )
+    return [
+        (f"fold {n}", train, test)
+        for n, (train, test) in enumerate(_stratified_folds(x, y, folds=folds, seed=seed), 1)
+    ]
+
+
+class _Scorer:
+    """Fits and scores the SVM on each split with one C grid and seed, counting the fits that
+    stopped at the iteration limit."""
+
+    def __init__(self, sklearn: _Sklearn, *, c_grid: list[float], inner_folds: int, seed: int):
+        self.sklearn = sklearn
+        self.c_grid = c_grid
+        self.inner_folds = inner_folds
+        self.seed = seed
+        self._warned = [0]
+
+    @property
+    def warned(self) -> int:
+        return self._warned[0]
+
+    def _fit(
+        self,
+        name: str,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+    ) -> tuple[SplitResult, np.ndarray]:
+        return _fit_and_score(
+            self.sklearn, x_train, y_train, x_test, y_test, name=name, c_grid=self.c_grid,
+            inner_folds=self.inner_folds, seed=self.seed, warned=self._warned,
         )  # fmt: skip
-        results.append(result)
-        predictions.update(
-            {chosen[i]: str(label) for i, label in zip(test, predicted, strict=True)}
-        )
 
-    limit = min(min(len(train) for _, train, _ in splits), x.shape[1])
-    pca_results: list[PcaResult] = []
-    for dim in dims:
-        if dim >= limit:
-            continue
+    def splits(
+        self, x: np.ndarray, y: np.ndarray, splits: Sequence[_Split], keys: Sequence[str]
+    ) -> tuple[list[SplitResult], dict[str, str]]:
+        """Each split's result on the full features, and the predicted class of each test
+        video."""
+        results: list[SplitResult] = []
+        predictions: dict[str, str] = {}
+        for name, train, test in splits:
+            result, predicted = self._fit(name, x[train], y[train], x[test], y[test])
+            results.append(result)
+            predictions.update(
+                {keys[i]: str(label) for i, label in zip(test, predicted, strict=True)}
+            )
+        return results, predictions
+
+    def pca(self, x: np.ndarray, y: np.ndarray, splits: Sequence[_Split], dim: int) -> PcaResult:
+        """Each split's result after PCA to ``dim``, fitted on its training part only."""
         per_split = []
         for name, train, test in splits:
-            pca = sklearn.PCA(n_components=dim, random_state=seed)
+            pca = self.sklearn.PCA(n_components=dim, random_state=self.seed)
             x_train = pca.fit_transform(x[train])
-            result, _ = _fit_and_score(
-                sklearn, x_train, y[train], pca.transform(x[test]), y[test], name=name,
-                c_grid=c_values, inner_folds=inner_folds, seed=seed, warned=warned,
-            )  # fmt: skip
+            result, _ = self._fit(name, x_train, y[train], pca.transform(x[test]), y[test])
             per_split.append(result)
-        pca_results.append(PcaResult(dim, tuple(per_split)))
-
-    return SvmReport(
-        features_path=str(features_path),
-        labels_path=str(labels_path),
-        protocol="split" if given else "k-fold",
-        folds=1 if given else folds,
-        n_videos=len(chosen),
-        n_classes=len(classes),
-        dim=int(x.shape[1]),
-        classes=classes,
-        c_grid=c_values,
-        seed=seed,
-        splits=results,
-        pca=pca_results,
-        pca_skipped=[d for d in dims if d >= limit],
-        missing=missing,
-        ambiguous=ambiguous,
-        unlabelled=unlabelled,
-        predictions=predictions,
-        convergence_warnings=warned[0],
-    )
+        return PcaResult(dim, tuple(per_split))
 
 
 class _Sklearn:
