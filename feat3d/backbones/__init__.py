@@ -1,8 +1,8 @@
 """Backbones: the registry, the networks, and their weights (catalog, presets, checkpoints).
 
 Modules, lowest first (none imports one listed after it): :mod:`~feat3d.backbones.presets`
-(normalization and clip protocol), :mod:`~feat3d.backbones.depths`,
-:mod:`~feat3d.backbones.registry`, :mod:`~feat3d.backbones.meta` (what travels with weights),
+(normalization and clip protocol), :mod:`~feat3d.backbones.registry`,
+:mod:`~feat3d.backbones.meta` (what travels with weights),
 :mod:`~feat3d.backbones.layouts` and :mod:`~feat3d.backbones.checkpoints` (reading, saving,
 converting files), :mod:`~feat3d.backbones.catalog` (known checkpoints, the weights home,
 downloads), :mod:`~feat3d.backbones.weights` (``--weights`` resolution),

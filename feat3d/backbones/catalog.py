@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from feat3d.backbones.checkpoints import WeightsError, compute_sha256
+from feat3d.backbones.checkpoints import WeightsError, compute_sha256, write_atomically
 from feat3d.backbones.presets import FORMAT_PRESET, PRESETS
 
 __all__ = [
@@ -326,17 +326,12 @@ def read_registry(home: Path | None = None) -> dict[str, CheckpointEntry]:
 def write_registry(entries: Mapping[str, CheckpointEntry], home: Path) -> None:
     """Rewrite ``weights.json`` atomically (temporary file, then rename)."""
     path = home / REGISTRY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "version": _REGISTRY_VERSION,
         "weights": {name: entries[name].to_registry() for name in sorted(entries)},
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = json.dumps(payload, indent=1) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def find_registered(name: str, *, home: Path | None = None) -> CheckpointEntry | None:

@@ -21,7 +21,7 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ __all__ = [
     "load_state_dict_strict",
     "read_file",
     "save_checkpoint",
+    "write_atomically",
 ]
 
 
@@ -383,6 +384,21 @@ def _suggest(sd: Mapping[str, torch.Tensor], target: str) -> str:
 # Writing checkpoints
 
 
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary name next to ``path``, then rename it to ``path``.
+
+    Readers never see a half-written file; a failed write leaves nothing behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     while True:
         inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
@@ -434,17 +450,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, meta: WeightsMeta | N
         "meta": record,
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if is_safetensors(path):
-            write_safetensors(tmp, payload)
-        else:
-            torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    if is_safetensors(path):
+        return write_atomically(path, lambda tmp: write_safetensors(tmp, payload))
+    return write_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, *, trust: bool = False) -> WeightsMeta:

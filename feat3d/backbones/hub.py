@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import shutil
 from pathlib import Path
@@ -38,6 +37,7 @@ from feat3d.backbones.checkpoints import (
     WeightsError,
     build_model,
     compute_sha256,
+    write_atomically,
 )
 from feat3d.backbones.weights import resolve_weights
 
@@ -167,17 +167,9 @@ def add_weights(
 
 def _store(source: Path, target: Path, *, link: bool) -> Path:
     """Copy (or symlink) ``source`` to ``target`` atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        if link:
-            tmp.symlink_to(source.resolve())
-        else:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    if link:
+        return write_atomically(target, lambda tmp: tmp.symlink_to(source.resolve()))
+    return write_atomically(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def remove_weights(name: str, *, home: Path | None = None) -> list[Path]:

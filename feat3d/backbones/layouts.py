@@ -2,7 +2,9 @@
 
 Works on state dicts already read (:mod:`feat3d.backbones.checkpoints` reads files). The
 architecture and builder options are inferred from key names and tensor shapes, never from
-the file's own ``arch`` string alone; depths come from :mod:`feat3d.backbones.depths`.
+the file's own ``arch`` string alone. A ResNet's depth is that of the registered Hara
+ResNet with the same stages; DenseNet depths are listed here, unregistered ones included, so
+that a file is named even when this version cannot build it.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from typing import Any
 
 import torch
 
-from feat3d.backbones.depths import DENSENET_DEPTHS, HARA_RESNET_DEPTHS
-from feat3d.backbones.registry import is_registered
+from feat3d.backbones.registry import get_spec, is_registered, list_backbones
 from feat3d.errors import RunError
 
 __all__ = [
+    "DENSENET_DEPTHS",
     "LayoutError",
     "UnsupportedLayout",
     "detect_format",
@@ -48,6 +50,10 @@ _HARA_FAMILIES = {
     "densenet": "densenet",
     "resnet2p1d": "resnet2p1d",
 }
+
+#: Depth → dense layers per block of Hara's DenseNets (as torchvision's 2D ones).
+DENSENET_DEPTHS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32),
+                   264: (6, 12, 64, 48)}  # fmt: skip
 
 _LAYER_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
 
@@ -84,12 +90,14 @@ def parse_hara_arch(arch: Any) -> tuple[str | None, int | None]:
 def _hara_registry_name(prefix: str, *, bottleneck: bool, layers: tuple[int, ...]) -> str | None:
     """``"{prefix}-{depth}"`` for a Hara-style ResNet with these blocks per stage, or ``None``.
 
-    The depth comes from :data:`~feat3d.backbones.depths.HARA_RESNET_DEPTHS`, the table every Hara
-    ResNet family shares (pre-activation, wide, ResNeXt and (2+1)D use the same stage counts);
-    the name may or may not be registered.
+    The depth is that of the registered ``resnet-{depth}`` with the same stages and block
+    kind: every Hara ResNet family (pre-activation, wide, ResNeXt, (2+1)D) shares the stage
+    counts. The returned name may or may not be registered.
     """
-    for depth, (is_bottleneck, stage_layers) in HARA_RESNET_DEPTHS.items():
-        if stage_layers == tuple(layers) and is_bottleneck == bottleneck:
+    for name in list_backbones("resnet-*"):
+        spec, depth = get_spec(name), name.rsplit("-", 1)[1]
+        is_bottleneck = "bottleneck" in spec.block
+        if spec.layers == tuple(layers) and is_bottleneck == bottleneck and depth.isdigit():
             return f"{prefix}-{depth}"
     return None
 
