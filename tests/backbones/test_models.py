@@ -64,7 +64,7 @@ def test_forward_shapes_and_round_trip(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_registered_gflops(name: str) -> None:
+def test_registered_gmacs(name: str) -> None:
     spec = get_spec(name)
     frames, size = spec.default_input
     with torch.device("meta"):
