@@ -1235,10 +1235,10 @@ def weights_group(ctx: click.Context, as_json: bool) -> None:
         table.add_column(column, overflow="fold", no_wrap=column in ("name", "model"))
     for row in rows:
         sha = f"{row.sha256[:16]}…" if row.sha256 else None
-        source = urllib.parse.urlparse(row.source).netloc or row.source  # URLs: --json
+        source = urllib.parse.urlparse(row.download).netloc or row.download  # URLs: --json
         table.add_row(*(escape(cell) for cell in (
-            row.name, row.model, str(row.classes),
-            row.published.sampling if row.published else "–", source, sha or "–",
+            row.name, row.arch, str(row.classes),
+            row.sampling or "–", source, sha or "–",
             str(row.path) if row.path else "–",
         )))  # fmt: skip
     out_console().print(table)

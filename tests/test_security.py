@@ -23,6 +23,7 @@ from feat3d.backbones import (
     load_checkpoint,
     resolve_weights,
 )
+from feat3d.backbones import catalog as catalog_module
 from feat3d.backbones import weights as weights_module
 from feat3d.cli import cli
 from feat3d.io.discover import check_key, discover_videos, safe_key
@@ -139,8 +140,8 @@ def test_partial_or_corrupt_download_is_rejected_and_not_cached(tmp_path, monkey
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "urlopen", lambda *a, **k: _Response(served, len(data)))
     name = "r3d_18.kinetics400_v1"
-    entry = weights_module._NAMED_WEIGHTS[name]
-    monkeypatch.setitem(weights_module._NAMED_WEIGHTS, name, replace(entry, hash_prefix=sha[:8]))
+    entry = catalog_module.CATALOG[name]
+    monkeypatch.setitem(catalog_module.CATALOG, name, replace(entry, sha256=sha[:8]))
     with pytest.raises(WeightsError, match="corrupt"):
         resolve_weights(name, progress=False)
     cache = tmp_path / "hub" / "checkpoints"

@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner, Result
 
+from feat3d.backbones import catalog as catalog_module
 from feat3d.backbones import (
     compute_sha256,
     get_backbone,
@@ -255,12 +256,12 @@ def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str
 
 
 def _serve(monkeypatch: pytest.MonkeyPatch, path: Path, hash_prefix: str) -> Path:
-    entry = weights_module._NAMED_WEIGHTS[NAME]
+    entry = catalog_module.CATALOG[NAME]
     url = f"file://{path}".replace("upstream.pth", f"r3d_18-{hash_prefix}.pth")
     Path(url[len("file://") :]).write_bytes(path.read_bytes())
-    served = replace(entry, url=url, hash_prefix=hash_prefix)
-    monkeypatch.setitem(weights_module._NAMED_WEIGHTS, NAME, served)
-    return weights_module.weights_cache_path(served)
+    served = replace(entry, url=url, sha256=hash_prefix)
+    monkeypatch.setitem(catalog_module.CATALOG, NAME, served)
+    return catalog_module.weights_cache_path(served)
 
 
 def test_download_from_a_file_url_checks_the_hash(

@@ -2,8 +2,8 @@
 
 Every network feat3d can build is registered here by its builder module
 (:mod:`feat3d.backbones.hara_resnet`, :mod:`feat3d.backbones.video_resnet`) with a
-:class:`BackboneSpec` describing it. :func:`get_backbone` is the only factory: it builds a
-CPU module, loads weights when asked, and attaches the weights' metadata as ``model.meta``.
+:class:`BackboneSpec` describing it. :func:`feat3d.backbones.factory.get_backbone` is the only
+factory: it builds a CPU module, loads weights when asked, and attaches their metadata.
 
 Every registered model implements the :class:`Backbone` interface::
 
@@ -11,34 +11,34 @@ Every registered model implements the :class:`Backbone` interface::
                                                                forward_head ─► (N, num_classes)
 
 Example:
-    >>> from feat3d.backbones import get_backbone, list_backbones
+    >>> from feat3d.backbones import get_spec, list_backbones
     >>> list_backbones("*_18")
     ['mc3_18', 'r2plus1d_18', 'r3d_18']
-    >>> model = get_backbone("resnet-18", num_classes=5)
-    >>> model.feature_dim, model.num_classes
-    (512, 5)
+    >>> get_spec("res3d-18").default_input, get_spec("res3d-18").frame_stride
+    ((8, 112), 2)
 """
 
 from __future__ import annotations
 
 import abc
 import fnmatch
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from feat3d.backbones.presets import PRESETS, Preset
+
 if TYPE_CHECKING:
-    from feat3d.backbones.weights import ResolvedWeights, WeightsMeta
+    from feat3d.backbones.meta import WeightsMeta
 
 __all__ = [
     "Backbone",
     "BackboneSpec",
-    "get_backbone",
     "get_spec",
+    "is_registered",
     "list_backbones",
     "register_backbone",
 ]
@@ -169,30 +169,29 @@ class Backbone(nn.Module, abc.ABC):
 class BackboneSpec:
     """What the registry knows about one backbone.
 
+    The clip protocol (frames, crop, frame stride) is not stored here: it is the preset's
+    (:data:`feat3d.backbones.presets.PRESETS`), read through :attr:`preset`.
+
     Attributes:
         name: Registry name (``"resnet-18"``, ``"r3d_18"``).
-        family: ``"hara-resnet"``, ``"hara-densenet"``, ``"torchvision"``, ``"res3d"`` or
-            ``"c3d"``.
+        family: ``"hara-resnet"``, ``"hara-densenet"``, ``"torchvision"``, ``"res3d"``,
+            ``"c3d"`` or ``"st-resnet"``.
         block: ``"basic"``, ``"bottleneck"`` or a family-specific variant
             (``"preact-bottleneck"``, ``"resnext-bottleneck"``, ``"basic-2+1d"``, ...).
         layers: Residual blocks per stage (conv2_x .. conv5_x).
         feature_dim: Width of the pooled features.
-        default_meta: Name of the normalization preset used without weights
-            (see :data:`feat3d.backbones.weights.PRESETS`).
-        formats: Checkpoint formats :func:`~feat3d.backbones.weights.load_checkpoint` can
+        default_meta: Name of the preset of the published weights, used without weights too.
+        formats: Checkpoint formats :func:`~feat3d.backbones.checkpoints.load_checkpoint` can
             read into this layout.
         builder: Keyword-only callable returning a CPU :class:`Backbone`.
         widths: Channels of the 3×3×3 convs per stage.
         stem: One-line description of the stem.
-        default_input: ``(frames, crop)`` the published weights expect.
-        frame_stride: Temporal stride at which those frames are sampled from the video
-            (Res3D: 8 frames, every 2nd frame of a 16-frame window).
         num_params: Parameter count with 400 classes.
-        gflops: Multiply-accumulates (×1e9) for one ``default_input`` clip, torchvision's
+        gmacs: Multiply-accumulates (×1e9) for one :attr:`default_input` clip, torchvision's
             convention for its ``_ops`` field.
         paper: Citation of the architecture.
-        streams: The inputs the network takes: ``("rgb",)``, or ``("rgb", "flow")`` for a
-            two-stream network (the run layer gives it RGB frames and optical flow).
+        streams: Inputs the network takes: ``("rgb",)``, or ``("rgb", "flow")`` for a
+            two-stream network fed RGB chunks and optical flow.
     """
 
     name: str
@@ -205,15 +204,57 @@ class BackboneSpec:
     builder: Builder
     widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     stem: str = ""
-    default_input: tuple[int, int] = (16, 112)
-    frame_stride: int = 1
     num_params: int | None = None
-    gflops: float | None = None
+    gmacs: float | None = None
     paper: str = ""
     streams: tuple[str, ...] = ("rgb",)
 
+    @property
+    def preset(self) -> Preset:
+        """The preset of :attr:`default_meta`: the one source of the clip protocol."""
+        return PRESETS[self.default_meta]
+
+    @property
+    def default_input(self) -> tuple[int, int]:
+        """``(frames, crop)`` the published weights expect, from the preset."""
+        return self.preset.clip_len, self.preset.crop
+
+    @property
+    def frame_stride(self) -> int:
+        """Temporal stride at which those frames are sampled, from the preset."""
+        return self.preset.frame_stride
+
 
 _REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def _spec_fields(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`BackboneSpec` fields of a registration; older keywords are translated.
+
+    ``gflops`` is the former name of ``gmacs``. ``default_input`` and ``frame_stride`` are
+    the preset's: given, they must agree with it.
+    """
+    if "gflops" in spec:
+        spec["gmacs"] = spec.pop("gflops")
+    preset_name = spec.get("default_meta")
+    if preset_name not in PRESETS:
+        raise ValueError(f"backbone {name!r}: unknown preset {preset_name!r}")
+    preset = PRESETS[preset_name]
+    given_input = spec.pop("default_input", None)
+    declared = {
+        "default_input": (
+            tuple(given_input) if given_input is not None else None,
+            (preset.clip_len, preset.crop),
+        ),
+        "frame_stride": (spec.pop("frame_stride", None), preset.frame_stride),
+    }
+    for key, (given, expected) in declared.items():
+        if given is not None and given != expected:
+            raise ValueError(
+                f"backbone {name!r}: {key}={given!r} disagrees with preset {preset_name!r} "
+                f"({expected!r}); the preset is the one source of the clip protocol"
+            )
+    return spec
 
 
 def register_backbone(name: str, **spec: Any) -> Callable[[Builder], Builder]:
@@ -222,12 +263,15 @@ def register_backbone(name: str, **spec: Any) -> Callable[[Builder], Builder]:
     Args:
         name: Registry name; must be new.
         **spec: The remaining :class:`BackboneSpec` fields (all but ``name`` and ``builder``).
+            ``default_input``/``frame_stride`` may be given only as a check against the
+            preset; ``gflops`` is accepted as the former name of ``gmacs``.
 
     Returns:
         A decorator that records the builder and returns it unchanged.
 
     Raises:
-        ValueError: ``name`` is already registered.
+        ValueError: ``name`` is already registered, an unknown preset, or a clip protocol
+            that disagrees with the preset.
 
     Example:
         >>> @register_backbone("tiny", family="torchvision", block="basic",
@@ -235,14 +279,20 @@ def register_backbone(name: str, **spec: Any) -> Callable[[Builder], Builder]:
         ...                    default_meta="torchvision", formats=("feat3d",))
         ... def tiny(*, num_classes: int = 400) -> Backbone: ...
     """
+    fields = _spec_fields(name, dict(spec))
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneSpec(name=name, builder=builder, **spec)
+        _REGISTRY[name] = BackboneSpec(name=name, builder=builder, **fields)
         return builder
 
     return decorator
+
+
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a registered backbone."""
+    return name in _REGISTRY
 
 
 def list_backbones(pattern: str | None = None) -> list[str]:
@@ -272,80 +322,3 @@ def get_spec(name: str) -> BackboneSpec:
         raise ValueError(
             f"unknown backbone {name!r}; valid names: {', '.join(list_backbones())}"
         ) from None
-
-
-def get_backbone(
-    name: str,
-    *,
-    weights: str | Path | ResolvedWeights | None = None,
-    num_classes: int | None = None,
-    **kwargs: Any,
-) -> Backbone:
-    """Build a registered backbone on the CPU, optionally with weights.
-
-    With weights, the layout (``num_classes``, Hara's ``shortcut_type``, ...) comes from the
-    checkpoint: the builder trusts the weights, and a conflicting explicit argument raises.
-
-    Args:
-        name: Registry name, see :func:`list_backbones`.
-        weights: ``None`` or ``"none"`` for random initialization; ``"DEFAULT"`` or a named
-            weights string (``"r3d_18.kinetics400_v1"``); a checkpoint path; or the result of
-            :func:`~feat3d.backbones.weights.resolve_weights`.
-        num_classes: Classifier rows. Defaults to 400 without weights; with weights it must
-            match the checkpoint when given.
-        **kwargs: Further builder options (e.g. ``shortcut_type="A"`` for Hara's ResNets).
-
-    Returns:
-        The model in training mode, on the CPU, with ``model.meta`` set to a
-        :class:`~feat3d.backbones.weights.WeightsMeta`.
-
-    Raises:
-        ValueError: Unknown name, or an argument conflicting with the checkpoint.
-        feat3d.backbones.weights.WeightsError: The weights cannot be found, read or loaded.
-
-    Example:
-        >>> model = get_backbone("r3d_18", weights="DEFAULT")  # doctest: +SKIP
-        >>> logits = model(torch.randn(1, 3, 16, 112, 112))  # doctest: +SKIP
-    """
-    from feat3d.backbones import weights as _weights  # late: weights imports this module
-
-    spec = get_spec(name)
-    if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
-        n = 400 if num_classes is None else num_classes
-        model = spec.builder(num_classes=n, **kwargs)
-        model.meta = _weights.default_meta(name, arch_kwargs=model.arch_kwargs)
-        return model
-
-    resolved = (
-        weights
-        if isinstance(weights, _weights.ResolvedWeights)
-        else _weights.resolve_weights(weights, model=name)
-    )
-    if resolved.arch != name:
-        raise ValueError(
-            f"weights hold {resolved.arch}, not {name}; use {resolved.arch!r} or leave it out"
-        )
-    arch_kwargs = dict(resolved.meta.arch_kwargs)
-    requested = dict(kwargs)
-    if num_classes is not None:
-        requested["num_classes"] = num_classes
-    _check_conflicts(requested, arch_kwargs, source=resolved.meta.source)
-    arch_kwargs.update(requested)
-    model = spec.builder(**arch_kwargs)
-    if resolved.state_dict is not None:
-        _weights.load_state_dict_strict(
-            model, resolved.state_dict, source=resolved.meta.source, model_name=name
-        )
-    model.meta = replace(resolved.meta, arch_kwargs=dict(model.arch_kwargs))
-    return model
-
-
-def _check_conflicts(
-    requested: Mapping[str, Any], recorded: Mapping[str, Any], *, source: str
-) -> None:
-    for key, value in requested.items():
-        if key in recorded and recorded[key] != value:
-            raise ValueError(
-                f"{key}={value!r} conflicts with the weights {source} ({key}={recorded[key]!r}); "
-                f"leave {key} out, or fine-tune with reset_classifier()"
-            )

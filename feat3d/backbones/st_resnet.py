@@ -672,6 +672,7 @@ def load_st_resnet_from_2d(
     feature_dim=4096,
     default_meta="st-resnet",
     formats=("feat3d", "imagenet2d"),
+    streams=("rgb", "flow"),
     stem="two streams (RGB 3 / flow 2L=20 channels): conv 1×7×7 /(1,2,2), BN, ReLU, "
     "max-pool 1×3×3 /(1,2,2)",
     default_input=(5, 224),
@@ -680,7 +681,6 @@ def load_st_resnet_from_2d(
     num_params=59849696,
     gflops=52.438,
     paper="Feichtenhofer, Pinz & Wildes, NIPS 2016, arXiv:1611.02155",
-    streams=("rgb", "flow"),
 )
 def st_resnet_50(
     *,

@@ -194,7 +194,7 @@ def test_names_and_specs() -> None:
         spec = get_spec(name)
         assert spec.num_params == expected_params(name), name
         assert spec.feature_dim == FEATURE_DIM[name]
-        assert spec.default_input == (16, 112) and spec.gflops is not None
+        assert spec.default_input == (16, 112) and spec.gmacs is not None
         assert spec.family == ("hara-densenet" if name in DENSENET else "hara-resnet")
         assert spec.default_meta == ("hara2020" if name in R2P1D else "hara2017")
         assert "hara2020" in spec.formats and "feat3d" in spec.formats

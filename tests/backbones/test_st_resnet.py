@@ -116,7 +116,7 @@ def test_registry_entry_counts_params_and_macs() -> None:
     counter = FlopCounterMode(display=False)
     with counter:
         big(x)
-    assert round(counter.get_total_flops() / 2e9, 3) == pytest.approx(spec.gflops, abs=1e-3)
+    assert round(counter.get_total_flops() / 2e9, 3) == pytest.approx(spec.gmacs, abs=1e-3)
     # The 3×1×1 temporal convs are exactly conv1/conv3 of each stage's second unit.
     temporal = sorted(n for n, m in big.named_modules() if isinstance(m, nn.Conv3d)
                       and m.kernel_size[0] == 3)  # fmt: skip

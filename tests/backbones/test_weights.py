@@ -23,7 +23,7 @@ from feat3d.backbones import (
     resolve_weights,
     save_checkpoint,
 )
-from feat3d.backbones import weights as weights_module
+from feat3d.backbones import catalog as catalog_module
 
 NAME = "r3d_18.kinetics400_v1"
 
@@ -250,8 +250,8 @@ def test_named_weights_table() -> None:
     assert names == ["mc3_18.kinetics400_v1", "r2plus1d_18.kinetics400_v1", NAME]
     w = list_weights("r3d_18")[0]
     assert w.url == "https://download.pytorch.org/models/r3d_18-b3b3357e.pth"
-    assert w.filename.startswith("r3d_18-" + w.hash_prefix)
-    assert all(x.filename.split("-")[-1].startswith(x.hash_prefix) for x in list_weights())
+    assert w.filename.startswith("r3d_18-" + w.sha256)
+    assert all(x.filename.split("-")[-1].startswith(x.sha256) for x in list_weights())
 
 
 def test_offline_names_the_cache_path(hub: Path) -> None:
@@ -273,8 +273,8 @@ def test_cached_file_with_wrong_hash_is_rejected(hub: Path) -> None:
 
 def test_cached_file_loads_without_network(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sd, sha = _fake_r3d_18_file(hub / "r3d_18-b3b3357e.pth")
-    entry = weights_module._NAMED_WEIGHTS[NAME]
-    monkeypatch.setitem(weights_module._NAMED_WEIGHTS, NAME, replace(entry, hash_prefix=sha[:8]))
+    entry = catalog_module.CATALOG[NAME]
+    monkeypatch.setitem(catalog_module.CATALOG, NAME, replace(entry, sha256=sha[:8]))
 
     for spec, model in (("DEFAULT", None), (NAME, None), ("KINETICS400_V1", "r3d_18")):
         arch, state_dict, meta = resolve_weights(spec, model=model)
@@ -301,8 +301,8 @@ def test_download_goes_to_the_cache(
         Path(dst).write_bytes((tmp_path / "upstream.pth").read_bytes())
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", download)
-    entry = weights_module._NAMED_WEIGHTS[NAME]
-    monkeypatch.setitem(weights_module._NAMED_WEIGHTS, NAME, replace(entry, hash_prefix=sha[:8]))
+    entry = catalog_module.CATALOG[NAME]
+    monkeypatch.setitem(catalog_module.CATALOG, NAME, replace(entry, sha256=sha[:8]))
     resolve_weights(NAME, progress=False)
     assert calls == [(entry.url, str(hub / "r3d_18-b3b3357e.pth"), sha[:8])]
     resolve_weights(NAME, progress=False)
