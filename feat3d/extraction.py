@@ -220,6 +220,7 @@ def extract(
     precision: str = "fp32",
     trust_checkpoint: bool = False,
     num_classes: int | None = None,
+    compile: bool = False,
     dtype: str = "float32",
     average_only: bool = False,
     format: str | None = None,
@@ -259,7 +260,8 @@ def extract(
         workers: Decoding processes (0: decode in this process; ``"auto"``: as many as
             suit the model's device, see ``feat3d.pipeline.resolve_workers``).
         device, precision: Where and how the model runs.
-        trust_checkpoint, num_classes: See ``load_model``.
+        trust_checkpoint, num_classes, compile: See ``load_model`` (used when ``model`` is a
+            name, as with ``--devices``).
         dtype: ``float32`` or ``float16`` for stored features.
         average_only: Store only the per-video mean.
         format: ``h5``, ``json`` or ``npy``; guessed from ``output`` when left out.
@@ -280,7 +282,7 @@ def extract(
     if not isinstance(model, VideoModel):
         model = load_model(
             model, weights, device=device, precision=precision,
-            trust_checkpoint=trust_checkpoint, num_classes=num_classes,
+            trust_checkpoint=trust_checkpoint, num_classes=num_classes, compile=compile,
         )  # fmt: skip
     layer = layer or model.default_layer
     model.check_layer(layer)
