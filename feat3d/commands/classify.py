@@ -27,28 +27,16 @@ from .progress import CliEvents
 @click.command("classify")
 @click.argument("inputs", nargs=-1, required=True, metavar="VIDEOS...")
 @model_options
-@click.option(
-    "--top-k",
-    "-k",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Labels per video (and per clip).",
-)
-@click.option(
-    "--per-clip", is_flag=True, help="Also print each clip's top-k with its frames and times."
-)
+@click.option("--top-k", "-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Labels per video (and per clip).")  # fmt: skip
+@click.option("--per-clip", is_flag=True,
+              help="Also print each clip's top-k with its frames and times.")  # fmt: skip
 @json_option("Write the predictions as JSON to this file ('-' for stdout).", to_file=True)
-@format_option(
-    ["feat3d", "hara"],
-    "JSON schema: feat3d's, or that of Hara et al.'s classify tool.",
-    default="feat3d",
-)
-@plot_option(
-    "Draw each video's per-clip probabilities of its top-k classes over time into "
-    "DIR/<video key>.png (needs matplotlib).",
-    folder=True,
-)
+@format_option(["feat3d", "hara"], "JSON schema: feat3d's, or that of Hara et al.'s classify "
+               "tool.", default="feat3d")  # fmt: skip
+@plot_option("Draw each video's per-clip probabilities of its top-k classes over time into "
+             "DIR/<video key>.png (needs matplotlib).",
+             folder=True)  # fmt: skip
 @clip_options
 @two_stream_options
 def classify_command(

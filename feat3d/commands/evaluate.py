@@ -30,22 +30,12 @@ from . import common
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @dataset_options
-@click.option(
-    "--split",
-    "which",
-    type=click.Choice(["val", "train", "all"]),
-    default="val",
-    show_default=True,
-    help="Which videos of DATASET to evaluate.",
-)
-@output_option(
-    "Folder for metrics.json, per_class.csv, confusion.csv, predictions.json.",
-    kind="folder",
-    required=False,
-)
-@plot_option(
-    "Draw the confusion matrix (rows normalized per true class) into FILE.png (needs matplotlib)."
-)
+@click.option("--split", "which", type=click.Choice(["val", "train", "all"]), default="val",
+              show_default=True, help="Which videos of DATASET to evaluate.")  # fmt: skip
+@output_option("Folder for metrics.json, per_class.csv, confusion.csv, predictions.json.",
+               kind="folder", required=False)  # fmt: skip
+@plot_option("Draw the confusion matrix (rows normalized per true class) into FILE.png "
+             "(needs matplotlib).")  # fmt: skip
 @batch_size_option()
 @workers_option()
 @device_option()

@@ -28,51 +28,30 @@ from .progress import CliEvents
 @click.command("extract")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
 @output_option("HDF5 file (.h5), JSON Lines file (.json/.jsonl) or a folder for npy.")
-@format_option(
-    list(FORMATS), "Output format. Default: from the output's extension (a folder → npy)."
-)
+@format_option(list(FORMATS),
+               "Output format. Default: from the output's extension (a folder → npy).")  # fmt: skip
 @model_options
-@click.option(
-    "--layer",
-    type=click.Choice(LAYERS),
-    default=None,
-    help="conv5 (last stage, pooled), pool5, fc6/fc7 (C3D), logits or probs. Default: "
-    "the network's feature layer (pool5; fc6 for C3D). `feat3d models` lists each "
-    "one's width.",
-)
+@click.option("--layer", type=click.Choice(LAYERS), default=None,
+              help="conv5 (last stage, pooled), pool5, fc6/fc7 (C3D), logits or probs. Default: "
+              "the network's feature layer (pool5; fc6 for C3D). `feat3d models` lists each "
+              "one's width.")  # fmt: skip
 @click.option("--no-pool", is_flag=True, help="With --layer conv5: keep the (D, t, h, w) map.")
 @click.option("--average-only", is_flag=True, help="Store only the per-video mean, not each clip.")
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "float16"]),
-    default="float32",
-    show_default=True,
-    help="Stored feature type.",
-)
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
+              show_default=True, help="Stored feature type.")  # fmt: skip
 @clip_options
 @overwrite_option("Replace the output. Without it, videos already complete are skipped (resume).")
-@click.option(
-    "--shard",
-    type=ShardParam(),
-    default=None,
-    metavar="I/N",
-    help="Process only shard I of N (0-based) of the inputs, chosen by a hash of each "
-    "video's key: stable across runs and machines. Merge the parts with `feat3d merge`.",
-)
-@click.option(
-    "--devices",
-    default=None,
-    metavar="DEV,DEV,...",
-    help="One process per device (e.g. cuda:0,cuda:1), each on a shard; the parts are "
-    "merged into OUTPUT (HDF5) at the end. Under torchrun, each rank does this on its own.",
-)
-@click.option(
-    "--errors",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    metavar="FILE.jsonl",
-    help="Append one JSON line per failed video (video, source, error).",
-)
+@click.option("--shard", type=ShardParam(), default=None, metavar="I/N",
+              help="Process only shard I of N (0-based) of the inputs, chosen by a hash of each "
+              "video's key: stable across runs and machines. Merge the parts with "
+              "`feat3d merge`.")  # fmt: skip
+@click.option("--devices", default=None, metavar="DEV,DEV,...",
+              help="One process per device (e.g. cuda:0,cuda:1), each on a shard; the parts are "
+              "merged into OUTPUT (HDF5) at the end. Under torchrun, each rank does this on "
+              "its own.")  # fmt: skip
+@click.option("--errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.jsonl",
+              help="Append one JSON line per failed video (video, source, error).")  # fmt: skip
 @two_stream_options
 def extract_command(
     inputs: tuple[str, ...], output: Path, output_format: str | None, model: str | None,
@@ -102,10 +81,8 @@ def extract_command(
         parts = extract_on_devices(
             inputs, output, chosen, model=model, compile=compile_model, **loading, **options
         )
-        for line, _ in parts if not quiet else ():
-            click.echo(line, err=True)
         if not quiet:
-            click.echo(f"merged into {output}", err=True)
+            click.echo("\n".join([*(line for line, _ in parts), f"merged into {output}"]), err=True)
         sys.exit(1 if sum(failed for _, failed in parts) else 0)
     rank, world = ranked or (0, 1)
     silent = quiet or rank > 0  # under torchrun, rank 0 loads and shows progress aloud

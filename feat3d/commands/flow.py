@@ -24,20 +24,11 @@ from .progress import CliEvents
 @click.argument("inputs", nargs=-1, required=True, metavar="VIDEOS...")
 @output_option("HDF5 file for the flow (uint8, see README).", kind="file")
 @flow_method_option("--method", "tvl1 (the paper's), dis (about 100× faster), farneback.")
-@click.option(
-    "--short-side",
-    type=click.IntRange(min=8),
-    default=256,
-    show_default=True,
-    help="Resize frames so their short side has N pixels (aspect kept).",
-)
-@click.option(
-    "--bound",
-    type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Clip displacements to ±B pixels; uint8 spans ±B.",
-)
+@click.option("--short-side", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Resize frames so their short side has N pixels (aspect kept).")  # fmt: skip
+@click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0,
+              show_default=True,
+              help="Clip displacements to ±B pixels; uint8 spans ±B.")  # fmt: skip
 @overwrite_option("Replace the output. Without it, videos already complete are skipped.")
 @workers_option("Processes, one video each (0: this process; auto: one per core).")
 @quiet_option()

@@ -31,49 +31,26 @@ def _numbers(kind: type) -> click.ParamType:
 
 @click.command("svm")
 @click.argument("feats", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--labels",
-    "-l",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV video,label[,split]; split is train or test (val/"
-    "validation = test) on every row or on none (then k-fold). A video is an output "
-    "key, the path it was extracted from, a path ending in a key, the end of one key, "
-    "or the file name of one key.",
-)
-@click.option(
-    "--folds",
-    type=click.IntRange(min=2),
-    default=3,
-    show_default=True,
-    help="Stratified folds when the labels have no split column.",
-)
-@click.option(
-    "--pca",
-    "pca_dims",
-    type=_numbers(int),
-    default="",
-    metavar="D1,D2,...",
-    help="Also evaluate after PCA (fitted on each training part) to these dimensions, "
-    "e.g. 10,50,100,200,300 as in Tran et al.; sizes not below min(train videos, D) "
-    "are skipped.",
-)
-@click.option(
-    "--c",
-    "c_grid",
-    type=_numbers(float),
-    default="0.01,0.1,1,10,100",
-    show_default=True,
-    metavar="C1,C2,...",
-    help="SVM C values; the best is chosen by "
-    "stratified 3-fold cross-validation on the training part only.",
-)
+@click.option("--labels", "-l", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV video,label[,split]; split is train or test (val/"
+              "validation = test) on every row or on none (then k-fold). A video is an output "
+              "key, the path it was extracted from, a path ending in a key, the end of one key, "
+              "or the file name of one key.")  # fmt: skip
+@click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Stratified folds when the labels have no split column.")  # fmt: skip
+@click.option("--pca", "pca_dims", type=_numbers(int), default="", metavar="D1,D2,...",
+              help="Also evaluate after PCA (fitted on each training part) to these dimensions, "
+              "e.g. 10,50,100,200,300 as in Tran et al.; sizes not below min(train videos, D) "
+              "are skipped.")  # fmt: skip
+@click.option("--c", "c_grid", type=_numbers(float), default="0.01,0.1,1,10,100",
+              show_default=True, metavar="C1,C2,...",
+              help="SVM C values; the best is chosen by "
+              "stratified 3-fold cross-validation on the training part only.")  # fmt: skip
 @seed_option("Seed of folds and solver.")
 @json_option("Write the report as JSON to this file ('-' for stdout).", to_file=True)
-@plot_option(
-    "With --pca: draw accuracy against PCA dimensions (Tran et al.'s Fig. 3) into "
-    "FILE.png (needs matplotlib)."
-)
+@plot_option("With --pca: draw accuracy against PCA dimensions (Tran et al.'s Fig. 3) into "
+             "FILE.png (needs matplotlib).")  # fmt: skip
 def svm_command(
     feats: Path, labels: Path, folds: int, pca_dims: tuple[int, ...],
     c_grid: tuple[float, ...], seed: int, json_path: Path | None, plot_path: Path | None,

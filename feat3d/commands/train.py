@@ -28,9 +28,8 @@ from .stages import explicit_values, train_stage
 
 @click.command("train")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@output_option(
-    "Run folder: config.json, metrics.csv, last.pt, best.pt, train_state.pt.", kind="folder"
-)
+@output_option("Run folder: config.json, metrics.csv, last.pt, best.pt, train_state.pt.",
+               kind="folder")  # fmt: skip
 @dataset_options
 @model_option("resnet-18", help="Architecture to train from scratch.")
 @pretrained_option()
@@ -39,13 +38,8 @@ from .stages import explicit_values, train_stage
 @device_option()
 @precision_option("auto")
 @compile_option()
-@click.option(
-    "--val-every",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Validate every N epochs.",
-)
+@click.option("--val-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Validate every N epochs.")  # fmt: skip
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its last epoch.")
 @quiet_option("Only the final line.")
 def train_command(
