@@ -34,7 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["add_config_option", "config_defaults", "read_config"]
+__all__ = ["add_config_option", "add_config_option_to", "config_defaults", "read_config"]
 
 CONFIG_HELP = (
     "TOML file of option values (`lr = 0.1`, `clip-len = 16`, or a [COMMAND] table); the "
@@ -164,5 +164,17 @@ def config_option() -> click.Option:
 def add_config_option(group: click.Group) -> None:
     """Give every command under ``group`` (subgroups included) a ``--config`` option."""
     for command in _walk(group):
-        if not any(param.name == "config" for param in command.params):
-            command.params.append(config_option())
+        _give_config_option(command)
+
+
+def add_config_option_to(command: click.Command) -> None:
+    """Give ``command`` and, for a group, every command under it a ``--config`` option (a
+    lazily loaded command gets it when it is loaded)."""
+    _give_config_option(command)
+    if isinstance(command, click.Group):
+        add_config_option(command)
+
+
+def _give_config_option(command: click.Command) -> None:
+    if not any(param.name == "config" for param in command.params):
+        command.params.append(config_option())

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones import WeightsMeta, get_backbone, list_backbones, resolve_weights
+from .backbones import WeightsMeta, get_backbone, get_spec, list_backbones, resolve_weights
 from .backbones.fold import fold_batchnorm
 from .precision import Precision, resolve_precision
 
@@ -181,7 +181,7 @@ class VideoModel:
         source = self.backbone.eval()
         folded = None
         # two-stream networks take RGB + flow stacks, not the clips the example is made of
-        if self.fold_bn and not hasattr(source, "forward_streams"):
+        if self.fold_bn and get_spec(self.meta.arch).streams == ("rgb",):
             parameter = next(source.parameters(), None)
             example = torch.randn(
                 1, 3, self.meta.clip_len, self.meta.crop, self.meta.crop,

@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner, Result
 
 import feat3d.train
-from feat3d import cli as cli_module
 from feat3d.backbones import get_backbone, save_checkpoint
 from feat3d.backbones.hub import read_registry
 from feat3d.cli import cli
+from feat3d.commands import common as command_helpers
 from feat3d.config import add_config_option
 
 
@@ -36,7 +36,7 @@ def train_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
         return SimpleNamespace(classes=["a", "b"], train=[], val=[])
 
     monkeypatch.setattr(feat3d.train, "fit", fake_fit)
-    monkeypatch.setattr(cli_module, "_load_split", fake_split)
+    monkeypatch.setattr(command_helpers, "load_split", fake_split)
     (tmp_path / "data").mkdir()
     return seen
 

@@ -415,6 +415,7 @@ class H5Store:
         self.create_options = create_options
         self._failed = False
         check_writable(self.path)
+        fresh = not journal_path(self.path).exists()
         self.journal = open_journal(self.path, sync=sync)
         try:
             remove_temporaries(self.path)
@@ -432,12 +433,19 @@ class H5Store:
                 self._read_existing(checked)
             self.journal.append("", "options", {"attrs": self.attrs, "replaces": overwrite})
         except OSError as error:
-            self.journal.close()
+            self._refused(fresh)
             raise OutputError(f"{self.path}: cannot start its journal ({error})") from error
         except BaseException:
-            self.journal.close()
+            self._refused(fresh)
             raise
         self._journal_complete: set[str] = set()
+
+    def _refused(self, fresh: bool) -> None:
+        """Close the journal of a store that could not start; one this open made is removed,
+        so a refused run (too little disk, other options) leaves no file behind."""
+        self.journal.close()
+        if fresh:
+            self.journal.path.unlink(missing_ok=True)
 
     def _read_existing(self, checked: Sequence[str]) -> None:
         try:

@@ -271,6 +271,7 @@ class NpyWriter:
     def __init__(self, path: Path, attrs: Mapping[str, Any], *, overwrite: bool, dtype: str):
         if path.exists() and not path.is_dir():
             raise OutputError(f"{path}: the npy format writes a folder, but this is a file")
+        made = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
         check_writable(path / INDEX_NAME)
         for leftover in path.rglob(".*.npy.partial"):  # a kill between write and rename
@@ -278,7 +279,12 @@ class NpyWriter:
         self.path = path
         self.dtype = np.dtype(dtype)
         self.average_only = bool(attrs.get("average_only", False))
-        self.log = _JsonLinesLog(path / INDEX_NAME, attrs, overwrite=overwrite)
+        try:
+            self.log = _JsonLinesLog(path / INDEX_NAME, attrs, overwrite=overwrite)
+        except OutputError:
+            if made and not any(path.iterdir()):  # a refused run leaves no folder behind
+                path.rmdir()
+            raise
 
     def completed(self) -> set[str]:
         return {

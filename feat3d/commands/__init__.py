@@ -1,0 +1,1 @@
+"""One module per ``feat3d`` command; ``feat3d.cli`` imports each when it is first used."""

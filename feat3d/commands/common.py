@@ -1,0 +1,54 @@
+"""What several commands share: the stdout console, library warnings as lines, loading a
+model or a dataset from the options."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..model import VideoModel
+from ..options import ModelOptions
+from ..train import DatasetSplit, load_dataset
+
+
+def out_console() -> Console:
+    """stdout for tables: the terminal's width, or wide enough not to fold lines in a pipe or
+    a file (rich would wrap them at 80 columns)."""
+    return Console() if sys.stdout.isatty() else Console(width=240)
+
+
+@contextmanager
+def echo_warnings(*, quiet: bool = False) -> Iterator[None]:
+    """Print the library warnings (random weights, ...) raised inside as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if not quiet:
+        for warning in caught:
+            click.echo(f"warning: {warning.message}", err=True)
+
+
+def load(network: ModelOptions, *, quiet: bool = False) -> VideoModel:
+    """Load the model, printing its warnings and what weights it runs."""
+    with echo_warnings(quiet=quiet):
+        vm = network.load()
+    if not quiet:
+        click.echo(f"weights: {vm.meta.describe()}", err=True)
+    return vm
+
+
+def load_split(
+    dataset: Path, val_split: float, seed: int, train_list: Path | None, val_list: Path | None,
+    classes_file: Path | None, csv_file: Path | None,
+) -> DatasetSplit:  # fmt: skip
+    """DATASET as the dataset options of train and evaluate read it."""
+    return load_dataset(
+        dataset, val_split=val_split, seed=seed, train_list=train_list, val_list=val_list,
+        classes_file=classes_file, csv=csv_file,
+    )  # fmt: skip
