@@ -814,6 +814,12 @@ def _floats(text: str) -> tuple[float, ...]:
     default=None,
     help="Learning rate. Default: 0.1 from scratch, 0.001 when fine-tuning.",
 )
+@click.option(
+    "--scale-lr",
+    is_flag=True,
+    help="Linear scaling rule: train at lr × batch-size × accumulate × processes / 256 (the "
+    "rate is meant for a batch of 256); config.json records it as effective_lr.",
+)
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option(
     "--dampening",
@@ -945,7 +951,7 @@ def train_command(
     max_clips: int | None, crop: int, decode_size: int, scales: str,
     flip: float, workers: str, device: str, precision: str, val_every: int, resume: bool,
     quiet: bool, stage: str | None, flow_path: Path | None, init_2d: Path | None,
-    max_steps: int | None,
+    max_steps: int | None, scale_lr: bool,
 ) -> None:  # fmt: skip
     """Train or fine-tune a model on DATASET with Hara et al.'s recipe.
 
@@ -987,7 +993,7 @@ def train_command(
         crop=crop, decode_size=decode_size,
         scales=_floats(scales),
         flip=flip, workers=workers, device=device, precision=precision, seed=seed,
-        val_every=val_every,
+        val_every=val_every, scale_lr=scale_lr,
     )  # fmt: skip
     if not quiet:
         click.echo(
@@ -999,7 +1005,8 @@ def train_command(
     try:
         with progress:
             report = fit(split, output, options, resume=resume, on_epoch=progress.epoch,
-                         on_batch=progress.batch)  # fmt: skip
+                         on_batch=progress.batch,
+                         on_message=None if quiet else progress.message)  # fmt: skip
     except TrainError as error:
         raise click.ClickException(str(error)) from error
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
@@ -1072,6 +1079,12 @@ class _EpochProgress:
         if self.progress is not None:
             self.progress.stop()
 
+    def message(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
     def batch(self, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=done, total=total)
@@ -1083,10 +1096,7 @@ class _EpochProgress:
             f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
             for key, value in row.items()
         )
-        if self.progress is not None:
-            self.progress.console.print(text, markup=False, highlight=False)
-        else:
-            click.echo(text, err=True)
+        self.message(text)
 
 
 @cli.command("evaluate")

@@ -1,6 +1,7 @@
 """Training and evaluation: labelled datasets (:mod:`.datasets`), clip sampling with Hara et
-al.'s augmentation (:mod:`.sampling`), the training loop (:mod:`.fit`), the papers' evaluation
-(:mod:`.evaluate`) and the linear-SVM protocol on extracted features (:mod:`.svm`)."""
+al.'s augmentation (:mod:`.sampling`), the one training loop (:mod:`.loop`) that ``feat3d
+train`` (:mod:`.fit`) and the two-stream stages (:mod:`.two_stream`) run, the papers'
+evaluation (:mod:`.evaluate`) and the linear-SVM protocol on extracted features (:mod:`.svm`)."""
 
 from .datasets import (
     DatasetError,
