@@ -121,6 +121,10 @@ class EpochProgress(_Bar):
         if self.progress is not None:
             self.progress.update(self.task, completed=done, total=total)
 
+    def message(self, text: str) -> None:
+        """One line from the run (a warning, the learning rate it trains at)."""
+        self._line(text)
+
     def epoch(self, row: dict[str, Any]) -> None:
         if self.quiet:
             return

@@ -45,6 +45,10 @@ _OPTIONS: list[Decorator] = [
                  "passes per optimizer step (32 × 8 = the paper's batch of 256)."),
     click.option("--lr", type=float, help="Learning rate. Default: 0.1 from scratch, 0.001 "
                  "when fine-tuning."),
+    click.option("--scale-lr", is_flag=True,
+                 help="Linear scaling rule: train at lr × batch-size × accumulate × processes "
+                 "/ 256 (the rate is meant for a batch of 256); config.json records it as "
+                 "effective_lr."),
     click.option("--momentum", type=float, default=0.9, show_default=True),
     click.option("--dampening", type=float, default=0.9, show_default=True,
                  help="SGD dampening (Hara et al.'s code)."),

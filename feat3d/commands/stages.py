@@ -30,7 +30,7 @@ def explicit_values() -> dict[str, Any]:
 
 def train_stage(
     split: DatasetSplit, output: Path, *, stage: str | None, flow: Path | None,
-    init_2d: Path | None, max_steps: int | None, seed: int, quiet: bool,
+    init_2d: Path | None, max_steps: int | None, seed: int, quiet: bool, resume: bool,
     explicit: dict[str, Any], **recipe: Any,
 ) -> None:  # fmt: skip
     """Run one stage into ``output`` and print its losses (run layer: the lead moves it)."""
@@ -54,7 +54,7 @@ def train_stage(
     report, checkpoint = run_stage(
         split, output, stage=stage, flow_path=flow, init_2d=init_2d,
         pretrained=recipe["pretrained"], num_workers=resolve_workers(recipe["workers"], device),
-        device=device, on_step=on_step, max_steps=max_steps, seed=seed, **given,
+        device=device, on_step=on_step, max_steps=max_steps, seed=seed, resume=resume, **given,
     )  # fmt: skip
     last = report.losses[-1] if report.losses else float("nan")
     click.echo(f"stage {stage}: {report.steps} step(s), last loss {last:.4f} → {checkpoint}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +65,10 @@ def train_command(
         raise click.UsageError("--compile: train does not compile the network yet")
     split = common.load_split(dataset, val_split, seed, train_list, val_list, classes_file,
                               csv_file)  # fmt: skip
-    # run layer: st-resnet-50 trains in stages, every other model with fit().
-    if stage is not None or recipe["model"] == "st-resnet-50":
+    if stage is not None or training.trains_in_stages(recipe["model"]):
         train_stage(split, output, stage=stage, flow=flow, init_2d=init_2d, max_steps=max_steps,
-                    seed=seed, quiet=quiet, explicit=explicit_values(), **recipe)  # fmt: skip
+                    seed=seed, quiet=quiet, resume=resume, explicit=explicit_values(),
+                    **recipe)  # fmt: skip
         return
     options = training.TrainOptions(**{**recipe, "scales": _floats(recipe["scales"])}, seed=seed)
     if not quiet:
@@ -79,9 +78,11 @@ def train_command(
             err=True,
         )
     with EpochProgress(quiet=quiet) as progress:
-        report = training.fit(split, output, options, resume=resume, on_epoch=progress.epoch,
-                              on_batch=progress.batch)  # fmt: skip
-    if int(os.environ.get("RANK", "0")) != 0:  # run layer: under torchrun, rank 0 reports
+        report = training.fit(
+            split, output, options, resume=resume, on_epoch=progress.epoch,
+            on_batch=progress.batch, on_message=None if quiet else progress.message,
+        )  # fmt: skip
+    if not report.main:  # under torchrun, rank 0 reports
         return
     top1 = report.best.get("val_top1", float("nan"))
     click.echo(

@@ -1,6 +1,7 @@
 """Training and evaluation: labelled datasets (:mod:`.datasets`), clip sampling with Hara et
-al.'s augmentation (:mod:`.sampling`), the training loop (:mod:`.fit`), the papers' evaluation
-(:mod:`.evaluate`) and the linear-SVM protocol on extracted features (:mod:`.svm`)."""
+al.'s augmentation (:mod:`.sampling`), the one training loop (:mod:`.loop`) that ``feat3d
+train`` (:mod:`.fit`) and the two-stream stages (:mod:`.two_stream`) run, the papers'
+evaluation (:mod:`.evaluate`) and the linear-SVM protocol on extracted features (:mod:`.svm`)."""
 
 from .datasets import (
     DatasetError,
@@ -11,7 +12,7 @@ from .datasets import (
     load_dataset,
 )
 from .evaluate import EvalResult, evaluate_videos, write_evaluation
-from .fit import TrainError, TrainOptions, TrainReport, fit
+from .fit import TrainError, TrainOptions, TrainReport, fit, trains_in_stages
 from .sampling import (
     HARA_SCALES,
     POSITIONS,
@@ -42,5 +43,6 @@ __all__ = [
     "fit",
     "load_dataset",
     "temporal_indices",
+    "trains_in_stages",
     "write_evaluation",
 ]

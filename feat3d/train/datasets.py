@@ -448,6 +448,27 @@ _LABEL_COLUMNS = ("label", "class", "class_name")
 _SPLIT_COLUMNS = ("split", "subset")
 
 
+def _csv_columns(
+    csv_path: Path, rows: list[tuple[int, list[str]]]
+) -> tuple[dict[str, int | None], list[tuple[int, list[str]]]]:
+    """Column of the path, label and split (``None``: no split column), from the header when
+    there is one, else by position; returns them with the rows that follow the header."""
+    columns: dict[str, int | None] = {"path": 0, "label": 1, "split": 2}
+    header = [cell.lower() for cell in rows[0][1]]
+    if any(name in header for name in _LABEL_COLUMNS):
+
+        def find(names: tuple[str, ...]) -> int | None:
+            return next((header.index(n) for n in names if n in header), None)
+
+        path_col, label_col = find(_PATH_COLUMNS), find(_LABEL_COLUMNS)
+        if path_col is None or label_col is None:
+            raise DatasetError(f"{csv_path}: the header needs a path and a label column")
+        return {"path": path_col, "label": label_col, "split": find(_SPLIT_COLUMNS)}, rows[1:]
+    if len(rows[0][1]) < 3:
+        columns["split"] = None
+    return columns, rows
+
+
 def _load_csv(
     root: Path,
     csv_path: Path,
@@ -470,20 +491,7 @@ def _load_csv(
     if not rows:
         raise DatasetError(f"{csv_path}: no rows")
 
-    columns = {"path": 0, "label": 1, "split": 2}
-    header = [cell.lower() for cell in rows[0][1]]
-    if any(name in header for name in _LABEL_COLUMNS):
-
-        def find(names: tuple[str, ...]) -> int | None:
-            return next((header.index(n) for n in names if n in header), None)
-
-        path_col, label_col = find(_PATH_COLUMNS), find(_LABEL_COLUMNS)
-        if path_col is None or label_col is None:
-            raise DatasetError(f"{csv_path}: the header needs a path and a label column")
-        columns = {"path": path_col, "label": label_col, "split": find(_SPLIT_COLUMNS)}
-        rows = rows[1:]
-    elif len(rows[0][1]) < 3:
-        columns["split"] = None
+    columns, rows = _csv_columns(csv_path, rows)
     has_split = columns["split"] is not None
 
     records: list[tuple[str, Path, str, str | None]] = []

@@ -73,6 +73,31 @@ class _Sums:
     top5: int = 0
     predictions: list[dict[str, Any]] = field(default_factory=list)
 
+    def add(
+        self, key: str, label: int, outputs: dict[str, np.ndarray], classes: Sequence[str]
+    ) -> int:
+        """Count one video's clips; returns the predicted class."""
+        logits = outputs["logits"].astype(np.float64)
+        log_probs = logits - logits.max(1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+        self.loss += float(-log_probs[:, label].sum())
+        self.clips += logits.shape[0]
+        self.clips_correct += int((logits.argmax(1) == label).sum())
+        scores = outputs["probs"].mean(0)
+        ranked = np.argsort(-scores, kind="stable")
+        self.top1 += int(ranked[0] == label)
+        self.top5 += int(label in ranked[:5])
+        self.predictions.append(
+            {
+                "video": key,
+                "label": classes[label],
+                "predicted": classes[int(ranked[0])],
+                "top5": [classes[int(i)] for i in ranked[:5]],
+                "scores": [round(float(scores[i]), 6) for i in ranked[:5]],
+            }
+        )
+        return int(ranked[0])
+
 
 def evaluate_videos(
     model: VideoModel,
@@ -117,26 +142,7 @@ def evaluate_videos(
             failures.append(result)
             continue
         label = by_key[result.source.key].label
-        logits = result.outputs["logits"].astype(np.float64)
-        log_probs = logits - logits.max(1, keepdims=True)
-        log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
-        sums.loss += float(-log_probs[:, label].sum())
-        sums.clips += logits.shape[0]
-        sums.clips_correct += int((logits.argmax(1) == label).sum())
-        scores = result.outputs["probs"].mean(0)
-        ranked = np.argsort(-scores, kind="stable")
-        sums.top1 += int(ranked[0] == label)
-        sums.top5 += int(label in ranked[:5])
-        confusion[label, ranked[0]] += 1
-        sums.predictions.append(
-            {
-                "video": result.source.key,
-                "label": classes[label],
-                "predicted": classes[int(ranked[0])],
-                "top5": [classes[int(i)] for i in ranked[:5]],
-                "scores": [round(float(scores[i]), 6) for i in ranked[:5]],
-            }
-        )
+        confusion[label, sums.add(result.source.key, label, result.outputs, classes)] += 1
     totals = [sums.loss, sums.clips, sums.clips_correct, sums.top1, sums.top5]
     if reduce is not None:
         totals = reduce(totals)

@@ -11,6 +11,7 @@ optimizer and every metrics row so far; ``last.pt`` and ``metrics.csv`` are then
 it. A run killed at any moment resumes from the last committed epoch (or from the start when
 none was), and ``metrics.csv`` is rewritten from the committed rows, so it never has a gap or a
 duplicate.
+The epochs run in :class:`~feat3d.train.loop.TrainLoop`, the loop the two-stream stages run too.
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel, each
 rank trains on its share of the videos and validates its share, metrics are summed across
 ranks, and only rank 0 writes.
@@ -36,15 +37,32 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..backbones import WeightsMeta, default_meta, get_backbone, resolve_weights, save_checkpoint
+from ..backbones import (
+    WeightsMeta,
+    default_meta,
+    get_backbone,
+    get_spec,
+    resolve_weights,
+    save_checkpoint,
+)
 from ..errors import RunError
 from ..model import VideoModel, select_device
-from ..options import ClipOptions
+from ..options import ClipOptions, fill_clip_defaults
 from ..plots import matplotlib_available, plot_training_curves
 from ..precision import Precision, resolve_precision
 from ..run.pipeline import resolve_workers
 from .datasets import DatasetSplit, FrameIndex
 from .evaluate import EvalResult, evaluate_videos
+from .loop import (
+    REFERENCE_BATCH,
+    EpochTotals,
+    LoopHooks,
+    PlateauSchedule,
+    StepOutput,
+    TrainLoop,
+    scaled_lr,
+    warn_few_steps,
+)
 from .sampling import HARA_SCALES, TrainClips
 
 METRICS_COLUMNS = (
@@ -95,6 +113,9 @@ class TrainOptions:
         seed: Seeds sampling, augmentation, initialization and the data order.
         val_batch_size: Clips per forward pass during validation.
         val_every: Validate every N epochs (the scheduler steps on validation epochs only).
+        scale_lr: Linear scaling rule: train at ``lr × (batch_size × accumulate × world
+            size) / 256``, the rate ``lr`` is meant for a batch of 256; ``config.json``
+            records it as ``effective_lr``.
     """
 
     model: str = "resnet-18"
@@ -126,6 +147,7 @@ class TrainOptions:
     seed: int = 0
     val_batch_size: int = 8
     val_every: int = 1
+    scale_lr: bool = False
 
     def resolved(self) -> TrainOptions:
         """Fill the defaults that depend on fine-tuning vs training from scratch."""
@@ -141,8 +163,11 @@ class TrainOptions:
         )
 
 
-# Options that may differ between a run and its resumption.
-_RESUME_FREE = {"workers", "device", "epochs", "val_batch_size"}
+# Options that may differ between a run and its resumption (a resumed optimizer keeps the
+# rate it had: effective_lr, which depends on the world size, does not matter).
+_RESUME_FREE = {"workers", "device", "epochs", "val_batch_size", "effective_lr"}
+# Options added after runs were made: a config.json without them had these values.
+_ADDED_LATER = {"scale_lr": False}
 
 
 @dataclass
@@ -155,6 +180,8 @@ class TrainReport:
     best: dict[str, float] = field(default_factory=dict)
     last: dict[str, float] = field(default_factory=dict)
     stopped: str = ""
+    #: Whether this process reports the run (``False`` on torchrun's other ranks).
+    main: bool = True
 
 
 @dataclass
@@ -249,12 +276,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
-
-
 def _write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("w", newline="", encoding="utf-8") as handle:
@@ -298,6 +319,27 @@ def _run_meta(
     )
 
 
+def _clip_defaults(options: TrainOptions, base: WeightsMeta) -> TrainOptions:
+    """Clip length, frame stride and rate: the options', else those of the weights
+    (:func:`~feat3d.options.fill_clip_defaults`, as extraction fills them). From scratch the
+    architecture's preset gives the clip and the videos' own rate is kept: a frame rate
+    belongs to the data weights were trained on."""
+    meta = base if options.pretrained is not None else replace(base, frame_rate=None)
+    given = ClipOptions(
+        clip_len=options.clip_len, frame_stride=options.frame_stride, fps=options.fps
+    )
+    clips = fill_clip_defaults(given, meta)
+    return replace(
+        options, clip_len=clips.clip_len, frame_stride=clips.frame_stride, fps=clips.fps or None
+    )
+
+
+def trains_in_stages(arch: str) -> bool:
+    """Whether ``arch`` trains in stages (:mod:`.two_stream`) rather than with :func:`fit`:
+    a backbone whose spec takes optical flow beside RGB."""
+    return "flow" in get_spec(arch).streams
+
+
 def fit(
     dataset: DatasetSplit,
     run_dir: str | os.PathLike[str],
@@ -306,8 +348,12 @@ def fit(
     resume: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> TrainReport:
     """Train (or fine-tune) a registry model on a labelled video dataset.
+
+    An epoch with fewer than :data:`~feat3d.train.loop.MIN_STEPS_PER_EPOCH` optimizer steps
+    (few videos for ``batch_size × accumulate``) is warned about once, at the start.
 
     Args:
         dataset: Classes and train/val videos (see :func:`feat3d.train.load_dataset`).
@@ -316,6 +362,8 @@ def fit(
         resume: Continue from ``train_state.pt`` and ``last.pt`` in ``run_dir``.
         on_epoch: Called with each epoch's metrics row.
         on_batch: Called with (batches done, batches per epoch) during training.
+        on_message: Called with lines worth showing at the start of the run (the scaled
+            learning rate with ``scale_lr``).
 
     Returns:
         A :class:`TrainReport`.
@@ -342,208 +390,249 @@ def fit(
 
     _seed_everything(options.seed)
     model, base_meta = _build_model(options, dataset.classes)
-    options = replace(
-        options,
-        model=base_meta.arch,
-        clip_len=options.clip_len or (base_meta.clip_len if options.pretrained else 16),
-        frame_stride=options.frame_stride or (base_meta.frame_stride if options.pretrained else 1),
-        fps=(
-            options.fps
-            if options.fps is not None
-            else (base_meta.frame_rate if options.pretrained else None)
-        )
-        or None,
-    )
+    options = replace(_clip_defaults(options, base_meta), model=base_meta.arch)
+    lr = float(options.lr)  # type: ignore[arg-type]
+    if options.scale_lr:
+        lr = scaled_lr(lr, options.batch_size, options.accumulate, dist.world)
     config = {"feat3d_version": __version__, **asdict(options), "classes": list(dataset.classes),
-              "train_videos": len(dataset.train), "val_videos": len(dataset.val)}  # fmt: skip
+              "train_videos": len(dataset.train), "val_videos": len(dataset.val),
+              "effective_lr": lr}  # fmt: skip
     if dist.main:
         _prepare_run_dir(run, config, resume=resume)
     if dist.enabled:
         torch.distributed.barrier()  # the run folder exists and was checked before any rank goes on
+    if options.scale_lr and on_message is not None and dist.main:
+        on_message(
+            f"learning rate {lr:g} = {options.lr:g} × {options.batch_size} × "
+            f"{options.accumulate} × {dist.world} / {REFERENCE_BATCH} (--scale-lr)"
+        )
+    setup = _Setup(dist=dist, device=device, precision=precision, lr=lr)
+    return _FitRun(dataset, run, options, setup, model, base_meta).train(
+        resume=resume, on_epoch=on_epoch, on_batch=on_batch
+    )
 
-    frozen = set(freeze_before(model, options.finetune_from)) if options.finetune_from else set()
-    meta = _run_meta(base_meta, model, dataset.classes, options, run.name)
-    model.meta = meta
-    # validates the live training model: no folded snapshot of its weights
-    wrapper = VideoModel(backbone=model, meta=meta, device=device, fold_bn=False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        trainable,
-        lr=options.lr,
-        momentum=options.momentum,
-        dampening=options.dampening,
-        weight_decay=options.weight_decay,
-        nesterov=options.nesterov,
-    )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=0.1, patience=options.lr_patience
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=precision is Precision.FP16)
-    autocast = precision.autocast(device)
-    network: nn.Module = model
-    if dist.enabled:
-        network = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+
+@dataclass
+class _Setup:
+    dist: _Dist
+    device: torch.device
+    precision: Precision
+    lr: float
+
+
+class _FitRun:
+    """One :func:`fit` run once its options are settled: the loop's hooks and the run folder."""
+
+    def __init__(
+        self,
+        dataset: DatasetSplit,
+        run: Path,
+        options: TrainOptions,
+        setup: _Setup,
+        model: nn.Module,
+        base_meta: WeightsMeta,
+    ) -> None:
+        self.dataset, self.run, self.options = dataset, run, options
+        self.dist, self.device = setup.dist, setup.device
+        finetune_from = options.finetune_from
+        self.frozen = set(freeze_before(model, finetune_from)) if finetune_from else set()
+        self.meta = _run_meta(base_meta, model, dataset.classes, options, run.name)
+        model.meta = self.meta
+        self.model = model
+        # validates the live training model: no folded snapshot of its weights
+        self.wrapper = VideoModel(backbone=model, meta=self.meta, device=self.device, fold_bn=False)
+        optimizer = torch.optim.SGD(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=setup.lr,
+            momentum=options.momentum,
+            dampening=options.dampening,
+            weight_decay=options.weight_decay,  # type: ignore[arg-type]
+            nesterov=options.nesterov,
+        )
+        self.schedule = PlateauSchedule(
+            optimizer, patience=options.lr_patience, max_drops=options.max_lr_drops
+        )
+        self.loop = TrainLoop(
+            model,
+            optimizer,
+            accumulate=options.accumulate,
+            scaler=torch.amp.GradScaler(
+                self.device.type, enabled=setup.precision is Precision.FP16
+            ),
+            autocast=setup.precision.autocast(self.device),
+        )
+        self.network: nn.Module = model
+        if self.dist.enabled:
+            self.network = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.criterion = nn.CrossEntropyLoss()
+        self.best, self.best_epoch, self.started = -math.inf, None, 0.0
+        self.rows: list[dict[str, Any]] = []
+        self.on_epoch: Callable[[dict[str, Any]], None] | None = None
+
+    def train(
+        self,
+        *,
+        resume: bool,
+        on_epoch: Callable[[dict[str, Any]], None] | None,
+        on_batch: Callable[[int, int], None] | None,
+    ) -> TrainReport:
+        start_epoch = self._resume(resume)
+        self.draw_curves = self.dist.main and matplotlib_available()
+        if self.dist.main and not self.draw_curves:
+            warnings.warn(
+                "no curves.png in the run folder: plots need matplotlib: pip install "
+                "'feat3d[plot]'",
+                stacklevel=3,
+            )
+        self._data()
+        self.report = TrainReport(
+            run_dir=self.run, epochs_run=0, best_epoch=self.best_epoch, main=self.dist.main
+        )
+        self.on_epoch = on_epoch if self.dist.main else None
+        hooks = LoopHooks(
+            step=self._step,
+            passes=self._passes,
+            begin_epoch=self._begin_epoch,
+            end_epoch=self._end_epoch,
+            on_batch=on_batch if self.dist.main else None,
+        )
+        stopped = self.loop.run(range(start_epoch, self.options.epochs + 1), hooks)
+        self.report.stopped = stopped or f"reached {self.options.epochs} epochs"
+        if not self.dataset.val and self.dist.main:  # nothing to choose by: the last is the best
+            save_checkpoint(self.model, self.run / "best.pt", meta=self.meta)
+        return self.report
+
+    def _resume(self, resume: bool) -> int:
+        """The first epoch to run; with ``resume``, the committed state is loaded."""
+        start_epoch = 1
+        state_path = self.run / "train_state.pt"
+        if resume and state_path.exists():
+            state = self.loop.restore(state_path)
+            self.schedule.scheduler.load_state_dict(state["scheduler"])
+            self.schedule.drops = int(state["lr_drops"])
+            start_epoch = int(state["epoch"]) + 1
+            self.best, self.best_epoch = float(state["best"]), state["best_epoch"]
+            self.rows = list(state["rows"])
+        if resume and self.dist.main:  # rows of an epoch the kill interrupted are dropped
+            _write_metrics(self.run / "metrics.csv", self.rows)
+        return start_epoch
+
+    def _data(self) -> None:
+        options, dist = self.options, self.dist
+        self.workers = resolve_workers(options.workers, self.device)
+        # training and validation sample the same span, at the same rate
+        span: dict[str, Any] = {"fps": options.fps, "start": options.start, "end": options.end}
+        self.clips = TrainClips(
+            list(self.dataset.train)[dist.rank :: dist.world],
+            frame_index=FrameIndex(self.run / "frame_counts.json"),
+            clip_len=options.clip_len,  # type: ignore[arg-type]
+            frame_stride=options.frame_stride,  # type: ignore[arg-type]
+            crop=options.crop,
+            decode_size=options.decode_size,
+            scales=options.scales,
+            flip=options.flip,
+            seed=options.seed,
+            **span,
+        )
+        if dist.main:
+            warn_few_steps(len(self.clips), options.batch_size, options.accumulate)
+        self.val_items = list(self.dataset.val)[dist.rank :: dist.world]
+        self.val_clips = ClipOptions(
+            clip_len=options.clip_len,  # type: ignore[arg-type]
+            stride=options.clip_len * options.frame_stride,  # type: ignore[operator]
+            frame_stride=options.frame_stride,  # type: ignore[arg-type]
+            size=options.crop,
+            crop=options.crop,
+            max_clips=options.max_clips,
+            **{**span, "fps": options.fps or 0.0},  # None is the native rate here
         )
 
-    start_epoch, best, best_epoch, lr_drops = 1, -math.inf, None, 0
-    rows: list[dict[str, Any]] = []
-    state_path = run / "train_state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch = int(state["epoch"]) + 1
-        best, best_epoch, lr_drops = (
-            float(state["best"]),
-            state["best_epoch"],
-            int(state["lr_drops"]),
-        )
-        torch.set_rng_state(state["torch_rng"])
-        rows = list(state["rows"])
-    if resume and dist.main:  # rows of an epoch the kill interrupted are dropped
-        _write_metrics(run / "metrics.csv", rows)
-    draw_curves = dist.main and matplotlib_available()
-    if dist.main and not draw_curves:
-        warnings.warn(
-            "no curves.png in the run folder: plots need matplotlib: pip install 'feat3d[plot]'",
-            stacklevel=2,
-        )
+    def _begin_epoch(self, epoch: int) -> None:
+        del epoch
+        self.started = time.perf_counter()
+        _set_train_mode(self.model, self.frozen)
 
-    workers = resolve_workers(options.workers, device)
-    frame_index = FrameIndex(run / "frame_counts.json")
-    train_items = list(dataset.train)[dist.rank :: dist.world]
-    clips = TrainClips(
-        train_items,
-        frame_index=frame_index,
-        clip_len=options.clip_len,
-        frame_stride=options.frame_stride,
-        crop=options.crop,
-        decode_size=options.decode_size,
-        scales=options.scales,
-        flip=options.flip,
-        seed=options.seed,
-        fps=options.fps,
-        start=options.start,
-        end=options.end,
-    )
-    val_items = list(dataset.val)[dist.rank :: dist.world]
-    val_clips = ClipOptions(
-        clip_len=options.clip_len,
-        stride=options.clip_len * options.frame_stride,
-        frame_stride=options.frame_stride,
-        size=options.crop,
-        crop=options.crop,
-        fps=options.fps or 0.0,  # resolved above: None is the native rate
-        start=options.start,
-        end=options.end,
-        max_clips=options.max_clips,
-    )
-    report = TrainReport(run_dir=run, epochs_run=0, best_epoch=best_epoch)
-    criterion = nn.CrossEntropyLoss()
-
-    for epoch in range(start_epoch, options.epochs + 1):
-        started = time.perf_counter()
-        clips.set_epoch(epoch)
-        order = torch.Generator().manual_seed(options.seed * 1000 + epoch)
+    def _passes(self, epoch: int) -> list[DataLoader[Any]]:
+        self.clips.set_epoch(epoch)
+        order = torch.Generator().manual_seed(self.options.seed * 1000 + epoch)
         loader = DataLoader(
-            clips,
-            batch_size=options.batch_size,
+            self.clips,
+            batch_size=self.options.batch_size,
             shuffle=True,
             generator=order,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
             collate_fn=TrainClips.collate,
             persistent_workers=False,
         )
-        _set_train_mode(model, frozen)
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = correct = seen = 0.0
-        n_batches = len(loader)
-        for step, batch in enumerate(loader, 1):
-            if batch is None:  # every video of the batch failed to decode
-                continue
-            frames, labels = batch
-            labels = labels.to(device, non_blocking=True)
-            with autocast:
-                logits = network(wrapper.normalize(frames))
-                loss = criterion(logits.float(), labels)
-            scaler.scale(loss / options.accumulate).backward()
-            if step % options.accumulate == 0 or step == n_batches:
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum += float(loss.detach()) * len(labels)
-            correct += float((logits.detach().argmax(1) == labels).sum())
-            seen += len(labels)
-            if on_batch is not None and dist.main:
-                on_batch(step, n_batches)
-        loss_sum, correct, seen = dist.sum([loss_sum, correct, seen])
+        return [loader]
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor] | None) -> StepOutput | None:
+        if batch is None:  # every video of the batch failed to decode
+            return None
+        frames, labels = batch
+        labels = labels.to(self.device, non_blocking=True)
+        logits = self.network(self.wrapper.normalize(frames))
+        return StepOutput(self.criterion(logits.float(), labels), labels, logits)
+
+    def _end_epoch(self, epoch: int, totals: EpochTotals) -> str:
+        loss_sum, correct, seen = self.dist.sum([totals.loss_sum, totals.correct, totals.seen])
         row: dict[str, Any] = {
             "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": self.loop.lr,
             "train_loss": round(loss_sum / max(seen, 1), 6),
             "train_clip_acc": round(correct / max(seen, 1), 6),
         }
         stop = ""
-        if dataset.val and (epoch % options.val_every == 0 or epoch == options.epochs):
-            model.eval()
-            result = evaluate_videos(
-                wrapper, val_items, dataset.classes, clips=val_clips,
-                batch_size=options.val_batch_size, workers=workers, reduce=dist.sum,
-            )  # fmt: skip
-            row.update(_val_columns(result))
-            before = optimizer.param_groups[0]["lr"]
-            scheduler.step(result.loss)
-            if optimizer.param_groups[0]["lr"] < before:
-                lr_drops += 1
-                if lr_drops > options.max_lr_drops:
-                    stop = f"validation loss plateaued after {options.max_lr_drops} rate drops"
-            if result.top1 > best or best_epoch is None:
-                best, best_epoch = result.top1, epoch
-                if dist.main:
-                    save_checkpoint(model, run / "best.pt", meta=meta)
-                report.best = dict(row)
-        row["seconds"] = round(time.perf_counter() - started, 2)
-        rows.append(row)
-        if dist.main:
-            # train_state.pt is the commit point: it alone decides where a resume starts.
-            _atomic_save(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "rows": rows,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "lr_drops": lr_drops,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                state_path,
-            )
-            save_checkpoint(model, run / "last.pt", meta=meta)
-            _write_metrics(run / "metrics.csv", rows)
-            if draw_curves:
-                plot_training_curves(run / "metrics.csv", run / "curves.png")
-        if dist.enabled:
+        options = self.options
+        if self.dataset.val and (epoch % options.val_every == 0 or epoch == options.epochs):
+            stop = self._validate(epoch, row)
+        row["seconds"] = round(time.perf_counter() - self.started, 2)
+        self.rows.append(row)
+        if self.dist.main:
+            self._commit(epoch)
+        if self.dist.enabled:
             torch.distributed.barrier()
-        report.epochs_run += 1
-        report.last = dict(row)
-        report.best_epoch = best_epoch
-        if on_epoch is not None and dist.main:
-            on_epoch(row)
-        if stop:
-            report.stopped = stop
-            break
-    else:
-        report.stopped = f"reached {options.epochs} epochs"
-    if not dataset.val and dist.main:  # nothing to choose by: the last epoch is the best
-        save_checkpoint(model, run / "best.pt", meta=meta)
-    return report
+        self.report.epochs_run += 1
+        self.report.last = dict(row)
+        self.report.best_epoch = self.best_epoch
+        if self.on_epoch is not None:
+            self.on_epoch(row)
+        return stop
+
+    def _validate(self, epoch: int, row: dict[str, Any]) -> str:
+        """Validate, step the schedule, keep the best checkpoint; returns a stop reason."""
+        self.model.eval()
+        result = evaluate_videos(
+            self.wrapper, self.val_items, self.dataset.classes, clips=self.val_clips,
+            batch_size=self.options.val_batch_size, workers=self.workers, reduce=self.dist.sum,
+        )  # fmt: skip
+        row.update(_val_columns(result))
+        stop = self.schedule.step(result.loss)
+        if result.top1 > self.best or self.best_epoch is None:
+            self.best, self.best_epoch = result.top1, epoch
+            if self.dist.main:
+                save_checkpoint(self.model, self.run / "best.pt", meta=self.meta)
+            self.report.best = dict(row)
+        return stop
+
+    def _commit(self, epoch: int) -> None:
+        # train_state.pt is the commit point: it alone decides where a resume starts.
+        self.loop.commit(
+            self.run / "train_state.pt",
+            epoch,
+            rows=self.rows,
+            scheduler=self.schedule.scheduler.state_dict(),
+            best=self.best,
+            best_epoch=self.best_epoch,
+            lr_drops=self.schedule.drops,
+        )
+        save_checkpoint(self.model, self.run / "last.pt", meta=self.meta)
+        _write_metrics(self.run / "metrics.csv", self.rows)
+        if self.draw_curves:
+            plot_training_curves(self.run / "metrics.csv", self.run / "curves.png")
 
 
 def _val_columns(result: EvalResult) -> dict[str, float]:
@@ -564,7 +653,7 @@ def _prepare_run_dir(run: Path, config: dict[str, Any], *, resume: bool) -> None
         changed = [
             key for key, value in config.items()
             if key not in _RESUME_FREE and key != "feat3d_version"
-            and json.dumps(old.get(key)) != json.dumps(value)
+            and json.dumps(old.get(key, _ADDED_LATER.get(key))) != json.dumps(value)
         ]  # fmt: skip
         if changed:
             raise TrainError(

@@ -180,6 +180,37 @@ def crop_box(height: int, width: int, *, scale: float, position: str) -> tuple[i
     return top, left, side
 
 
+def _check_arguments(
+    *,
+    sizes: dict[str, int],
+    scales: Sequence[float],
+    positions: Sequence[str],
+    flip: float,
+    seed: int,
+    fps: float | Fraction | None,
+    start: float | None,
+    end: float | None,
+) -> None:
+    """Raise ``ValueError`` for an invalid :class:`TrainClips` argument."""
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if not scales or not all(0 < float(s) <= 1 for s in scales):
+        raise ValueError(f"scales must be non-empty, each in (0, 1], got {scales!r}")
+    if not positions or not set(positions) <= set(POSITIONS):
+        raise ValueError(f"positions must be a non-empty subset of {POSITIONS}")
+    if not 0.0 <= float(flip) <= 1.0:
+        raise ValueError(f"flip must be a probability, got {flip!r}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed!r}")
+    if fps is not None and (
+        isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not fps > 0
+    ):
+        raise ValueError(f"fps must be a positive number or None, got {fps!r}")
+
+
 class TrainClips(Dataset):
     """One randomly sampled, augmented clip per video (Hara et al. 2018, §3.3).
 
@@ -243,28 +274,16 @@ class TrainClips(Dataset):
         start: float | None = None,
         end: float | None = None,
     ) -> None:
-        if start is not None and end is not None and end <= start:
-            raise ValueError(f"end ({end}) must be after start ({start})")
-        for name, value in (
-            ("clip_len", clip_len),
-            ("frame_stride", frame_stride),
-            ("crop", crop),
-            ("decode_size", decode_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not scales or not all(0 < float(s) <= 1 for s in scales):
-            raise ValueError(f"scales must be non-empty, each in (0, 1], got {scales!r}")
-        if not positions or not set(positions) <= set(POSITIONS):
-            raise ValueError(f"positions must be a non-empty subset of {POSITIONS}")
-        if not 0.0 <= float(flip) <= 1.0:
-            raise ValueError(f"flip must be a probability, got {flip!r}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {seed!r}")
-        if fps is not None and (
-            isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not fps > 0
-        ):
-            raise ValueError(f"fps must be a positive number or None, got {fps!r}")
+        _check_arguments(
+            sizes={
+                "clip_len": clip_len,
+                "frame_stride": frame_stride,
+                "crop": crop,
+                "decode_size": decode_size,
+            },
+            scales=scales, positions=positions, flip=flip, seed=seed, fps=fps, start=start,
+            end=end,
+        )  # fmt: skip
         self.clip_len = clip_len
         self.frame_stride = frame_stride
         self.crop = crop
@@ -277,18 +296,7 @@ class TrainClips(Dataset):
         self.fps = fps
         self.span = (start, end)
 
-        timings = frame_index.timing_many([item.path for item in items], workers=index_workers)
-        self.items: list[VideoItem] = []
-        self.n_frames: list[int] = []
-        self.timings: list[VideoTiming] = []
-        self.skipped: list[tuple[VideoItem, str]] = []
-        for item, timing in zip(items, timings, strict=True):
-            if timing.n_frames > 0:
-                self.items.append(item)
-                self.n_frames.append(timing.n_frames)
-                self.timings.append(timing)
-            else:
-                self.skipped.append((item, frame_index.error(item.path) or "no frames"))
+        self._index(items, frame_index, index_workers)
         if self.skipped:
             named = "; ".join(f"{item.key} ({why})" for item, why in self.skipped[:_SHOW])
             more = "; ..." if len(self.skipped) > _SHOW else ""
@@ -306,6 +314,23 @@ class TrainClips(Dataset):
         # failures back; each writes only its own flags, so no lock is needed.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._failed = torch.zeros(len(self.items), dtype=torch.bool).share_memory_()
+
+    def _index(
+        self, items: Sequence[VideoItem], frame_index: FrameIndex, index_workers: int
+    ) -> None:
+        """Split ``items`` into the usable ones (with their timings) and the skipped ones."""
+        timings = frame_index.timing_many([item.path for item in items], workers=index_workers)
+        self.items: list[VideoItem] = []
+        self.n_frames: list[int] = []
+        self.timings: list[VideoTiming] = []
+        self.skipped: list[tuple[VideoItem, str]] = []
+        for item, timing in zip(items, timings, strict=True):
+            if timing.n_frames > 0:
+                self.items.append(item)
+                self.n_frames.append(timing.n_frames)
+                self.timings.append(timing)
+            else:
+                self.skipped.append((item, frame_index.error(item.path) or "no frames"))
 
     def __len__(self) -> int:
         return len(self.items)

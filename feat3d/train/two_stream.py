@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +57,7 @@ from ..backbones.st_resnet import STResNet, normalize_two_stream
 from ..flow.store import FlowFile
 from ..io.decode import iter_frames
 from .datasets import DatasetSplit, VideoItem
+from .loop import EpochTotals, LoopHooks, StepOutput, TrainLoop, warn_few_steps
 
 __all__ = [
     "CROP_SCALES",
@@ -269,8 +270,15 @@ def train_stage(
     device: str | torch.device = "cpu",
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
+    state_path: str | Path | None = None,
+    resume: bool = False,
 ) -> StageReport:
     """Train ``model`` in place through one stage of Table 2.
+
+    It runs the training loop of ``feat3d train`` (:class:`~feat3d.train.loop.TrainLoop`):
+    SGD steps on whole groups of ``accumulate`` batches, the stage's rate table per epoch,
+    and, with ``state_path``, a commit after every epoch that ``resume`` continues from
+    (the same numbers as an uninterrupted run on the CPU).
 
     Args:
         model: An ``st-resnet-50`` (from :func:`~feat3d.backbones.st_resnet.
@@ -290,12 +298,17 @@ def train_stage(
         device: Where to train; the model is moved there.
         seed: Sampling seed.
         on_step: Called with ``(step, loss)`` after every SGD step.
+        state_path: Commit the training state (weights, optimizer, random state, the
+            report so far) to this file after every epoch.
+        resume: Continue from ``state_path`` when it exists (written by the same stage).
 
     Returns:
         A :class:`StageReport`.
 
     Raises:
-        ValueError: Unknown stage, or no videos.
+        ValueError: Unknown stage, no videos, too few batches for one SGD step, or a state
+            file of another stage.
+        FloatingPointError: The loss diverged.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
@@ -303,6 +316,40 @@ def train_stage(
         raise ValueError("no training videos")
     recipe = STAGES[stage]
     batch = batch_size or max(1, recipe.batch_size // accumulate)
+    trained = _prepare(model, recipe, batch, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=recipe.lrs[0] * lr_scale, momentum=momentum, weight_decay=weight_decay
+    )
+    loop = TrainLoop(
+        model, optimizer, accumulate=accumulate, partial_step=False, max_steps=max_steps
+    )
+    clips = TwoStreamClips(
+        videos,
+        flow_path=flow_path,
+        chunks=recipe.chunks,
+        stride_range=recipe.stride_range,
+        flow_frames=model.flow_frames,
+        crop=crop,
+        seed=seed,
+    )
+    try:
+        run = _StageRun(
+            recipe, loop, clips, batch=batch, num_workers=num_workers, seed=seed,
+            lr_scale=lr_scale, device=device, on_step=on_step,
+            state_path=None if state_path is None else Path(state_path),
+        )  # fmt: skip
+        run.report.trained = trained
+        first = run.resume() if resume else 1
+        n_epochs = epochs if epochs is not None else len(recipe.lrs)
+        loop.run(range(first, n_epochs + 1), run.hooks())
+        return run.report
+    finally:
+        _finish(model)
+
+
+def _prepare(model: STResNet, recipe: Stage, batch: int, device: str | torch.device) -> list[str]:
+    """Set ``model`` up for the stage; returns the names of the parameters it trains."""
     model.temporal_pool = recipe.temporal_pool
     model.arch_kwargs = {**model.arch_kwargs, "temporal_pool": recipe.temporal_pool}
     use_ghost_batch_norm(model, virtual_batch=min(recipe.virtual_batch, batch))
@@ -313,7 +360,6 @@ def train_stage(
         for conv in _temporal_convs(model):
             conv.padding_mode = "replicate"
     model.to(device).train()
-
     streams = {"motion": ("motion.",), "appearance": ("appearance.",)}.get(
         recipe.trains, ("appearance.", "motion.")
     )
@@ -322,77 +368,118 @@ def train_stage(
         parameter.requires_grad_(name.startswith(streams))
         if parameter.requires_grad:
             trained.append(name)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=recipe.lrs[0] * lr_scale, momentum=momentum, weight_decay=weight_decay
-    )
-    dropout = nn.Dropout(recipe.dropout)
-    clips = TwoStreamClips(
-        videos,
-        flow_path=flow_path,
-        chunks=recipe.chunks,
-        stride_range=recipe.stride_range,
-        flow_frames=model.flow_frames,
-        crop=crop,
-        seed=seed,
-    )
-    generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(
-        clips, batch_size=batch, shuffle=True, drop_last=False, num_workers=num_workers,
-        generator=generator,
-    )  # fmt: skip
-    if len(loader) < accumulate:
-        _finish(model, StageReport(stage=stage))
-        raise ValueError(
-            f"stage {stage}: {len(videos)} videos make {len(loader)} batch(es) of {batch}, fewer "
-            f"than the {accumulate} accumulated per SGD step; lower --accumulate or --batch-size"
+    return trained
+
+
+class _StageRun:
+    """The hooks of one stage in the training loop: its step, passes, rates and commits."""
+
+    def __init__(
+        self,
+        recipe: Stage,
+        loop: TrainLoop,
+        clips: TwoStreamClips,
+        *,
+        batch: int,
+        num_workers: int,
+        seed: int,
+        lr_scale: float,
+        device: str | torch.device,
+        on_step: Callable[[int, float], None] | None,
+        state_path: Path | None,
+    ) -> None:
+        self.recipe, self.loop, self.clips = recipe, loop, clips
+        self.lr_scale, self.device, self.on_step = lr_scale, device, on_step
+        self.state_path = state_path
+        self.lr = recipe.lrs[0] * lr_scale
+        self.report = StageReport(stage=recipe.name)
+        self.dropout = nn.Dropout(recipe.dropout)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.loader = torch.utils.data.DataLoader(
+            clips, batch_size=batch, shuffle=True, drop_last=False, num_workers=num_workers,
+            generator=self.generator,
+        )  # fmt: skip
+        if len(self.loader) < loop.accumulate:
+            raise ValueError(
+                f"stage {recipe.name}: {len(clips)} videos make {len(self.loader)} batch(es) of "
+                f"{batch}, fewer than the {loop.accumulate} accumulated per SGD step; lower "
+                "--accumulate or --batch-size"
+            )
+        warn_few_steps(len(clips), batch, loop.accumulate, passes=recipe.epoch_passes, whole=True)
+
+    def hooks(self) -> LoopHooks:
+        return LoopHooks(
+            step=self._step,
+            passes=self._passes,
+            begin_epoch=self._begin_epoch,
+            end_epoch=self._end_epoch,
+            on_step=self._on_step,
         )
-    report = StageReport(stage=stage, trained=trained)
-    n_epochs = epochs if epochs is not None else len(recipe.lrs)
-    passes = recipe.epoch_passes
-    for epoch in range(n_epochs):
-        lr = recipe.lrs[min(epoch, len(recipe.lrs) - 1)] * lr_scale
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+
+    def resume(self) -> int:
+        """Load the committed state, when there is one; returns the first epoch to run."""
+        if self.state_path is None or not self.state_path.exists():
+            return 1
+        state = self.loop.restore(self.state_path)
+        if state["stage"] != self.recipe.name:
+            raise ValueError(
+                f"{self.state_path}: a state of stage {state['stage']}, not {self.recipe.name}"
+            )
+        self.report.steps = self.loop.steps = int(state["steps"])
+        self.report.losses, self.report.lrs = list(state["losses"]), list(state["lrs"])
+        self.generator.set_state(state["generator"])
+        return int(state["epoch"]) + 1
+
+    def _begin_epoch(self, epoch: int) -> None:
+        lrs = self.recipe.lrs
+        self.lr = lrs[min(epoch - 1, len(lrs) - 1)] * self.lr_scale
+        self.loop.set_lr(self.lr)
+
+    def _passes(self, epoch: int) -> Iterator[torch.utils.data.DataLoader[Any]]:
+        passes = self.recipe.epoch_passes
         for repeat in range(passes):
-            clips.epoch = epoch * passes + repeat
-            pending = 0
-            optimizer.zero_grad(set_to_none=True)
-            for x, labels in loader:
-                x = normalize_two_stream(x.to(device))
-                labels = labels.to(device)
-                logits = _stream_logits(model, x, recipe, dropout)
-                loss = sum(F.cross_entropy(lg, labels) for lg in logits) / accumulate
-                loss.backward()  # type: ignore[union-attr]
-                pending += 1
-                if pending < accumulate:
-                    continue
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                pending = 0
-                report.steps += 1
-                report.losses.append(float(loss.detach()) * accumulate)
-                report.lrs.append(lr)
-                if not math.isfinite(report.losses[-1]):
-                    _finish(model, report)
-                    raise FloatingPointError(f"stage {stage}: the loss diverged (lr {lr:g})")
-                if on_step is not None:
-                    on_step(report.steps, report.losses[-1])
-                if max_steps is not None and report.steps >= max_steps:
-                    return _finish(model, report)
-    return _finish(model, report)
+            self.clips.epoch = (epoch - 1) * passes + repeat
+            yield self.loader
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
+        x, labels = batch
+        x = normalize_two_stream(x.to(self.device))
+        labels = labels.to(self.device)
+        logits = _stream_logits(self.loop.model, x, self.recipe, self.dropout)  # type: ignore[arg-type]
+        loss = sum(F.cross_entropy(lg, labels) for lg in logits)
+        return StepOutput(loss, labels)  # type: ignore[arg-type]
+
+    def _on_step(self, step: int, loss: float) -> None:
+        self.report.steps = step
+        self.report.losses.append(loss)
+        self.report.lrs.append(self.lr)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"stage {self.recipe.name}: the loss diverged (lr {self.lr:g})"
+            )
+        if self.on_step is not None:
+            self.on_step(step, loss)
+
+    def _end_epoch(self, epoch: int, totals: EpochTotals) -> str:
+        del totals
+        if self.state_path is not None:
+            self.loop.commit(
+                self.state_path, epoch, stage=self.recipe.name, steps=self.report.steps,
+                losses=self.report.losses, lrs=self.report.lrs,
+                generator=self.generator.get_state(),
+            )  # fmt: skip
+        return ""
 
 
 def _temporal_convs(model: STResNet) -> list[nn.Conv3d]:
     return [m for m in model.modules() if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1]
 
 
-def _finish(model: STResNet, report: StageReport) -> StageReport:
+def _finish(model: STResNet) -> None:
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     for conv in _temporal_convs(model):
         conv.padding_mode = model.arch_kwargs["temporal_padding"]
-    return report
 
 
 def run_stage(
@@ -404,6 +491,7 @@ def run_stage(
     init_2d: str | Path | None = None,
     pretrained: str | Path | None = None,
     trust_checkpoint: bool = False,
+    resume: bool = False,
     **options: Any,
 ) -> tuple[StageReport, Path]:
     """``feat3d train --model st-resnet-50 --stage ...``: one stage into a run folder.
@@ -411,6 +499,7 @@ def run_stage(
     The model starts from a torchvision ResNet-50 file (``init_2d``, the first stage) or from
     the previous stage's checkpoint (``pretrained``); the stage's result is written to
     ``run/last.pt`` (with the dataset's class names) and its losses to ``run/steps.csv``.
+    ``run/train_state.pt`` is committed after every epoch; ``resume`` continues from it.
 
     Args:
         split: The dataset (its training videos are used; keys name their flow).
@@ -419,6 +508,7 @@ def run_stage(
         flow_path: ``feat3d flow`` HDF5 file of the dataset.
         init_2d, pretrained: Exactly one: where the weights come from.
         trust_checkpoint: Allow full unpickling of the input file.
+        resume: Continue from ``run/train_state.pt`` when it exists.
         **options: Further :func:`train_stage` arguments.
 
     Returns:
@@ -444,9 +534,12 @@ def run_stage(
                 f"{pretrained}: {model.num_classes} classes, the dataset has {len(split.classes)}"
             )
     model.meta = replace(model.meta, categories=list(split.classes))
-    report = train_stage(model, split.train, flow_path=flow_path, stage=stage, **options)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
+    report = train_stage(
+        model, split.train, flow_path=flow_path, stage=stage,
+        state_path=run / "train_state.pt", resume=resume, **options,
+    )  # fmt: skip
     checkpoint = save_checkpoint(model.cpu().eval(), run / "last.pt")
     with (run / "steps.csv").open("w", encoding="utf-8") as handle:
         handle.write("step,lr,loss\n")
