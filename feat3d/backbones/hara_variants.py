@@ -27,17 +27,17 @@ and head; only the block and the widths differ (``(N, C, T, H, W)``, 16×112×11
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
+from feat3d.backbones.convs import conv1x1x1, conv3d
 from feat3d.backbones.hara_resnet import (
     Block,
     Bottleneck,
     HaraResNet,
     ShortcutType,
-    _conv1x1x1,
-    _conv3x3x3,
 )
 from feat3d.backbones.registry import register_backbone
 
@@ -72,9 +72,9 @@ class PreActBasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm3d(in_planes)
-        self.conv1 = _conv3x3x3(in_planes, planes, stride)
+        self.conv1 = conv3d(in_planes, planes, stride=(stride, stride))
         self.bn2 = nn.BatchNorm3d(planes)
-        self.conv2 = _conv3x3x3(planes, planes)
+        self.conv2 = conv3d(planes, planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -103,11 +103,11 @@ class PreActBottleneck(nn.Module):
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm3d(in_planes)
-        self.conv1 = _conv1x1x1(in_planes, planes)
+        self.conv1 = conv1x1x1(in_planes, planes)
         self.bn2 = nn.BatchNorm3d(planes)
-        self.conv2 = _conv3x3x3(planes, planes, stride)
+        self.conv2 = conv3d(planes, planes, stride=(stride, stride))
         self.bn3 = nn.BatchNorm3d(planes)
-        self.conv3 = _conv1x1x1(planes, planes * self.expansion)
+        self.conv3 = conv1x1x1(planes, planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -127,48 +127,25 @@ class WideBottleneck(Bottleneck):
     expansion = 2
 
 
-class ResNeXtBottleneck(nn.Module):
+class ResNeXtBottleneck(Bottleneck):
     """ResNeXt bottleneck: 1×1×1 → grouped 3×3×3 (strided) → 1×1×1 ×2, keys ``conv1..3``/``bn1..3``.
 
+    A :class:`~feat3d.backbones.hara_resnet.Bottleneck` with expansion 2 whose middle conv
+    has ``cardinality`` groups over ``cardinality * (planes // 32)`` channels.
+
     Args:
-        in_planes: Input channels.
         planes: Stage width; the block outputs ``2 * planes``.
-        stride: Stride of ``conv2`` in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
-        cardinality: Groups of ``conv2``, which has ``cardinality * (planes // 32)`` channels.
+        cardinality: Groups of ``conv2``.
+        **kwargs: ``in_planes``, ``stride``, ``downsample``, ``conv_maker`` as for
+            :class:`~feat3d.backbones.hara_resnet.Bottleneck`.
     """
 
     expansion = 2
 
-    def __init__(
-        self,
-        *,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        cardinality: int = 32,
-    ) -> None:
-        super().__init__()
-        mid = cardinality * (planes // 32)
-        self.conv1 = _conv1x1x1(in_planes, mid)
-        self.bn1 = nn.BatchNorm3d(mid)
-        self.conv2 = nn.Conv3d(
-            mid, mid, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False
+    def __init__(self, *, planes: int, cardinality: int = 32, **kwargs: Any) -> None:
+        super().__init__(
+            planes=planes, width=cardinality * (planes // 32), groups=cardinality, **kwargs
         )
-        self.bn2 = nn.BatchNorm3d(mid)
-        self.conv3 = _conv1x1x1(mid, planes * self.expansion)
-        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 #: Depth → (block, blocks per stage), as in Hara's ``models/pre_act_resnet.py``.

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feat3d.backbones.convs import init_weights
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [
@@ -189,12 +190,7 @@ class ResNet50Stream(nn.Module):
             in_planes = planes * 4
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Linear(2048, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     @property
     def stages(self) -> tuple[nn.Sequential, ...]:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from feat3d.backbones.convs import init_weights, mid_planes
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [
@@ -149,12 +150,6 @@ class Conv2Plus1D(nn.Sequential):
 ConvMaker = type[Conv3DSimple] | type[Conv3DNoTemporal] | type[Conv2Plus1D]
 
 
-def _midplanes(in_planes: int, planes: int) -> int:
-    # Width that gives a (2+1)D conv the parameter count of a full 3×3×3 conv (Tran et al.,
-    # Sec. 3.5): t·d²·N_in·N_out / (d²·N_in + t·N_out) with t = d = 3.
-    return (in_planes * planes * 3 * 3 * 3) // (in_planes * 3 * 3 + 3 * planes)
-
-
 class BasicBlock(nn.Module):
     """Two convs from ``conv_maker``: keys ``conv1.0``/``conv1.1`` and ``conv2.0``/``conv2.1``.
 
@@ -179,7 +174,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         # torchvision computes midplanes once from the block's input width and uses it for
         # both convs (layer2.0: 230 and 230).
-        mid = _midplanes(in_planes, planes)
+        mid = mid_planes(in_planes, planes)
         self.conv1 = nn.Sequential(
             conv_maker(in_planes, planes, mid, stride),
             nn.BatchNorm3d(planes),
@@ -217,7 +212,7 @@ class Bottleneck(nn.Module):
         downsample: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        mid = _midplanes(in_planes, planes)
+        mid = mid_planes(in_planes, planes)
         out = planes * self.expansion
         self.conv1 = nn.Sequential(
             nn.Conv3d(in_planes, planes, kernel_size=1, bias=False),
@@ -314,17 +309,9 @@ class VideoResNet(Backbone):
         self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
         self.fc = nn.Linear(self.feature_dim, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
+        nn.init.normal_(self.fc.weight, 0, 0.01)
+        nn.init.zeros_(self.fc.bias)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):
