@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feat3d.backbones.convs import init_weights
+from feat3d.backbones.blocks import init_weights
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = ["DEPTHS", "DenseLayer", "HaraDenseNet", "Transition", "densenet"]

@@ -19,7 +19,7 @@ bottleneck). Shortcut ``"A"`` is parameter-free (strided identity, zero-padded c
 ``"B"`` a strided 1×1×1 conv + BN stored as ``downsample.0`` / ``downsample.1``.
 
 :class:`HaraResNet` is the one network class of Hara's ResNet family: the stem and the
-blocks' 3×3×3 convs come from conv makers (:mod:`feat3d.backbones.convs`), like torchvision's
+blocks' 3×3×3 convs come from conv makers (:mod:`feat3d.backbones.blocks`), like torchvision's
 ``VideoResNet``, so the same class also builds the R(2+1)D ResNets
 (:mod:`feat3d.backbones.resnet2p1d`) and, with other blocks, the pre-activation, Wide and
 ResNeXt variants (:mod:`feat3d.backbones.hara_variants`).
@@ -35,7 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feat3d.backbones.convs import CONV_3D, ConvMaker, conv1x1x1, init_weights
+from feat3d.backbones.blocks import (
+    CONV_3D,
+    ConvMaker,
+    ResidualBlock,
+    conv1x1x1,
+    init_weights,
+)
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [
@@ -80,100 +86,55 @@ class ZeroPadShortcut(nn.Module):
         return f"out_channels={self.out_channels}, stride={self.stride}"
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(ResidualBlock):
     """Two conv + BN units from a conv maker; the first carries the stride.
 
-    Keys ``conv1``/``bn1``, ``conv2``/``bn2`` with :data:`~feat3d.backbones.convs.CONV_3D`
+    Keys ``conv1``/``bn1``, ``conv2``/``bn2`` with :data:`~feat3d.backbones.blocks.CONV_3D`
     (the class default), ``conv1_s``/``bn1_s``/``conv1_t``/``bn1_t``, ... with
-    :data:`~feat3d.backbones.convs.CONV_2PLUS1D`.
-
-    Args:
-        in_planes: Input channels.
-        planes: Output channels.
-        stride: Stride of the first unit in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
-        conv_maker: Builds both units; ``None``: the class's :attr:`conv_maker`.
+    :data:`~feat3d.backbones.blocks.CONV_2PLUS1D`. Arguments: see
+    :class:`~feat3d.backbones.blocks.ResidualBlock` (``planes``: output channels).
     """
 
-    expansion = 1
-    #: The conv maker used when none is given.
-    conv_maker: ConvMaker = CONV_3D
-
-    def __init__(
-        self,
-        *,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        conv_maker: ConvMaker | None = None,
-    ) -> None:
-        super().__init__()
-        self.conv_maker = conv_maker or type(self).conv_maker
+    def build_branch(self, in_planes: int, planes: int, stride: int) -> None:
+        """``conv_maker`` units 1 (strided) and 2."""
         self.conv_maker.build(self, 1, in_planes, planes, stride=(stride, stride))
         self.conv_maker.build(self, 2, planes, planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.conv_maker(self, 1, x))
-        out = self.conv_maker(self, 2, out)
-        return self.relu(out + identity)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """unit 1 → ReLU → unit 2."""
+        return self.conv_maker(self, 2, self.relu(self.conv_maker(self, 1, x)))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1×1×1 → conv maker's unit (strided) → 1×1×1 ×4 convs, keys ``conv1..3``/``bn1..3``.
 
     The middle unit's keys are the conv maker's (``conv2``/``bn2`` for the default
-    :data:`~feat3d.backbones.convs.CONV_3D`, ``conv2_s``/``bn2_s``/``conv2_t``/``bn2_t`` for
-    :data:`~feat3d.backbones.convs.CONV_2PLUS1D`).
-
-    Args:
-        in_planes: Input channels.
-        planes: Stage width; the block outputs ``expansion * planes``.
-        stride: Stride of the middle unit in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
-        conv_maker: Builds the middle unit; ``None``: the class's :attr:`conv_maker`.
-        width: Channels of the middle unit (default ``planes``).
-        groups: Groups of the middle conv (ResNeXt's cardinality).
+    :data:`~feat3d.backbones.blocks.CONV_3D`, ``conv2_s``/``bn2_s``/``conv2_t``/``bn2_t`` for
+    :data:`~feat3d.backbones.blocks.CONV_2PLUS1D`). Arguments: see
+    :class:`~feat3d.backbones.blocks.ResidualBlock` (``planes``: the stage width), and
+    ``width`` (channels of the middle unit, default ``planes``) and ``groups`` (of the middle
+    conv, ResNeXt's cardinality).
     """
 
     expansion = 4
-    #: The conv maker used when none is given.
-    conv_maker: ConvMaker = CONV_3D
 
-    def __init__(
-        self,
-        *,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        conv_maker: ConvMaker | None = None,
-        width: int | None = None,
-        groups: int = 1,
+    def build_branch(
+        self, in_planes: int, planes: int, stride: int, *, width: int | None = None, groups: int = 1
     ) -> None:
-        super().__init__()
+        """``conv1``/``bn1``, the conv maker's unit 2 (strided, grouped), ``conv3``/``bn3``."""
         width = planes if width is None else width
         out_planes = planes * self.expansion
-        self.conv_maker = conv_maker or type(self).conv_maker
         self.conv1 = conv1x1x1(in_planes, width)
         self.bn1 = nn.BatchNorm3d(width)
         self.conv_maker.build(self, 2, width, width, stride=(stride, stride), groups=groups)
         self.conv3 = conv1x1x1(width, out_planes)
         self.bn3 = nn.BatchNorm3d(out_planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """1×1×1 → ReLU → unit 2 → ReLU → 1×1×1."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.conv_maker(self, 2, out))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.bn3(self.conv3(out))
 
 
 #: A residual block class: an ``expansion`` class attribute (output channels per ``planes``)
@@ -293,8 +254,8 @@ class HaraResNet(Backbone):
     """Hara et al.'s 3D ResNet, its variants and its (2+1)D version (see the module docstring).
 
     The stem and the blocks' 3×3×3 units come from conv makers, as in torchvision's
-    ``VideoResNet``: :data:`~feat3d.backbones.convs.CONV_3D` gives the 3D ResNet
-    (``conv1``/``bn1``), :data:`~feat3d.backbones.convs.CONV_2PLUS1D` the R(2+1)D ResNet
+    ``VideoResNet``: :data:`~feat3d.backbones.blocks.CONV_3D` gives the 3D ResNet
+    (``conv1``/``bn1``), :data:`~feat3d.backbones.blocks.CONV_2PLUS1D` the R(2+1)D ResNet
     (``conv1_s``/``bn1_s``/``conv1_t``/``bn1_t``, the stem's spatial conv to
     ``mid_planes(3, stem_width, t=conv1_t_size, k=7)`` channels).
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from feat3d.backbones.convs import CONV_2PLUS1D, mid_planes
+from feat3d.backbones.blocks import CONV_2PLUS1D, mid_planes
 from feat3d.backbones.hara_resnet import (
     DEPTHS as _RESNET_DEPTHS,
 )
@@ -85,7 +85,7 @@ def resnet2p1d(
     """Build Hara et al.'s R(2+1)D ResNet of a given depth (registered as ``resnet2p1d-{depth}``).
 
     A :class:`~feat3d.backbones.hara_resnet.HaraResNet` whose stem and blocks use
-    :data:`~feat3d.backbones.convs.CONV_2PLUS1D`.
+    :data:`~feat3d.backbones.blocks.CONV_2PLUS1D`.
 
     Args:
         depth: One of :data:`DEPTHS` (10, 18, 34, 50, 101, 152, 200).

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from feat3d.backbones.convs import init_weights, mid_planes
+from feat3d.backbones.blocks import init_weights, mid_planes
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Convolutions shared by the 3D CNN builders: conv makers, plain convs and their initialization.
+"""Building blocks shared by the 3D CNN builders: conv makers, the residual block, initialization.
 
 A *conv maker* builds one "conv + BN" unit of a block (or of a stem) as attributes of the
 module that owns it, under the key names of Hara et al.'s code
@@ -14,11 +14,17 @@ becomes a 3D or a (2+1)D block depending on the maker it is given.
 
 The maker looks its modules up by name at every call, so code that swaps a module for another
 (batch-norm folding, ghost batch norm) keeps working.
+
+:class:`ResidualBlock` is the frame of every residual block here (Hara's, their (2+1)D and
+pre-activation versions, ST-ResNet's): it builds the residual branch, then ``relu`` and
+``downsample`` (that order of registration fixes the order of seeded initialization), and
+adds the shortcut to the branch.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -29,6 +35,7 @@ __all__ = [
     "Conv2Plus1DMaker",
     "Conv3DMaker",
     "ConvMaker",
+    "ResidualBlock",
     "conv1x1x1",
     "conv3d",
     "init_weights",
@@ -79,7 +86,6 @@ class ConvMaker(abc.ABC):
     The owner must have a ``relu`` module (an in-place ``nn.ReLU``) when the unit uses one.
     """
 
-    @abc.abstractmethod
     def build(
         self,
         owner: nn.Module,
@@ -91,7 +97,7 @@ class ConvMaker(abc.ABC):
         stride: TimeSpace = (1, 1),
         groups: int = 1,
     ) -> None:
-        """Add unit ``n``'s modules to ``owner``.
+        """Add unit ``n``'s modules to ``owner``, in the order they run.
 
         Args:
             owner: The block or network that stores them.
@@ -100,8 +106,16 @@ class ConvMaker(abc.ABC):
             out_planes: Output channels.
             kernel: ``(t, k)`` of the ``t×k×k`` conv the unit stands for.
             stride: ``(time, space)`` stride.
-            groups: Groups of the conv (full 3D convs only).
+            groups: Groups of the conv.
         """
+        for name, module in self.modules(in_planes, out_planes, kernel, stride, groups):
+            owner.add_module(name.format(n), module)
+
+    @abc.abstractmethod
+    def modules(
+        self, in_planes: int, out_planes: int, kernel: TimeSpace, stride: TimeSpace, groups: int
+    ) -> list[tuple[str, nn.Module]]:
+        """The unit's ``(name template, module)`` pairs; ``{}`` in a name is the unit's number."""
 
     @abc.abstractmethod
     def __call__(self, owner: nn.Module, n: int, x: torch.Tensor) -> torch.Tensor:
@@ -111,21 +125,12 @@ class ConvMaker(abc.ABC):
 class Conv3DMaker(ConvMaker):
     """One ``t×k×k`` conv and a BN: keys ``conv{n}``, ``bn{n}``."""
 
-    def build(
-        self,
-        owner: nn.Module,
-        n: int,
-        in_planes: int,
-        out_planes: int,
-        *,
-        kernel: TimeSpace = (3, 3),
-        stride: TimeSpace = (1, 1),
-        groups: int = 1,
-    ) -> None:
-        """See :meth:`ConvMaker.build`."""
+    def modules(
+        self, in_planes: int, out_planes: int, kernel: TimeSpace, stride: TimeSpace, groups: int
+    ) -> list[tuple[str, nn.Module]]:
+        """See :meth:`ConvMaker.modules`."""
         conv = conv3d(in_planes, out_planes, kernel=kernel, stride=stride, groups=groups)
-        owner.add_module(f"conv{n}", conv)
-        owner.add_module(f"bn{n}", nn.BatchNorm3d(out_planes))
+        return [("conv{}", conv), ("bn{}", nn.BatchNorm3d(out_planes))]
 
     def __call__(self, owner: nn.Module, n: int, x: torch.Tensor) -> torch.Tensor:
         """``bn{n}(conv{n}(x))``."""
@@ -139,18 +144,10 @@ class Conv2Plus1DMaker(ConvMaker):
     :func:`mid_planes` outputs and strides in H and W, the temporal conv strides in T.
     """
 
-    def build(
-        self,
-        owner: nn.Module,
-        n: int,
-        in_planes: int,
-        out_planes: int,
-        *,
-        kernel: TimeSpace = (3, 3),
-        stride: TimeSpace = (1, 1),
-        groups: int = 1,
-    ) -> None:
-        """See :meth:`ConvMaker.build`.
+    def modules(
+        self, in_planes: int, out_planes: int, kernel: TimeSpace, stride: TimeSpace, groups: int
+    ) -> list[tuple[str, nn.Module]]:
+        """See :meth:`ConvMaker.modules`.
 
         Raises:
             ValueError: ``groups`` other than 1.
@@ -159,10 +156,12 @@ class Conv2Plus1DMaker(ConvMaker):
             raise ValueError("(2+1)D convs are not grouped")
         (t, k), (st, s) = kernel, stride
         mid = mid_planes(in_planes, out_planes, t=t, k=k)
-        owner.add_module(f"conv{n}_s", conv3d(in_planes, mid, kernel=(1, k), stride=(1, s)))
-        owner.add_module(f"bn{n}_s", nn.BatchNorm3d(mid))
-        owner.add_module(f"conv{n}_t", conv3d(mid, out_planes, kernel=(t, 1), stride=(st, 1)))
-        owner.add_module(f"bn{n}_t", nn.BatchNorm3d(out_planes))
+        return [
+            ("conv{}_s", conv3d(in_planes, mid, kernel=(1, k), stride=(1, s))),
+            ("bn{}_s", nn.BatchNorm3d(mid)),
+            ("conv{}_t", conv3d(mid, out_planes, kernel=(t, 1), stride=(st, 1))),
+            ("bn{}_t", nn.BatchNorm3d(out_planes)),
+        ]
 
     def __call__(self, owner: nn.Module, n: int, x: torch.Tensor) -> torch.Tensor:
         """``bn{n}_t(conv{n}_t(relu(bn{n}_s(conv{n}_s(x)))))``."""
@@ -190,3 +189,56 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm3d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class ResidualBlock(nn.Module, abc.ABC):
+    """``relu(branch(x) + shortcut(x))``; subclasses define the branch.
+
+    Args:
+        in_planes: Input channels.
+        planes: The block's width; it outputs ``expansion * planes``.
+        stride: Stride of the strided unit of the branch.
+        downsample: Shortcut module, or ``None`` for the identity.
+        conv_maker: Builds the branch's 3×3×3 units; ``None``: the class's :attr:`conv_maker`.
+        **options: Block-specific arguments of :meth:`build_branch`.
+    """
+
+    #: Output channels per ``planes``.
+    expansion: ClassVar[int] = 1
+    #: The conv maker used when none is given.
+    conv_maker: ConvMaker = CONV_3D
+    #: Apply ``relu`` to the sum (pre-activation blocks do not).
+    relu_after_sum: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        conv_maker: ConvMaker | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.conv_maker = conv_maker or type(self).conv_maker
+        self.build_branch(in_planes, planes, stride, **options)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    @abc.abstractmethod
+    def build_branch(self, in_planes: int, planes: int, stride: int, **options: Any) -> None:
+        """Add the residual branch's modules (called before ``relu`` and ``downsample`` exist)."""
+
+    @abc.abstractmethod
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch on ``(N, C, T, H, W)``."""
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """``downsample(x)``, or ``x`` without one."""
+        return x if self.downsample is None else self.downsample(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block on ``(N, C, T, H, W)``."""
+        out = self.branch(x) + self.shortcut(x)
+        return self.relu(out) if self.relu_after_sum else out
