@@ -17,6 +17,9 @@ Every (2+1)D pair has ``M = ⌊in·out·t·k² / (in·k² + t·out)⌋`` middle 
 about as many weights as the full ``t×k×k`` conv it replaces (64 → 144 → 64 in layer1 of
 R(2+1)D-18, 3 → 110 → 64 in the stem). The first block of layer2-4 strides in T, H and W:
 ``conv1_s``/``conv1_t`` (basic) or ``conv2_s``/``conv2_t`` (bottleneck) carry it.
+
+The network is :class:`~feat3d.backbones.hara_resnet.HaraResNet` with the (2+1)D conv maker
+:data:`~feat3d.backbones.blocks.CONV_2PLUS1D` in the stem and every block.
 """
 
 from __future__ import annotations
