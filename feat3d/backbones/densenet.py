@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feat3d.backbones.blocks import init_weights
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = ["DEPTHS", "DenseLayer", "HaraDenseNet", "Transition", "densenet"]
@@ -160,14 +161,8 @@ class HaraDenseNet(Backbone):
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.classifier = nn.Linear(channels, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_weights(self)
+        nn.init.zeros_(self.classifier.bias)
 
     @property
     def fc(self) -> nn.Linear:  # type: ignore[override]

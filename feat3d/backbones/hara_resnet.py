@@ -17,6 +17,12 @@ Data flow (``(N, C, T, H, W)``, 16×112×112 input)::
 T, H and W; its 3×3×3 conv carries the stride (``conv1`` in a basic block, ``conv2`` in a
 bottleneck). Shortcut ``"A"`` is parameter-free (strided identity, zero-padded channels),
 ``"B"`` a strided 1×1×1 conv + BN stored as ``downsample.0`` / ``downsample.1``.
+
+:class:`HaraResNet` is the one network class of Hara's ResNet family: the stem and the
+blocks' 3×3×3 convs come from conv makers (:mod:`feat3d.backbones.blocks`), like torchvision's
+``VideoResNet``, so the same class also builds the R(2+1)D ResNets
+(:mod:`feat3d.backbones.resnet2p1d`) and, with other blocks, the pre-activation, Wide and
+ResNeXt variants (:mod:`feat3d.backbones.hara_variants`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feat3d.backbones.blocks import (
+    CONV_3D,
+    ConvMaker,
+    ResidualBlock,
+    conv1x1x1,
+    init_weights,
+)
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [
@@ -73,77 +86,55 @@ class ZeroPadShortcut(nn.Module):
         return f"out_channels={self.out_channels}, stride={self.stride}"
 
 
-def _conv3x3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+class BasicBlock(ResidualBlock):
+    """Two conv + BN units from a conv maker; the first carries the stride.
 
-
-def _conv1x1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """Two 3×3×3 convs (``conv1``/``bn1``, ``conv2``/``bn2``); ``conv1`` carries the stride.
-
-    Args:
-        in_planes: Input channels.
-        planes: Output channels.
-        stride: Stride of ``conv1`` in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
+    Keys ``conv1``/``bn1``, ``conv2``/``bn2`` with :data:`~feat3d.backbones.blocks.CONV_3D`
+    (the class default), ``conv1_s``/``bn1_s``/``conv1_t``/``bn1_t``, ... with
+    :data:`~feat3d.backbones.blocks.CONV_2PLUS1D`. Arguments: see
+    :class:`~feat3d.backbones.blocks.ResidualBlock` (``planes``: output channels).
     """
 
-    expansion = 1
+    def build_branch(self, in_planes: int, planes: int, stride: int) -> None:
+        """``conv_maker`` units 1 (strided) and 2."""
+        self.conv_maker.build(self, 1, in_planes, planes, stride=(stride, stride))
+        self.conv_maker.build(self, 2, planes, planes)
 
-    def __init__(
-        self, *, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3x3(in_planes, planes, stride)
-        self.bn1 = nn.BatchNorm3d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3x3(planes, planes)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """unit 1 → ReLU → unit 2."""
+        return self.conv_maker(self, 2, self.relu(self.conv_maker(self, 1, x)))
 
 
-class Bottleneck(nn.Module):
-    """1×1×1 → 3×3×3 (strided) → 1×1×1 ×4 convs, keys ``conv1..3``/``bn1..3``.
+class Bottleneck(ResidualBlock):
+    """1×1×1 → conv maker's unit (strided) → 1×1×1 ×4 convs, keys ``conv1..3``/``bn1..3``.
 
-    Args:
-        in_planes: Input channels.
-        planes: Width of the 3×3×3 conv; the block outputs ``4 * planes``.
-        stride: Stride of ``conv2`` in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
+    The middle unit's keys are the conv maker's (``conv2``/``bn2`` for the default
+    :data:`~feat3d.backbones.blocks.CONV_3D`, ``conv2_s``/``bn2_s``/``conv2_t``/``bn2_t`` for
+    :data:`~feat3d.backbones.blocks.CONV_2PLUS1D`). Arguments: see
+    :class:`~feat3d.backbones.blocks.ResidualBlock` (``planes``: the stage width), and
+    ``width`` (channels of the middle unit, default ``planes``) and ``groups`` (of the middle
+    conv, ResNeXt's cardinality).
     """
 
     expansion = 4
 
-    def __init__(
-        self, *, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    def build_branch(
+        self, in_planes: int, planes: int, stride: int, *, width: int | None = None, groups: int = 1
     ) -> None:
-        super().__init__()
-        self.conv1 = _conv1x1x1(in_planes, planes)
-        self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = _conv3x3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = _conv1x1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+        """``conv1``/``bn1``, the conv maker's unit 2 (strided, grouped), ``conv3``/``bn3``."""
+        width = planes if width is None else width
+        out_planes = planes * self.expansion
+        self.conv1 = conv1x1x1(in_planes, width)
+        self.bn1 = nn.BatchNorm3d(width)
+        self.conv_maker.build(self, 2, width, width, stride=(stride, stride), groups=groups)
+        self.conv3 = conv1x1x1(width, out_planes)
+        self.bn3 = nn.BatchNorm3d(out_planes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """1×1×1 → ReLU → unit 2 → ReLU → 1×1×1."""
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out = self.relu(self.conv_maker(self, 2, out))
+        return self.bn3(self.conv3(out))
 
 
 #: A residual block class: an ``expansion`` class attribute (output channels per ``planes``)
@@ -160,6 +151,7 @@ def make_stage(
     blocks: int,
     shortcut_type: ShortcutType,
     stride: int,
+    conv_maker: ConvMaker | None = None,
     **block_kwargs: Any,
 ) -> nn.Sequential:
     """One stage (``layerN``) of Hara's ResNets, their variants and their (2+1)D version.
@@ -175,11 +167,15 @@ def make_stage(
         blocks: Number of blocks.
         shortcut_type: ``"A"`` or ``"B"``.
         stride: Stride of the first block in T, H and W.
+        conv_maker: Passed to every block when given (blocks that take one); ``None``
+            leaves each block its default.
         **block_kwargs: Passed to every block (e.g. ``cardinality``).
 
     Returns:
         The blocks as an ``nn.Sequential`` (keys ``0``, ``1``, ...).
     """
+    if conv_maker is not None:
+        block_kwargs["conv_maker"] = conv_maker
     out_planes = planes * block.expansion
     downsample: nn.Module | None = None
     if stride != 1 or in_planes != out_planes:
@@ -187,7 +183,7 @@ def make_stage(
             downsample = ZeroPadShortcut(out_channels=out_planes, stride=stride)
         else:
             downsample = nn.Sequential(
-                _conv1x1x1(in_planes, out_planes, stride), nn.BatchNorm3d(out_planes)
+                conv1x1x1(in_planes, out_planes, stride), nn.BatchNorm3d(out_planes)
             )
     stage = [
         block(
@@ -209,6 +205,7 @@ def make_stages(
     widths: Sequence[int],
     layers: Sequence[int],
     shortcut_type: ShortcutType,
+    conv_makers: Sequence[ConvMaker] | None = None,
     **block_kwargs: Any,
 ) -> list[nn.Sequential]:
     """The four stages (``layer1`` .. ``layer4``): stride 1 for the first, 2 for the others.
@@ -219,10 +216,12 @@ def make_stages(
         widths: The blocks' ``planes`` per stage.
         layers: Blocks per stage.
         shortcut_type: ``"A"`` or ``"B"``.
+        conv_makers: One conv maker per stage, or ``None`` for the block's own.
         **block_kwargs: Passed to every block.
     """
+    makers = [None] * len(layers) if conv_makers is None else conv_makers
     stages = []
-    for i, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
+    for i, (planes, blocks, maker) in enumerate(zip(widths, layers, makers, strict=True)):
         stages.append(
             make_stage(
                 block,
@@ -231,21 +230,12 @@ def make_stages(
                 blocks=blocks,
                 shortcut_type=shortcut_type,
                 stride=1 if i == 0 else 2,
+                conv_maker=maker,
                 **block_kwargs,
             )
         )
         in_planes = planes * block.expansion
     return stages
-
-
-def init_weights(model: nn.Module) -> None:
-    """Hara's 2020 initialization: Kaiming-normal convs (fan-out), BN weight 1 and bias 0."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm3d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 #: Depth → (block, blocks per stage), as in Hara's ``models/resnet.py``.
@@ -261,21 +251,31 @@ DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
 
 
 class HaraResNet(Backbone):
-    """Hara et al.'s 3D ResNet (see the module docstring for the data flow).
+    """Hara et al.'s 3D ResNet, its variants and its (2+1)D version (see the module docstring).
+
+    The stem and the blocks' 3×3×3 units come from conv makers, as in torchvision's
+    ``VideoResNet``: :data:`~feat3d.backbones.blocks.CONV_3D` gives the 3D ResNet
+    (``conv1``/``bn1``), :data:`~feat3d.backbones.blocks.CONV_2PLUS1D` the R(2+1)D ResNet
+    (``conv1_s``/``bn1_s``/``conv1_t``/``bn1_t``, the stem's spatial conv to
+    ``mid_planes(3, stem_width, t=conv1_t_size, k=7)`` channels).
 
     Args:
         block: :class:`BasicBlock`, :class:`Bottleneck` or a variant's block
-            (:mod:`feat3d.backbones.hara_variants`).
+            (:mod:`feat3d.backbones.hara_variants`, :mod:`feat3d.backbones.resnet2p1d`).
         layers: Blocks in layer1..layer4.
         num_classes: Rows of ``fc``.
         shortcut_type: ``"A"`` (zero-padded identity) or ``"B"`` (1×1×1 conv + BN).
-        conv1_t_size: Temporal kernel of ``conv1`` (padding ``conv1_t_size // 2``).
-        conv1_t_stride: Temporal stride of ``conv1``.
-        no_max_pool: Skip the max-pool after ``conv1``.
+        conv1_t_size: Temporal kernel of the stem (padding ``conv1_t_size // 2``).
+        conv1_t_stride: Temporal stride of the stem.
+        no_max_pool: Skip the max-pool after the stem.
         widths: The blocks' ``planes`` per stage.
-        stem_width: Output channels of ``conv1`` (64 in every published layout but Hara's
-            2020 code for Wide ResNets, which uses ``widths[0]``).
+        stem_width: Output channels of the stem (64 in every published layout but Hara's
+            2020 code for Wide ResNets and widened (2+1)D nets, which use ``widths[0]``).
         block_kwargs: Extra keyword arguments for every block (ResNeXt's ``cardinality``).
+        conv_makers: One conv maker per stage for the blocks, or ``None`` for each block
+            class's own (:attr:`BasicBlock.conv_maker`).
+        stem_conv: The stem's conv maker (kernel ``conv1_t_size×7×7``, stride
+            ``(conv1_t_stride, 2, 2)``).
     """
 
     def __init__(
@@ -291,12 +291,16 @@ class HaraResNet(Backbone):
         widths: Sequence[int] = (64, 128, 256, 512),
         stem_width: int = 64,
         block_kwargs: Mapping[str, Any] | None = None,
+        conv_makers: Sequence[ConvMaker] | None = None,
+        stem_conv: ConvMaker = CONV_3D,
     ) -> None:
         super().__init__()
         if shortcut_type not in ("A", "B"):
             raise ValueError(f"shortcut_type must be 'A' or 'B', got {shortcut_type!r}")
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError("layers and widths need one entry per stage (4)")
+        if conv_makers is not None and len(conv_makers) != 4:
+            raise ValueError("conv_makers needs one entry per stage (4)")
         self.arch_kwargs = {
             "num_classes": num_classes,
             "shortcut_type": shortcut_type,
@@ -308,15 +312,10 @@ class HaraResNet(Backbone):
         self.feature_dim = widths[3] * block.expansion
         self.no_max_pool = no_max_pool
 
-        self.conv1 = nn.Conv3d(
-            3,
-            stem_width,
-            kernel_size=(conv1_t_size, 7, 7),
-            stride=(conv1_t_stride, 2, 2),
-            padding=(conv1_t_size // 2, 3, 3),
-            bias=False,
+        self.stem_conv = stem_conv
+        stem_conv.build(
+            self, 1, 3, stem_width, kernel=(conv1_t_size, 7), stride=(conv1_t_stride, 2)
         )
-        self.bn1 = nn.BatchNorm3d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(
@@ -325,6 +324,7 @@ class HaraResNet(Backbone):
             widths=widths,
             layers=layers,
             shortcut_type=shortcut_type,
+            conv_makers=conv_makers,
             **(block_kwargs or {}),
         )
         self.avgpool = nn.AdaptiveAvgPool3d(1)
@@ -333,7 +333,7 @@ class HaraResNet(Backbone):
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, T, H, W)`` → layer4 output ``(N, D, t, h, w)``."""
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.stem_conv(self, 1, x))
         if not self.no_max_pool:
             x = self.maxpool(x)
         x = self.layer1(x)

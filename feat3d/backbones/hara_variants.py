@@ -27,17 +27,17 @@ and head; only the block and the widths differ (``(N, C, T, H, W)``, 16×112×11
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
+from feat3d.backbones.blocks import ResidualBlock, conv1x1x1, conv3d
 from feat3d.backbones.hara_resnet import (
     Block,
     Bottleneck,
     HaraResNet,
     ShortcutType,
-    _conv1x1x1,
-    _conv3x3x3,
 )
 from feat3d.backbones.registry import register_backbone
 
@@ -55,69 +55,53 @@ __all__ = [
 ]
 
 
-class PreActBasicBlock(nn.Module):
+class PreActBasicBlock(ResidualBlock):
     """Pre-activation basic block: ``bn1 → relu → conv1`` (strided), ``bn2 → relu → conv2``.
 
-    Args:
-        in_planes: Input channels (``bn1`` normalizes them).
-        planes: Output channels.
-        stride: Stride of ``conv1`` in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
+    ``bn1`` normalizes the block input; no activation after the sum. Arguments: see
+    :class:`~feat3d.backbones.blocks.ResidualBlock` (``planes``: output channels; the convs
+    are always full 3×3×3).
     """
 
-    expansion = 1
+    relu_after_sum = False
 
-    def __init__(
-        self, *, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
-    ) -> None:
-        super().__init__()
+    def build_branch(self, in_planes: int, planes: int, stride: int) -> None:
+        """``bn1``, ``conv1`` (strided), ``bn2``, ``conv2``."""
         self.bn1 = nn.BatchNorm3d(in_planes)
-        self.conv1 = _conv3x3x3(in_planes, planes, stride)
+        self.conv1 = conv3d(in_planes, planes, stride=(stride, stride))
         self.bn2 = nn.BatchNorm3d(planes)
-        self.conv2 = _conv3x3x3(planes, planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+        self.conv2 = conv3d(planes, planes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``; no activation after the sum."""
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """BN → ReLU → conv, twice."""
         out = self.conv1(self.relu(self.bn1(x)))
-        out = self.conv2(self.relu(self.bn2(out)))
-        return out + identity
+        return self.conv2(self.relu(self.bn2(out)))
 
 
-class PreActBottleneck(nn.Module):
+class PreActBottleneck(ResidualBlock):
     """Pre-activation bottleneck: BN → ReLU before each of 1×1×1, 3×3×3 (strided), 1×1×1 ×4.
 
-    Args:
-        in_planes: Input channels (``bn1`` normalizes them).
-        planes: Width of the 3×3×3 conv; the block outputs ``4 * planes``.
-        stride: Stride of ``conv2`` in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
+    ``bn1`` normalizes the block input; no activation after the sum. Arguments: see
+    :class:`~feat3d.backbones.blocks.ResidualBlock` (``planes``: width of the 3×3×3 conv).
     """
 
     expansion = 4
+    relu_after_sum = False
 
-    def __init__(
-        self, *, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
-    ) -> None:
-        super().__init__()
+    def build_branch(self, in_planes: int, planes: int, stride: int) -> None:
+        """``bn1``, ``conv1``, ``bn2``, ``conv2`` (strided), ``bn3``, ``conv3``."""
         self.bn1 = nn.BatchNorm3d(in_planes)
-        self.conv1 = _conv1x1x1(in_planes, planes)
+        self.conv1 = conv1x1x1(in_planes, planes)
         self.bn2 = nn.BatchNorm3d(planes)
-        self.conv2 = _conv3x3x3(planes, planes, stride)
+        self.conv2 = conv3d(planes, planes, stride=(stride, stride))
         self.bn3 = nn.BatchNorm3d(planes)
-        self.conv3 = _conv1x1x1(planes, planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+        self.conv3 = conv1x1x1(planes, planes * self.expansion)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``; no activation after the sum."""
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """BN → ReLU → conv, three times."""
         out = self.conv1(self.relu(self.bn1(x)))
         out = self.conv2(self.relu(self.bn2(out)))
-        out = self.conv3(self.relu(self.bn3(out)))
-        return out + identity
+        return self.conv3(self.relu(self.bn3(out)))
 
 
 class WideBottleneck(Bottleneck):
@@ -127,48 +111,25 @@ class WideBottleneck(Bottleneck):
     expansion = 2
 
 
-class ResNeXtBottleneck(nn.Module):
+class ResNeXtBottleneck(Bottleneck):
     """ResNeXt bottleneck: 1×1×1 → grouped 3×3×3 (strided) → 1×1×1 ×2, keys ``conv1..3``/``bn1..3``.
 
+    A :class:`~feat3d.backbones.hara_resnet.Bottleneck` with expansion 2 whose middle conv
+    has ``cardinality`` groups over ``cardinality * (planes // 32)`` channels.
+
     Args:
-        in_planes: Input channels.
         planes: Stage width; the block outputs ``2 * planes``.
-        stride: Stride of ``conv2`` in T, H and W.
-        downsample: Shortcut module, or ``None`` for the identity.
-        cardinality: Groups of ``conv2``, which has ``cardinality * (planes // 32)`` channels.
+        cardinality: Groups of ``conv2``.
+        **kwargs: ``in_planes``, ``stride``, ``downsample``, ``conv_maker`` as for
+            :class:`~feat3d.backbones.hara_resnet.Bottleneck`.
     """
 
     expansion = 2
 
-    def __init__(
-        self,
-        *,
-        in_planes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        cardinality: int = 32,
-    ) -> None:
-        super().__init__()
-        mid = cardinality * (planes // 32)
-        self.conv1 = _conv1x1x1(in_planes, mid)
-        self.bn1 = nn.BatchNorm3d(mid)
-        self.conv2 = nn.Conv3d(
-            mid, mid, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False
+    def __init__(self, *, planes: int, cardinality: int = 32, **kwargs: Any) -> None:
+        super().__init__(
+            planes=planes, width=cardinality * (planes // 32), groups=cardinality, **kwargs
         )
-        self.bn2 = nn.BatchNorm3d(mid)
-        self.conv3 = _conv1x1x1(mid, planes * self.expansion)
-        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 #: Depth → (block, blocks per stage), as in Hara's ``models/pre_act_resnet.py``.

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feat3d.backbones.blocks import ResidualBlock, conv3d, init_weights
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [
@@ -83,32 +84,30 @@ TEMPORAL_KERNEL = 3
 _WIDTHS = (64, 128, 256, 512)
 
 
-class Bottleneck3d(nn.Module):
+class Bottleneck3d(ResidualBlock):
     """ResNet-50 bottleneck (torchvision keys ``conv1..3``/``bn1..3``/``downsample.0/.1``).
 
-    Args:
-        in_planes: Input channels.
-        planes: Width of the 3×3 conv; the unit outputs ``4 * planes``.
-        stride: Spatial stride of ``conv2`` (torchvision's v1.5 layout).
-        downsample: Projection shortcut, or ``None`` for the identity.
-        temporal: Make ``conv1`` and ``conv3`` 3×1×1 in time (the paper's 1×1×3 filters).
-        temporal_padding: How those convs pad time: ``"zeros"`` (the authors' code) or
-            ``"replicate"``.
+    Arguments: see :class:`~feat3d.backbones.blocks.ResidualBlock` (``planes``: width of the
+    3×3 conv, the unit outputs ``4 * planes``; ``stride``: spatial stride of ``conv2``,
+    torchvision's v1.5 layout), and
+
+    - ``temporal``: make ``conv1`` and ``conv3`` 3×1×1 in time (the paper's 1×1×3 filters);
+    - ``temporal_padding``: how those convs pad time: ``"zeros"`` (the authors' code) or
+      ``"replicate"``.
     """
 
     expansion = 4
 
-    def __init__(
+    def build_branch(
         self,
-        *,
         in_planes: int,
         planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
+        stride: int,
+        *,
         temporal: bool = False,
         temporal_padding: TemporalPadding = "zeros",
     ) -> None:
-        super().__init__()
+        """``conv1``/``bn1`` (pointwise in space), ``conv2``/``bn2`` (1×3×3), ``conv3``/``bn3``."""
         kt = TEMPORAL_KERNEL if temporal else 1
         pointwise = {
             "kernel_size": (kt, 1, 1),
@@ -119,14 +118,16 @@ class Bottleneck3d(nn.Module):
         self.temporal = temporal
         self.conv1 = nn.Conv3d(in_planes, planes, **pointwise)
         self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(
-            planes, planes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
-        )
+        self.conv2 = conv3d(planes, planes, kernel=(1, 3), stride=(1, stride))
         self.bn2 = nn.BatchNorm3d(planes)
         self.conv3 = nn.Conv3d(planes, planes * self.expansion, **pointwise)
         self.bn3 = nn.BatchNorm3d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch: conv1 → conv2 → conv3, BN after each, ReLU between."""
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
 
     def forward(
         self, x: torch.Tensor, *, residual_extra: torch.Tensor | None = None, activate: bool = True
@@ -138,11 +139,8 @@ class Bottleneck3d(nn.Module):
             residual_extra: Added to the residual branch's input only (eq. 2's skip-stream).
             activate: Apply the final ReLU; ``False`` returns the pre-activation sum.
         """
-        identity = x if self.downsample is None else self.downsample(x)
-        branch = x if residual_extra is None else x + residual_extra
-        out = self.relu(self.bn1(self.conv1(branch)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out)) + identity
+        identity = self.shortcut(x)
+        out = self.branch(x if residual_extra is None else x + residual_extra) + identity
         return self.relu(out) if activate else out
 
 
@@ -189,12 +187,7 @@ class ResNet50Stream(nn.Module):
             in_planes = planes * 4
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Linear(2048, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     @property
     def stages(self) -> tuple[nn.Sequential, ...]:

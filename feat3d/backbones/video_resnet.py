@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from feat3d.backbones.blocks import ResidualBlock, conv1x1x1, init_weights, mid_planes
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [
@@ -149,94 +150,61 @@ class Conv2Plus1D(nn.Sequential):
 ConvMaker = type[Conv3DSimple] | type[Conv3DNoTemporal] | type[Conv2Plus1D]
 
 
-def _midplanes(in_planes: int, planes: int) -> int:
-    # Width that gives a (2+1)D conv the parameter count of a full 3×3×3 conv (Tran et al.,
-    # Sec. 3.5): t·d²·N_in·N_out / (d²·N_in + t·N_out) with t = d = 3.
-    return (in_planes * planes * 3 * 3 * 3) // (in_planes * 3 * 3 + 3 * planes)
-
-
-class BasicBlock(nn.Module):
+class BasicBlock(ResidualBlock):
     """Two convs from ``conv_maker``: keys ``conv1.0``/``conv1.1`` and ``conv2.0``/``conv2.1``.
 
-    Args:
-        in_planes: Input channels.
-        planes: Output channels.
-        conv_maker: Conv class for both convs.
-        stride: Stride of the first conv.
-        downsample: Shortcut module, or ``None`` for the identity.
+    Arguments: see :class:`~feat3d.backbones.blocks.ResidualBlock`, with ``conv_maker`` a
+    torchvision conv class for both convs (default :class:`Conv3DSimple`) and
+    ``planes`` the output channels.
     """
 
-    expansion = 1
+    conv_maker: ConvMaker = Conv3DSimple  # type: ignore[assignment]
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        conv_maker: ConvMaker,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
+    def build_branch(self, in_planes: int, planes: int, stride: int) -> None:
+        """``conv1`` (conv, BN, ReLU; strided) and ``conv2`` (conv, BN)."""
         # torchvision computes midplanes once from the block's input width and uses it for
         # both convs (layer2.0: 230 and 230).
-        mid = _midplanes(in_planes, planes)
+        mid = mid_planes(in_planes, planes)
         self.conv1 = nn.Sequential(
-            conv_maker(in_planes, planes, mid, stride),
+            self.conv_maker(in_planes, planes, mid, stride),
             nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
-        self.conv2 = nn.Sequential(conv_maker(planes, planes, mid), nn.BatchNorm3d(planes))
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+        self.conv2 = nn.Sequential(self.conv_maker(planes, planes, mid), nn.BatchNorm3d(planes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + identity)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv2(conv1(x))``."""
+        return self.conv2(self.conv1(x))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1×1×1 → ``conv_maker`` → 1×1×1 ×4, keys ``conv1``/``conv2``/``conv3`` (each ``.0``/``.1``).
 
-    Args:
-        in_planes: Input channels.
-        planes: Width of the middle conv; the block outputs ``4 * planes``.
-        conv_maker: Conv class for the middle conv.
-        stride: Stride of the middle conv.
-        downsample: Shortcut module, or ``None`` for the identity.
+    Arguments: see :class:`~feat3d.backbones.blocks.ResidualBlock`, with ``conv_maker`` a
+    torchvision conv class for the middle conv (default :class:`Conv3DSimple`) and
+    ``planes`` its width.
     """
 
     expansion = 4
+    conv_maker: ConvMaker = Conv3DSimple  # type: ignore[assignment]
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        conv_maker: ConvMaker,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        mid = _midplanes(in_planes, planes)
+    def build_branch(self, in_planes: int, planes: int, stride: int) -> None:
+        """``conv1`` (1×1×1), ``conv2`` (conv maker, strided), ``conv3`` (1×1×1)."""
+        mid = mid_planes(in_planes, planes)
         out = planes * self.expansion
         self.conv1 = nn.Sequential(
-            nn.Conv3d(in_planes, planes, kernel_size=1, bias=False),
+            conv1x1x1(in_planes, planes), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
+        )
+        self.conv2 = nn.Sequential(
+            self.conv_maker(planes, planes, mid, stride),
             nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
-        self.conv2 = nn.Sequential(
-            conv_maker(planes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
-        )
-        self.conv3 = nn.Sequential(
-            nn.Conv3d(planes, out, kernel_size=1, bias=False), nn.BatchNorm3d(out)
-        )
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+        self.conv3 = nn.Sequential(conv1x1x1(planes, out), nn.BatchNorm3d(out))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block on ``(N, C, T, H, W)``."""
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv3(conv2(conv1(x)))``."""
+        return self.conv3(self.conv2(self.conv1(x)))
 
 
 Block = type[BasicBlock] | type[Bottleneck]
@@ -314,17 +282,9 @@ class VideoResNet(Backbone):
         self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
         self.fc = nn.Linear(self.feature_dim, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
+        nn.init.normal_(self.fc.weight, 0, 0.01)
+        nn.init.zeros_(self.fc.bias)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):
@@ -346,10 +306,19 @@ class VideoResNet(Backbone):
                 ),
                 nn.BatchNorm3d(out_planes),
             )
-        stage = [block(self._in_planes, planes, conv_maker, stride, downsample)]
+        first = block(
+            in_planes=self._in_planes,
+            planes=planes,
+            stride=stride,
+            downsample=downsample,
+            conv_maker=conv_maker,
+        )
         self._in_planes = out_planes
-        stage += [block(out_planes, planes, conv_maker) for _ in range(1, blocks)]
-        return nn.Sequential(*stage)
+        rest = [
+            block(in_planes=out_planes, planes=planes, conv_maker=conv_maker)
+            for _ in range(1, blocks)
+        ]
+        return nn.Sequential(first, *rest)
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, T, H, W)`` → layer4 output ``(N, D, t, h, w)``."""

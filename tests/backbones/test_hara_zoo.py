@@ -28,8 +28,9 @@ from feat3d.backbones import (
     load_state_dict_strict,
     resolve_weights,
 )
+from feat3d.backbones.blocks import CONV_2PLUS1D, CONV_3D
 from feat3d.backbones.densenet import DenseLayer, Transition, densenet
-from feat3d.backbones.hara_resnet import Bottleneck, HaraResNet
+from feat3d.backbones.hara_resnet import BasicBlock, Bottleneck, HaraResNet
 from feat3d.backbones.hara_variants import (
     PreActBottleneck,
     ResNeXtBottleneck,
@@ -329,6 +330,28 @@ def test_r2p1d_basic_block_strides_both_halves() -> None:
     residual = _bn(F.conv3d(x, b.downsample[0].weight, stride=2), b.downsample[1])
     with torch.no_grad():
         torch.testing.assert_close(block(x), F.relu(out + residual))
+
+
+def test_conv_makers_per_stage() -> None:
+    # One class, one conv maker per stage: 3D stem and layer1/3, (2+1)D layer2/4.
+    model = HaraResNet(
+        block=BasicBlock,
+        layers=(1, 1, 1, 1),
+        num_classes=3,
+        conv_makers=(CONV_3D, CONV_2PLUS1D, CONV_3D, CONV_2PLUS1D),
+    ).eval()
+    sd = model.state_dict()
+    assert sd["conv1.weight"].shape == (64, 3, 7, 7, 7)
+    assert sd["layer1.0.conv2.weight"].shape == (64, 64, 3, 3, 3)
+    assert sd["layer2.0.conv1_s.weight"].shape == (mid(64, 128, 3, 3), 64, 1, 3, 3)
+    assert "layer2.0.conv1.weight" not in sd and "layer3.0.conv1.weight" in sd
+    assert model.layer4[0].conv1_t.stride == (2, 1, 1)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 8, 32, 32)).shape == (1, 3)
+    with pytest.raises(ValueError, match="not grouped"):
+        Bottleneck(in_planes=64, planes=64, conv_maker=CONV_2PLUS1D, groups=2)
+    with pytest.raises(ValueError, match="conv_makers"):
+        HaraResNet(block=BasicBlock, layers=(1, 1, 1, 1), conv_makers=(CONV_3D,))
 
 
 def test_dense_layer_and_transition() -> None:
