@@ -10,6 +10,7 @@ The Python API under the CLI::
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -37,8 +38,6 @@ __all__ = ["__version__", *_LAZY]
 def __getattr__(name: str) -> Any:
     # Importing torch takes seconds: load the API on first use so `feat3d --help` stays quick.
     if name in _LAZY:
-        import importlib
-
         module, attribute = _LAZY[name]
         return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'feat3d' has no attribute {name!r}")

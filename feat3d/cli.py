@@ -21,6 +21,7 @@ from .backbones.hub import weight_names
 from .config import add_config_option_to
 from .errors import Feat3dError
 from .io.discover import InputError
+from .io.merge import parse_shard
 from .options import ClipOptions, ModelOptions, TwoStreamOptions
 from .precision import PRECISIONS
 
@@ -64,8 +65,6 @@ class ShardParam(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, tuple):
             return value
-        from .io.merge import parse_shard
-
         try:
             return parse_shard(value)
         except ValueError as error:

@@ -19,6 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .backbones import list_weights, weights_cache_path
+
 
 def make_sample_video(
     path: str | Path, *, n_frames: int = 80, fps: int = 25, width: int = 160, height: int = 120
@@ -47,8 +49,6 @@ def make_sample_video(
 def demo_weights(model: str = "r3d_18") -> str:
     """``DEFAULT`` when the model's published weights are already in the torch.hub cache
     (so the demo stays offline), else ``none``."""
-    from .backbones import list_weights, weights_cache_path
-
     named = [w for w in list_weights(model) if w.default]
     return "DEFAULT" if named and weights_cache_path(named[0]).exists() else "none"
 

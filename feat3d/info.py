@@ -18,8 +18,11 @@ from typing import Any
 
 import h5py
 import numpy as np
+import torch
 
+from .backbones import get_backbone, load_checkpoint
 from .errors import RunError
+from .flow.store import FlowFile
 from .io.h5store import journal_path
 from .io.reader import (
     FORMAT_NAMES,
@@ -528,10 +531,6 @@ class CheckpointInfo:
 
 def _parameter_count(arch: str, arch_kwargs: Mapping[str, Any]) -> int:
     """Learnable parameters of the architecture, built on the meta device (no memory)."""
-    import torch
-
-    from .backbones import get_backbone
-
     with torch.device("meta"):
         model = get_backbone(arch, **dict(arch_kwargs))
     return sum(parameter.numel() for parameter in model.parameters())
@@ -550,8 +549,6 @@ def describe_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) ->
     Example:
         >>> print(describe_checkpoint("runs/motion/best.pt").to_text())  # doctest: +SKIP
     """
-    from .backbones import load_checkpoint
-
     path = Path(path)
     loaded = load_checkpoint(path, trust=trust)
     meta = loaded.meta
@@ -630,8 +627,6 @@ def is_flow_file(path: str | os.PathLike[str]) -> bool:
 
 def describe_flow(path: str | os.PathLike[str]) -> FlowInfo:
     """Videos, fields, options and failures of a ``feat3d flow`` file."""
-    from .flow.store import FlowFile
-
     path = Path(path)
     with FlowFile(path) as flows:
         keys = flows.keys()

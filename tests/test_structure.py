@@ -9,9 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "feat3d"
 
 #: Imported inside functions on purpose: optional extras (their error names the pip line),
-#: or heavy modules a quick command (``feat3d --help``, ``feat3d info``) should not load.
-DEFERRED = ("cv2", "matplotlib", "sklearn", "ray", "pyarrow", "fsspec", "torch", "importlib",
-            "feat3d.plots", "h5py")  # fmt: skip
+#: and ``fcntl``, which exists on POSIX only.
+DEFERRED = ("cv2", "matplotlib", "sklearn", "ray", "pyarrow", "fsspec", "fcntl")
 
 
 def _module_name(path: Path) -> str:

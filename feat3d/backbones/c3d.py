@@ -232,7 +232,7 @@ class C3D(Backbone):
 
 
 # num_params with 400 classes, like every registry entry (79,991,015 with Sports-1M's 487:
-# the Keras port's model summary); gflops: multiply-accumulates ×1e9 for one 16×112×112
+# the Keras port's model summary); gmacs: multiply-accumulates ×1e9 for one 16×112×112
 # clip, torch.utils.flop_counter. Both re-measured in tests/backbones/test_res3d_c3d.py.
 
 
@@ -246,9 +246,8 @@ class C3D(Backbone):
     default_meta="c3d-sports1m",
     formats=("c3d", "feat3d"),
     stem="conv 3×3×3 to 64, ReLU, max-pool 1×2×2",
-    default_input=(16, 112),
     num_params=79634576,
-    gflops=38.549,
+    gmacs=38.549,
     paper="Tran et al., ICCV 2015, arXiv:1412.0767",
 )
 def c3d(*, num_classes: int = SPORTS1M_CLASSES) -> C3D:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from feat3d import __version__
 from feat3d.backbones.layouts import (
     LayoutError,
     UnsupportedLayout,
@@ -427,8 +428,6 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, meta: WeightsMeta | N
         ValueError: No metadata, unknown ``meta.arch``, or labels that do not match the
             classifier (update ``meta.categories`` after ``reset_classifier``).
     """
-    from feat3d import __version__  # late: feat3d/__init__ may import this package
-
     module = _unwrap(model)
     meta = meta if meta is not None else getattr(module, "meta", None)
     if not isinstance(meta, WeightsMeta):

@@ -259,7 +259,7 @@ for _depth in _REGISTERED:
         widths=(32, 32, 32, 32),
         stem="conv 7×7×7 /(1,2,2), BN, ReLU, max-pool 3×3×3 /2",
         num_params=_params,
-        gflops=_gmacs,
+        gmacs=_gmacs,
         paper=(
             "Hara et al., CVPR 2018, arXiv:1711.09577; Huang et al., CVPR 2017, arXiv:1608.06993"
         ),

@@ -408,6 +408,6 @@ for _depth, (_block, _layers) in DEPTHS.items():
         formats=("hara2017", "hara2020", "feat3d"),
         stem=_STEM,
         num_params=_params,
-        gflops=_gmacs,
+        gmacs=_gmacs,
         paper=_PAPER,
     )(partial(hara_resnet, _depth))

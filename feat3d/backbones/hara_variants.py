@@ -315,52 +315,32 @@ _PAPER = "Hara et al., CVPR 2018, arXiv:1711.09577"
 _STEM = "conv 7×7×7 /(1,2,2), BN, ReLU, max-pool 3×3×3 /2"
 _FORMATS = ("hara2017", "hara2020", "feat3d")
 
+
+def _register(name: str, builder: Any, stats: tuple[int, float], paper: str, **spec: Any) -> None:
+    """One Hara et al. variant: their stem, checkpoint formats and normalization preset."""
+    params, gmacs = stats
+    register_backbone(
+        name, family="hara-resnet", default_meta="hara2017", formats=_FORMATS, stem=_STEM,
+        num_params=params, gmacs=gmacs, paper=f"{_PAPER}; {paper}", **spec,
+    )(builder)  # fmt: skip
+
+
 for _depth, (_block, _layers) in PREACT_DEPTHS.items():
-    _params, _gmacs = _PREACT_STATS[_depth]
-    register_backbone(
-        f"preact-resnet-{_depth}",
-        family="hara-resnet",
+    _register(
+        f"preact-resnet-{_depth}", partial(preact_resnet, _depth), _PREACT_STATS[_depth],
+        "He et al., ECCV 2016, arXiv:1603.05027", layers=_layers,
         block="preact-basic" if _block is PreActBasicBlock else "preact-bottleneck",
-        layers=_layers,
         feature_dim=512 * _block.expansion,
-        default_meta="hara2017",
-        formats=_FORMATS,
-        stem=_STEM,
-        num_params=_params,
-        gflops=_gmacs,
-        paper=f"{_PAPER}; He et al., ECCV 2016, arXiv:1603.05027",
-    )(partial(preact_resnet, _depth))
-
+    )  # fmt: skip
 for _depth, _layers in WIDE_DEPTHS.items():
-    _params, _gmacs = _WIDE_STATS[_depth]
-    register_backbone(
-        f"wide-resnet-{_depth}",
-        family="hara-resnet",
-        block="wide-bottleneck",
-        layers=_layers,
-        feature_dim=2048,
-        default_meta="hara2017",
-        formats=_FORMATS,
-        widths=(128, 256, 512, 1024),
-        stem=_STEM,
-        num_params=_params,
-        gflops=_gmacs,
-        paper=f"{_PAPER}; Zagoruyko & Komodakis, BMVC 2016, arXiv:1605.07146",
-    )(partial(wide_resnet, _depth))
-
+    _register(
+        f"wide-resnet-{_depth}", partial(wide_resnet, _depth), _WIDE_STATS[_depth],
+        "Zagoruyko & Komodakis, BMVC 2016, arXiv:1605.07146", layers=_layers,
+        block="wide-bottleneck", feature_dim=2048, widths=(128, 256, 512, 1024),
+    )  # fmt: skip
 for _depth, _layers in RESNEXT_DEPTHS.items():
-    _params, _gmacs = _RESNEXT_STATS[_depth]
-    register_backbone(
-        f"resnext-{_depth}",
-        family="hara-resnet",
-        block="resnext-bottleneck",
-        layers=_layers,
-        feature_dim=2048,
-        default_meta="hara2017",
-        formats=_FORMATS,
-        widths=_RESNEXT_WIDTHS,
-        stem=_STEM,
-        num_params=_params,
-        gflops=_gmacs,
-        paper=f"{_PAPER}; Xie et al., CVPR 2017, arXiv:1611.05431",
-    )(partial(resnext, _depth))
+    _register(
+        f"resnext-{_depth}", partial(resnext, _depth), _RESNEXT_STATS[_depth],
+        "Xie et al., CVPR 2017, arXiv:1611.05431", layers=_layers,
+        block="resnext-bottleneck", feature_dim=2048, widths=_RESNEXT_WIDTHS,
+    )  # fmt: skip

@@ -229,31 +229,11 @@ _REGISTRY: dict[str, BackboneSpec] = {}
 
 
 def _spec_fields(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """The :class:`BackboneSpec` fields of a registration; older keywords are translated.
-
-    ``gflops`` is the former name of ``gmacs``. ``default_input`` and ``frame_stride`` are
-    the preset's: given, they must agree with it.
-    """
-    if "gflops" in spec:
-        spec["gmacs"] = spec.pop("gflops")
+    """The :class:`BackboneSpec` fields of a registration, its preset checked: the preset is
+    the one source of the clip protocol, so a registration names it and states none."""
     preset_name = spec.get("default_meta")
     if preset_name not in PRESETS:
         raise ValueError(f"backbone {name!r}: unknown preset {preset_name!r}")
-    preset = PRESETS[preset_name]
-    given_input = spec.pop("default_input", None)
-    declared = {
-        "default_input": (
-            tuple(given_input) if given_input is not None else None,
-            (preset.clip_len, preset.crop),
-        ),
-        "frame_stride": (spec.pop("frame_stride", None), preset.frame_stride),
-    }
-    for key, (given, expected) in declared.items():
-        if given is not None and given != expected:
-            raise ValueError(
-                f"backbone {name!r}: {key}={given!r} disagrees with preset {preset_name!r} "
-                f"({expected!r}); the preset is the one source of the clip protocol"
-            )
     return spec
 
 
@@ -262,16 +242,14 @@ def register_backbone(name: str, **spec: Any) -> Callable[[Builder], Builder]:
 
     Args:
         name: Registry name; must be new.
-        **spec: The remaining :class:`BackboneSpec` fields (all but ``name`` and ``builder``).
-            ``default_input``/``frame_stride`` may be given only as a check against the
-            preset; ``gflops`` is accepted as the former name of ``gmacs``.
+        **spec: The remaining :class:`BackboneSpec` fields (all but ``name`` and ``builder``);
+            the clip protocol comes from the preset ``default_meta`` names.
 
     Returns:
         A decorator that records the builder and returns it unchanged.
 
     Raises:
-        ValueError: ``name`` is already registered, an unknown preset, or a clip protocol
-            that disagrees with the preset.
+        ValueError: ``name`` is already registered, or an unknown preset.
 
     Example:
         >>> @register_backbone("tiny", family="torchvision", block="basic",

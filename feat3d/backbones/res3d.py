@@ -72,13 +72,6 @@ from feat3d.backbones.video_resnet import (
 __all__ = [
     "CONV_MAKERS",
     "DEPTHS",
-    "res3d_18",
-    "res3d_18_2p5d",
-    "res3d_18_mc2",
-    "res3d_18_mc3",
-    "res3d_18_mc4",
-    "res3d_18_mc5",
-    "res3d_34",
 ]
 
 #: Basic blocks per stage (conv2_x .. conv5_x), Table 2.
@@ -110,155 +103,48 @@ _COMMON: dict[str, Any] = {
     "default_meta": "res3d-sports1m",
     "formats": ("feat3d",),
     "stem": _STEM,
-    "default_input": (8, 112),
-    "frame_stride": 2,
 }
 
 # num_params: 400 classes (Table 3 quotes 101 classes: 33.2 M and 63.5 M for 18 and 34).
-# gflops: multiply-accumulates ×1e9 for one 8×112×112 clip, torch.utils.flop_counter.
+# gmacs: multiply-accumulates ×1e9 for one 8×112×112 clip, torch.utils.flop_counter.
 # Both re-measured in tests/backbones/test_res3d_c3d.py.
 
 
-@register_backbone(
-    "res3d-18",
-    layers=DEPTHS[18],
-    num_params=33371472,
-    gflops=20.348,
-    paper=f"{_PAPER}, Table 2",
-    **_COMMON,
-)
-def res3d_18(*, num_classes: int = 400) -> VideoResNet:
-    """Res3D-18 (3D-ResNet18): 3×3×3 convs in every stage (Tran et al., 2017, Table 2).
-
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
-    """
-    return _res3d(layers=DEPTHS[18], convs="3d", num_classes=num_classes)
-
-
-@register_backbone(
-    "res3d-34",
-    layers=DEPTHS[34],
-    num_params=63681104,
-    gflops=37.689,
-    paper=f"{_PAPER}, Table 2",
-    **_COMMON,
-)
-def res3d_34(*, num_classes: int = 400) -> VideoResNet:
-    """Res3D-34 (3D-ResNet34): 3×3×3 convs, [3, 4, 6, 3] blocks (Tran et al., 2017, Table 2).
-
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
-    """
-    return _res3d(layers=DEPTHS[34], convs="3d", num_classes=num_classes)
+#: Registry name → (depth, convs, parameters, GMACs, where in the paper, what it is).
+_VARIANTS: dict[str, tuple[int, str, int, float, str, str]] = {
+    "res3d-18": (18, "3d", 33371472, 20.348, "Table 2", "3×3×3 convs in every stage"),
+    "res3d-34": (34, "3d", 63681104, 37.689, "Table 2", "3×3×3 convs, [3, 4, 6, 3] blocks"),
+    "res3d-18-mc2": (18, "mc2", 11400528, 14.273, "Table 6 (mixed convolutions)",
+                     "3D conv1 only; 2D (1×3×3) convs from conv2_x on"),
+    "res3d-18-mc3": (18, "mc3", 11695440, 21.671, "Table 6 (mixed convolutions)",
+                     "3D convs in conv1 and conv2_x; 2D from conv3_x on (torchvision's mc3_18)"),
+    "res3d-18-mc4": (18, "mc4", 12727632, 19.976, "Table 6 (mixed convolutions)",
+                     "3D convs up to conv3_x; 2D in conv4_x and conv5_x"),
+    "res3d-18-mc5": (18, "mc5", 16856400, 19.950, "Table 6 (mixed convolutions)",
+                     "3D convs up to conv4_x; 2D in conv5_x only"),
+    "res3d-18-2.5d": (18, "2.5d", 31518204, 20.585, "Table 6 (2.5D convolutions)",
+                      "every block conv factorised as 1×3×3 then 3×1×1, its intermediate width "
+                      "keeping a 3×3×3 conv's parameter count (torchvision's Conv2Plus1D rule); "
+                      "the stem keeps Table 2's 3×7×7 conv"),
+}  # fmt: skip
 
 
-@register_backbone(
-    "res3d-18-mc2",
-    layers=DEPTHS[18],
-    num_params=11400528,
-    gflops=14.273,
-    paper=f"{_PAPER}, Table 6 (mixed convolutions)",
-    **_COMMON,
-)
-def res3d_18_mc2(*, num_classes: int = 400) -> VideoResNet:
-    """Res3D-18 mc2: 3D conv1 only; 2D (1×3×3) convs from conv2_x on (Tran et al., 2017).
+def _register(name: str, depth: int, convs: str, num_params: int, gmacs: float, table: str,
+              what: str) -> None:  # fmt: skip
+    def build(*, num_classes: int = 400) -> VideoResNet:
+        return _res3d(layers=DEPTHS[depth], convs=convs, num_classes=num_classes)
 
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
-    """
-    return _res3d(layers=DEPTHS[18], convs="mc2", num_classes=num_classes)
+    build.__name__ = build.__qualname__ = name.replace("-", "_").replace(".", "p")
+    build.__doc__ = (
+        f"{name}: {what} (Tran et al., 2017, {table}).\n\n"
+        "Args:\n    num_classes: Rows of ``fc``.\n\n"
+        "Returns:\n    A randomly initialized CPU model.\n"
+    )
+    register_backbone(
+        name, layers=DEPTHS[depth], num_params=num_params, gmacs=gmacs,
+        paper=f"{_PAPER}, {table}", **_COMMON,
+    )(build)  # fmt: skip
 
 
-@register_backbone(
-    "res3d-18-mc3",
-    layers=DEPTHS[18],
-    num_params=11695440,
-    gflops=21.671,
-    paper=f"{_PAPER}, Table 6 (mixed convolutions)",
-    **_COMMON,
-)
-def res3d_18_mc3(*, num_classes: int = 400) -> VideoResNet:
-    """Res3D-18 mc3: 3D convs in conv1 and conv2_x; 2D from conv3_x on (Tran et al., 2017).
-
-    The layout of torchvision's ``mc3_18``.
-
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
-    """
-    return _res3d(layers=DEPTHS[18], convs="mc3", num_classes=num_classes)
-
-
-@register_backbone(
-    "res3d-18-mc4",
-    layers=DEPTHS[18],
-    num_params=12727632,
-    gflops=19.976,
-    paper=f"{_PAPER}, Table 6 (mixed convolutions)",
-    **_COMMON,
-)
-def res3d_18_mc4(*, num_classes: int = 400) -> VideoResNet:
-    """Res3D-18 mc4: 3D convs up to conv3_x; 2D in conv4_x and conv5_x (Tran et al., 2017).
-
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
-    """
-    return _res3d(layers=DEPTHS[18], convs="mc4", num_classes=num_classes)
-
-
-@register_backbone(
-    "res3d-18-mc5",
-    layers=DEPTHS[18],
-    num_params=16856400,
-    gflops=19.950,
-    paper=f"{_PAPER}, Table 6 (mixed convolutions)",
-    **_COMMON,
-)
-def res3d_18_mc5(*, num_classes: int = 400) -> VideoResNet:
-    """Res3D-18 mc5: 3D convs up to conv4_x; 2D in conv5_x only (Tran et al., 2017).
-
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
-    """
-    return _res3d(layers=DEPTHS[18], convs="mc5", num_classes=num_classes)
-
-
-@register_backbone(
-    "res3d-18-2.5d",
-    layers=DEPTHS[18],
-    num_params=31518204,
-    gflops=20.585,
-    paper=f"{_PAPER}, Table 6 (2.5D convolutions)",
-    **_COMMON,
-)
-def res3d_18_2p5d(*, num_classes: int = 400) -> VideoResNet:
-    """Res3D-18 2.5D: every block conv factorised as 1×3×3 then 3×1×1 (Tran et al., 2017).
-
-    The intermediate width keeps each factorised conv's parameter count equal to a 3×3×3
-    conv's (torchvision's ``Conv2Plus1D`` rule); the stem keeps Table 2's 3×7×7 conv.
-
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
-    """
-    return _res3d(layers=DEPTHS[18], convs="2.5d", num_classes=num_classes)
+for _name, _row in _VARIANTS.items():
+    _register(_name, *_row)

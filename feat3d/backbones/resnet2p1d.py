@@ -150,7 +150,7 @@ for _depth, (_block, _layers) in DEPTHS.items():
         formats=("hara2020", "feat3d"),
         stem="conv 1×7×7 /(1,2,2) + 7×1×1, BN, ReLU each, max-pool 3×3×3 /2",
         num_params=_params,
-        gflops=_gmacs,
+        gmacs=_gmacs,
         paper=(
             "Tran et al., CVPR 2018, arXiv:1711.11248; Hara's 3D-ResNets-PyTorch (2020), "
             "Kataoka et al., arXiv:2004.04968"

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from feat3d.errors import RunError
 
@@ -35,8 +37,6 @@ def write_safetensors(path: str | os.PathLike[str], payload: Mapping[str, Any]) 
 
     The caller makes the write atomic (temporary name, then rename).
     """
-    from safetensors.torch import save_file
-
     state = {k: v.detach().cpu().contiguous() for k, v in payload["state_dict"].items()}
     header = {
         "format": "feat3d",
@@ -61,8 +61,6 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Any]:
         SafetensorsError: Not a safetensors file, or one without feat3d's header (a bare
             state dict is returned as ``{"state_dict": ...}`` so the layout can be inferred).
     """
-    from safetensors import SafetensorError, safe_open
-
     try:
         state: dict[str, torch.Tensor] = {}
         with safe_open(os.fspath(path), framework="pt", device="cpu") as handle:

@@ -55,6 +55,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from feat3d.backbones.blocks import ResidualBlock, conv3d, init_weights
+from feat3d.backbones.checkpoints import (
+    WeightsError,
+    compute_sha256,
+    load_state_dict_strict,
+    read_file,
+)
+from feat3d.backbones.meta import default_meta
 from feat3d.backbones.registry import Backbone, register_backbone
 
 __all__ = [
@@ -558,8 +565,6 @@ def inflate_resnet50_2d(
     Raises:
         WeightsError: A missing key or a shape that is not ResNet-50's.
     """
-    from feat3d.backbones.weights import WeightsError
-
     expected = _expected_2d_keys()
     missing = [k for k in expected if k not in state_dict_2d]
     if missing:
@@ -619,7 +624,7 @@ def load_st_resnet_from_2d(
     Args:
         path: The 2D checkpoint.
         num_classes: Classes of the video task.
-        trust: Allow full unpickling (see :func:`~feat3d.backbones.weights.load_checkpoint`).
+        trust: Allow full unpickling (see :func:`~feat3d.backbones.checkpoints.load_checkpoint`).
         **arch_kwargs: Further :class:`STResNet` options (``flow_frames``, ``motion_skip``...).
 
     Returns:
@@ -629,30 +634,28 @@ def load_st_resnet_from_2d(
     Raises:
         WeightsError: Unreadable file or not a ResNet-50.
     """
-    from feat3d.backbones import weights as _weights
-
     path = Path(path)
     if not path.is_file():
-        raise _weights.WeightsError(f"weights file not found: {path}")
-    obj = _weights._read_file(path, trust=trust)
+        raise WeightsError(f"weights file not found: {path}")
+    obj = read_file(path, trust=trust)
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
     if not isinstance(obj, Mapping):
-        raise _weights.WeightsError(f"{path} is not a state dict ({type(obj).__name__})")
+        raise WeightsError(f"{path} is not a state dict ({type(obj).__name__})")
     state = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     model = STResNet(num_classes=num_classes, **arch_kwargs)
     inflated = inflate_resnet50_2d(
         state, num_classes=num_classes, flow_frames=model.flow_frames, source=str(path)
     )
-    _weights.load_state_dict_strict(model, inflated, source=str(path), model_name="st-resnet-50")
-    meta = _weights.default_meta("st-resnet-50", arch_kwargs=model.arch_kwargs)
+    load_state_dict_strict(model, inflated, source=str(path), model_name="st-resnet-50")
+    meta = default_meta("st-resnet-50", arch_kwargs=model.arch_kwargs)
     model.meta = replace(
         meta,
         name=f"{path.stem} (ImageNet 2D, inflated)",
         source=str(path),
         format="imagenet2d",
-        sha256=_weights.compute_sha256(path),
+        sha256=compute_sha256(path),
     )
     return model
 
@@ -668,11 +671,10 @@ def load_st_resnet_from_2d(
     streams=("rgb", "flow"),
     stem="two streams (RGB 3 / flow 2L=20 channels): conv 1×7×7 /(1,2,2), BN, ReLU, "
     "max-pool 1×3×3 /(1,2,2)",
-    default_input=(5, 224),
     # 400 classes; multiply-adds for one 5-chunk 224×224 clip (23 channels), both streams,
     # measured with torch.utils.flop_counter (tests/backbones/test_st_resnet.py checks them).
     num_params=59849696,
-    gflops=52.438,
+    gmacs=52.438,
     paper="Feichtenhofer, Pinz & Wildes, NIPS 2016, arXiv:1611.02155",
 )
 def st_resnet_50(

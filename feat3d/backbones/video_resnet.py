@@ -339,17 +339,10 @@ _COMMON = {
     "paper": "Tran et al., CVPR 2018, arXiv:1711.11248",
 }
 
-# num_params from torchvision's weights metadata; gflops (multiply-accumulates ×1e9 per
+# num_params from torchvision's weights metadata; gmacs (multiply-accumulates ×1e9 per
 # 16×112×112 clip) from its ``_ops`` field; both re-measured in tests/backbones.
 
 
-@register_backbone(
-    "r3d_18",
-    stem="conv 3×7×7 /(1,2,2), BN, ReLU",
-    num_params=33371472,
-    gflops=40.697,
-    **_COMMON,
-)
 def r3d_18(*, num_classes: int = 400) -> VideoResNet:
     """R3D-18: full 3×3×3 convs in every stage (Tran et al., 2018).
 
@@ -362,13 +355,6 @@ def r3d_18(*, num_classes: int = 400) -> VideoResNet:
     return VideoResNet(BasicBlock, [Conv3DSimple] * 4, [2, 2, 2, 2], BasicStem, num_classes)
 
 
-@register_backbone(
-    "mc3_18",
-    stem="conv 3×7×7 /(1,2,2), BN, ReLU",
-    num_params=11695440,
-    gflops=43.343,
-    **_COMMON,
-)
 def mc3_18(*, num_classes: int = 400) -> VideoResNet:
     """MC3-18: 3D convs in layer1, spatial-only 1×3×3 convs after (Tran et al., 2018).
 
@@ -382,13 +368,6 @@ def mc3_18(*, num_classes: int = 400) -> VideoResNet:
     return VideoResNet(BasicBlock, makers, [2, 2, 2, 2], BasicStem, num_classes)
 
 
-@register_backbone(
-    "r2plus1d_18",
-    stem="conv 1×7×7 /(1,2,2) to 45, BN, ReLU, conv 3×1×1 to 64, BN, ReLU",
-    num_params=31505325,
-    gflops=40.519,
-    **_COMMON,
-)
 def r2plus1d_18(*, num_classes: int = 400) -> VideoResNet:
     """R(2+1)D-18: every 3×3×3 conv factorised into 1×3×3 then 3×1×1 (Tran et al., 2018).
 
@@ -399,3 +378,15 @@ def r2plus1d_18(*, num_classes: int = 400) -> VideoResNet:
         A randomly initialized CPU model.
     """
     return VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [2, 2, 2, 2], R2Plus1dStem, num_classes)
+
+
+_STEM_3D = "conv 3×7×7 /(1,2,2), BN, ReLU"
+_STEM_2PLUS1D = "conv 1×7×7 /(1,2,2) to 45, BN, ReLU, conv 3×1×1 to 64, BN, ReLU"
+for _builder, _stem, _params, _gmacs in (
+    (r3d_18, _STEM_3D, 33371472, 40.697),
+    (mc3_18, _STEM_3D, 11695440, 43.343),
+    (r2plus1d_18, _STEM_2PLUS1D, 31505325, 40.519),
+):
+    register_backbone(_builder.__name__, stem=_stem, num_params=_params, gmacs=_gmacs, **_COMMON)(
+        _builder
+    )

@@ -34,7 +34,6 @@ from feat3d.backbones.checkpoints import (
     load_checkpoint,
     load_state_dict_strict,
 )
-from feat3d.backbones.checkpoints import read_file as _read_file  # noqa: F401 (st_resnet)
 from feat3d.backbones.meta import FORMAT_TEXT, default_meta, preset_meta
 from feat3d.backbones.registry import get_spec
 

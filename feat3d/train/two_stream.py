@@ -52,8 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones import get_backbone, resolve_weights, save_checkpoint
 from ..backbones.ghost_bn import use_ghost_batch_norm
-from ..backbones.st_resnet import STResNet, normalize_two_stream
+from ..backbones.st_resnet import STResNet, load_st_resnet_from_2d, normalize_two_stream
 from ..flow.store import FlowFile
 from ..io.decode import iter_frames
 from .datasets import DatasetSplit, VideoItem
@@ -514,10 +515,6 @@ def run_stage(
     Returns:
         The stage's report and the checkpoint path.
     """
-    from ..backbones import get_backbone, save_checkpoint
-    from ..backbones.st_resnet import load_st_resnet_from_2d
-    from ..backbones.weights import resolve_weights
-
     if (init_2d is None) == (pretrained is None):
         raise ValueError(
             "give the first stage --init-2d RESNET50.pth (torchvision ImageNet weights), a "

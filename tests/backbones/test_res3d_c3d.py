@@ -169,7 +169,7 @@ def test_c3d_sports1m_parameter_count() -> None:
 
 
 @pytest.mark.parametrize("name", [*RES3D, "c3d"])
-def test_registered_gflops(name: str) -> None:
+def test_registered_gmacs(name: str) -> None:
     spec = get_spec(name)
     frames, size = spec.default_input
     with torch.device("meta"):

@@ -120,12 +120,12 @@ def test_a_registration_contradicting_its_preset_is_refused(
         "family": "st-resnet", "block": "bottleneck", "layers": (3, 4, 6, 3),
         "feature_dim": 4096, "default_meta": "st-resnet", "formats": ("feat3d",),
     }  # fmt: skip
-    with pytest.raises(ValueError, match=r"frame_stride=1 disagrees with preset 'st-resnet'"):
-        register_backbone("st-test", frame_stride=1, **spec)
+    with pytest.raises(TypeError, match="frame_stride"):  # the preset's, not the spec's
+        register_backbone("st-test", frame_stride=1, **spec)(lambda **kw: None)
     with pytest.raises(ValueError, match="unknown preset"):
         register_backbone("st-test", **{**spec, "default_meta": "nope"})
-    register_backbone("st-test", default_input=[5, 224], gflops=1.5, **spec)(lambda **kw: None)
-    assert get_spec("st-test").gmacs == 1.5
+    register_backbone("st-test", gmacs=1.5, **spec)(lambda **kw: None)
+    assert get_spec("st-test").gmacs == 1.5 and get_spec("st-test").frame_stride == 10
 
 
 def test_streams_say_which_networks_take_optical_flow() -> None:
