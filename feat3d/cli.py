@@ -234,7 +234,7 @@ def compile_option() -> Decorator:
     return click.option(
         "--compile", "compile_model", is_flag=True,
         help="Run the network through torch.compile: the first batch compiles (seconds to a "
-        "minute), later ones run about 10 % faster on a CPU.",
+        "minute), later ones run faster (the docs' speed page).",
     )  # fmt: skip
 
 

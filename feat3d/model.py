@@ -71,11 +71,11 @@ class _HeapGuard:
 
     A CPU forward pass allocates and frees activations of megabytes each; glibc serves those
     under its self-raising mmap threshold (up to 32 MiB) from the heap, which fragments: the
-    peak resident size of ``extract`` on a 10x longer video was 1.25x that of the short one
-    (resnet-18, 250 clips), freed pages being kept. Trimming after every batch keeps it flat
-    but costs 10-18 % of the model's speed (the pages are faulted in again), so the heap is
-    trimmed only when the resident size after a batch exceeds that of the first batches by
-    ``_TRIM_GROWTH``, and at most once every ``_TRIM_INTERVAL`` batches.
+    peak resident size grows with the length of the run, freed pages being kept. Trimming
+    after every batch keeps it flat but costs speed (the pages are faulted in again; figures
+    in the docs' speed page), so the heap is trimmed only when the resident size after a
+    batch exceeds that of the first batches by ``_TRIM_GROWTH``, and at most once every
+    ``_TRIM_INTERVAL`` batches.
     """
 
     def __init__(self) -> None:
@@ -152,10 +152,9 @@ class VideoModel:
             largest batch seen so the graph is not compiled again.
         fold_bn: Run a copy of the network (:attr:`network`) in which each batch norm that
             directly follows a convolution is folded into it (:mod:`feat3d.backbones.fold`):
-            the same outputs to float rounding (checked when it is made); 6-21 % faster on
-            this project's 2-core CPU (resnet-18/50, r2plus1d_18, fp32 and bf16). Made once,
-            here: to change ``backbone``'s weights afterwards, build a new ``VideoModel``.
-            On a CPU it costs one more copy of the weights in memory (resnet-18: 130 MB).
+            the same outputs to float rounding (checked when it is made), faster (the docs'
+            speed page). Made once, here: to change ``backbone``'s weights afterwards, build
+            a new ``VideoModel``. On a CPU it costs one more copy of the weights in memory.
             ``False``: run ``backbone`` itself.
     """
 
@@ -356,8 +355,8 @@ def load_model(
             supported format, or ``None``/``"none"`` for random initialization.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32`` (default everywhere: bit-reproducible); ``bf16`` (bf16 weights on
-            CPUs with bf16 instructions, about 1.8x faster there; autocast on CUDA; refused
-            on other CPUs, where it is over 100x slower); ``fp16`` (CUDA only, autocast).
+            CPUs with bf16 instructions; autocast on CUDA; refused on other CPUs, where
+            PyTorch runs it in reference kernels); ``fp16`` (CUDA only, autocast).
             ``auto``: fp16 on CUDA, fp32 on the CPU. See ``feat3d.precision``.
         trust_checkpoint: Allow full unpickling of a checkpoint holding Python objects. It
             can run code stored in the file: only for files from a source you trust.
