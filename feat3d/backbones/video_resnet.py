@@ -346,11 +346,7 @@ _COMMON = {
 def r3d_18(*, num_classes: int = 400) -> VideoResNet:
     """R3D-18: full 3×3×3 convs in every stage (Tran et al., 2018).
 
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
+    A randomly initialized CPU model with ``num_classes`` rows in ``fc``.
     """
     return VideoResNet(BasicBlock, [Conv3DSimple] * 4, [2, 2, 2, 2], BasicStem, num_classes)
 
@@ -358,11 +354,7 @@ def r3d_18(*, num_classes: int = 400) -> VideoResNet:
 def mc3_18(*, num_classes: int = 400) -> VideoResNet:
     """MC3-18: 3D convs in layer1, spatial-only 1×3×3 convs after (Tran et al., 2018).
 
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
+    A randomly initialized CPU model with ``num_classes`` rows in ``fc``.
     """
     makers = [Conv3DSimple] + [Conv3DNoTemporal] * 3
     return VideoResNet(BasicBlock, makers, [2, 2, 2, 2], BasicStem, num_classes)
@@ -371,11 +363,7 @@ def mc3_18(*, num_classes: int = 400) -> VideoResNet:
 def r2plus1d_18(*, num_classes: int = 400) -> VideoResNet:
     """R(2+1)D-18: every 3×3×3 conv factorised into 1×3×3 then 3×1×1 (Tran et al., 2018).
 
-    Args:
-        num_classes: Rows of ``fc``.
-
-    Returns:
-        A randomly initialized CPU model.
+    A randomly initialized CPU model with ``num_classes`` rows in ``fc``.
     """
     return VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [2, 2, 2, 2], R2Plus1dStem, num_classes)
 

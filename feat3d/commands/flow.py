@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -45,11 +44,10 @@ def flow_command(
       feat3d flow videos/ -o flow.h5
       feat3d flow a.mp4 b.mkv -o flow.h5 --method dis -j 4
     """
-    processes = (os.cpu_count() or 1) if workers == "auto" else int(workers)
     with CliEvents(quiet=quiet, verbose=verbose, what="flow", unit="fields") as events:
         report = extract_flow(
             inputs, output, method=method, short_side=short_side, bound=bound,
-            overwrite=overwrite, events=events, workers=processes,
+            overwrite=overwrite, events=events, workers=workers,
         )  # fmt: skip
     if not quiet:
         click.echo(

@@ -379,7 +379,7 @@ def extract_flow(
     bound: float = 20.0,
     overwrite: bool = False,
     events: Any = None,
-    workers: int = 0,
+    workers: int | str = 0,
     compression: str = COMPRESSION,
 ) -> FlowReport:
     """Compute the optical flow of every video and store it quantized in an HDF5 file.
@@ -396,7 +396,8 @@ def extract_flow(
         overwrite: Replace the output instead of resuming it.
         events: Progress hooks (:class:`FlowEvents` or ``feat3d.run.events.RunEvents``).
         workers: Processes computing flow, one video each (0: in this process, with all of
-            OpenCV's threads); each gets ``cores // processes`` OpenCV threads.
+            OpenCV's threads; ``"auto"``: one per core); each gets ``cores // processes``
+            OpenCV threads.
         compression: ``gzip`` (level 4), ``lzf`` or ``""`` (none) for the ``flow`` datasets.
 
     Returns:
@@ -411,6 +412,7 @@ def extract_flow(
         >>> report.failures
         []
     """
+    workers = (os.cpu_count() or 1) if workers == "auto" else int(workers)
     if short_side < 1:
         raise ValueError(f"short side must be at least 1, got {short_side}")
     if bound <= 0:
