@@ -39,7 +39,8 @@ _OPTIONS: list[Decorator] = [
                  help="With --stage: stop after N SGD steps (smoke runs)."),
     click.option("--finetune-from", type=click.Choice(BLOCKS), help="First trained block; all "
                  "before it is frozen. Default with --pretrained: conv5."),
-    click.option("--epochs", type=_count, default=200, show_default=True),
+    click.option("--epochs", type=_count, default=200, show_default=True,
+                 help="Most epochs to run (the rate schedule may stop the run earlier)."),
     batch_size_option(32),
     click.option("--accumulate", type=_count, default=8, show_default=True, help="Forward "
                  "passes per optimizer step (32 × 8 = the paper's batch of 256)."),
@@ -49,7 +50,8 @@ _OPTIONS: list[Decorator] = [
                  help="Linear scaling rule: train at lr × batch-size × accumulate × processes "
                  "/ 256 (the rate is meant for a batch of 256); config.json records it as "
                  "effective_lr."),
-    click.option("--momentum", type=float, default=0.9, show_default=True),
+    click.option("--momentum", type=float, default=0.9, show_default=True,
+                 help="SGD momentum."),
     click.option("--dampening", type=float, default=0.9, show_default=True,
                  help="SGD dampening (Hara et al.'s code)."),
     click.option("--nesterov", is_flag=True, help="Nesterov momentum (needs --dampening 0)."),
