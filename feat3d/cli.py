@@ -22,7 +22,7 @@ from .config import add_config_option_to
 from .errors import Feat3dError
 from .io.discover import InputError
 from .io.merge import parse_shard
-from .options import ClipOptions, ModelOptions, TwoStreamOptions
+from .options import ClipOptions, ModelOptions, OptionsError, TwoStreamOptions, parse_workers
 from .precision import PRECISIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -102,19 +102,10 @@ class WorkersParam(click.ParamType):
     name = "N|auto"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value == "auto" or (isinstance(value, int) and value >= 0):
-            return value
         try:
-            count = int(str(value))
-        except ValueError:
-            count = -1
-        if count < 0:
-            self.fail(
-                "--workers must be 0 (decode in the main process), a positive count or auto",
-                param,
-                ctx,
-            )
-        return count
+            return parse_workers(value)
+        except OptionsError as error:
+            self.fail(str(error), param, ctx)
 
 
 # ---------------------------------------------------------------------------------------------

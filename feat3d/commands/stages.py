@@ -33,7 +33,8 @@ def train_stage(
     init_2d: Path | None, max_steps: int | None, seed: int, quiet: bool, resume: bool,
     explicit: dict[str, Any], **recipe: Any,
 ) -> None:  # fmt: skip
-    """Run one stage into ``output`` and print its losses (run layer: the lead moves it)."""
+    """Run one stage into ``output`` (:func:`feat3d.train.two_stream.run_stage`) and print
+    its losses."""
     if stage is None or flow is None:
         raise click.UsageError("st-resnet-50 trains in stages: give --stage and --flow FLOW.h5")
     if not quiet:

@@ -61,7 +61,7 @@ def train_command(
     """
     if isinstance(recipe["crop"], tuple):
         raise click.BadParameter("train crops squares: give one side N", param_hint="--crop")
-    if compile_model:  # run layer: fit() has no compile option yet
+    if compile_model:  # fit() compiles nothing yet: refused rather than ignored
         raise click.UsageError("--compile: train does not compile the network yet")
     split = common.load_split(dataset, val_split, seed, train_list, val_list, classes_file,
                               csv_file)  # fmt: skip

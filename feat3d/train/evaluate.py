@@ -22,7 +22,7 @@ from ..io.writers import VideoFailure
 from ..model import VideoModel
 from ..options import ClipOptions, RunOptions, TwoStreamOptions
 from ..run.pipeline import run_network
-from .datasets import VideoItem
+from .datasets import DatasetError, VideoItem
 
 
 @dataclass
@@ -126,7 +126,15 @@ def evaluate_videos(
 
     Returns:
         An :class:`EvalResult`.
+
+    Raises:
+        DatasetError: The model's classes are not ``classes`` in the same order.
     """
+    if list(model.categories) != list(classes):
+        raise DatasetError(
+            f"{model.meta.reference} was trained on classes {list(model.categories)[:3]}…, the "
+            f"dataset has {list(classes)[:3]}…: they must be the same, in the same order"
+        )
     by_key = {item.key: item for item in items}
     sources = [VideoSource(item.path, item.key) for item in items]
     sums = _Sums()
