@@ -25,13 +25,17 @@ def out_console() -> Console:
 
 @contextmanager
 def echo_warnings(*, quiet: bool = False) -> Iterator[None]:
-    """Print the library warnings (random weights, ...) raised inside as one line each."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Print the library warnings (random weights, a small epoch, ...) raised inside as one
+    line each, when they are raised."""
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        if not quiet:
+            click.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = show
         yield
-    if not quiet:
-        for warning in caught:
-            click.echo(f"warning: {warning.message}", err=True)
 
 
 def load(network: ModelOptions, *, quiet: bool = False) -> VideoModel:

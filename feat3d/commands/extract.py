@@ -81,6 +81,8 @@ def extract_command(
             inputs, out, model=model, clips=clips, run=run, two_stream=two_stream, events=events
         )
     if not quiet:
+        for failure in report.failures if report.parts else ():  # the parts ran unseen
+            click.echo(f"error: {failure.source}: {failure.message}", err=True)
         click.echo(report.summary(), err=True)
     if report.failures:
         sys.exit(1)

@@ -77,7 +77,7 @@ def train_command(
             f"{len(split.val)} validation videos → {output}",
             err=True,
         )
-    with EpochProgress(quiet=quiet) as progress:
+    with common.echo_warnings(quiet=quiet), EpochProgress(quiet=quiet) as progress:
         report = training.fit(
             split, output, options, resume=resume, on_epoch=progress.epoch,
             on_batch=progress.batch, on_message=None if quiet else progress.message,

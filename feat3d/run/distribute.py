@@ -12,6 +12,7 @@ import datetime
 import multiprocessing as mp
 import os
 import queue as queues
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -167,8 +168,13 @@ def extract_rank(
     return report
 
 
+def _one_line(message: Any, *_: Any, **__: Any) -> str:
+    return f"warning: {message}\n"
+
+
 def _device_worker(queue: Any, sources: Sequence[Any], options: dict[str, Any]) -> None:
     part = options["output"].path
+    warnings.formatwarning = _one_line  # a library warning is one line, as in the CLI
     try:
         queue.put((str(part), extract(sources, **options), None))
     except Exception as error:  # reported by the parent, with the part's name

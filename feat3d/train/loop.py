@@ -301,10 +301,12 @@ def warn_few_steps(
     fewer = [k for k in range(accumulate - 1, 0, -1) if steps(batch_size, k) >= MIN_STEPS_PER_EPOCH]
     smaller = [b for b in range(batch_size - 1, 0, -1) if steps(b, 1) >= MIN_STEPS_PER_EPOCH]
     if fewer:
-        advice = f"use --accumulate {fewer[0]} or less"
+        advice = f"use --accumulate {fewer[0]}" + (" or less" if fewer[0] > 1 else "")
     elif smaller:
-        advice = f"use --batch-size {smaller[0]} or less" + (
-            " with --accumulate 1" if accumulate > 1 else ""
+        advice = (
+            f"use --batch-size {smaller[0]}"
+            + (" or less" if smaller[0] > 1 else "")
+            + (" with --accumulate 1" if accumulate > 1 else "")
         )
     else:
         advice = "use more training videos"
