@@ -27,9 +27,9 @@ ResNeXt variants (:mod:`feat3d.backbones.hara_variants`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,9 @@ from feat3d.backbones.blocks import (
     init_weights,
 )
 from feat3d.backbones.registry import Backbone, register_backbone
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEPTHS",
@@ -342,24 +345,45 @@ class HaraResNet(Backbone):
         return self.layer4(x)
 
 
-def hara_resnet(
-    depth: int,
-    *,
-    num_classes: int = 400,
-    shortcut_type: ShortcutType = "B",
-    conv1_t_size: int = 7,
-    conv1_t_stride: int = 1,
-    no_max_pool: bool = False,
+class StemOptions(TypedDict, total=False):
+    """The options every builder of Hara et al.'s family takes, recorded in ``arch_kwargs``;
+    the defaults are :class:`HaraResNet`'s.
+
+    Attributes:
+        num_classes: Rows of ``fc`` (400).
+        shortcut_type: ``"A"`` (the 2017 checkpoints of depth 10/18/34) or ``"B"`` (default).
+        conv1_t_size: Temporal kernel of the stem's conv (7).
+        conv1_t_stride: Temporal stride of the stem's conv (1).
+        no_max_pool: Skip the max-pool after the stem (``False``).
+    """
+
+    num_classes: int
+    shortcut_type: ShortcutType
+    conv1_t_size: int
+    conv1_t_stride: int
+    no_max_pool: bool
+
+
+def from_depth(
+    table: Mapping[int, tuple[Block, Sequence[int]]], depth: int, what: str, **options: Any
 ) -> HaraResNet:
+    """A :class:`HaraResNet` of the block and stage depths ``table`` lists for ``depth``.
+
+    Raises:
+        ValueError: ``depth`` is not in ``table`` (``what`` names the family).
+    """
+    if depth not in table:
+        raise ValueError(f"{what} depth {depth} is not one of {sorted(table)}")
+    block, layers = table[depth]
+    return HaraResNet(block=block, layers=layers, **options)
+
+
+def hara_resnet(depth: int, **options: Unpack[StemOptions]) -> HaraResNet:
     """Build Hara et al.'s 3D ResNet of a given depth (registered as ``resnet-{depth}``).
 
     Args:
         depth: One of :data:`DEPTHS` (10, 18, 34, 50, 101, 152, 200).
-        num_classes: Rows of ``fc``.
-        shortcut_type: ``"A"`` (the 2017 checkpoints of depth 10/18/34) or ``"B"``.
-        conv1_t_size: Temporal kernel of ``conv1``.
-        conv1_t_stride: Temporal stride of ``conv1``.
-        no_max_pool: Skip the max-pool after ``conv1``.
+        **options: :class:`StemOptions`.
 
     Returns:
         A randomly initialized CPU model.
@@ -367,47 +391,44 @@ def hara_resnet(
     Raises:
         ValueError: Unknown depth.
     """
-    if depth not in DEPTHS:
-        raise ValueError(f"depth {depth} is not one of {sorted(DEPTHS)}")
-    block, layers = DEPTHS[depth]
-    return HaraResNet(
-        block=block,
-        layers=layers,
-        num_classes=num_classes,
-        shortcut_type=shortcut_type,
-        conv1_t_size=conv1_t_size,
-        conv1_t_stride=conv1_t_stride,
-        no_max_pool=no_max_pool,
-    )
+    return from_depth(DEPTHS, depth, "ResNet", **options)
 
 
 # Parameter counts (400 classes, shortcut B) and multiply-accumulates per 16×112×112 clip,
 # measured with torch.utils.flop_counter and checked by tests/backbones/test_registry.py.
-_STATS: dict[int, tuple[int, float]] = {
-    10: (14604624, 5.654),
-    18: (33409104, 8.308),
-    34: (63718736, 12.696),
-    50: (47018576, 10.069),
-    101: (86064720, 13.891),
-    152: (118223440, 18.611),
+_STATS: dict[int, tuple[int, float]] = {  # depth: (parameters, GMACs)
+    10: (14604624, 5.654), 18: (33409104, 8.308), 34: (63718736, 12.696),
+    50: (47018576, 10.069), 101: (86064720, 13.891), 152: (118223440, 18.611),
     200: (127423056, 25.805),
-}
+}  # fmt: skip
 
 _PAPER = "Hara et al., CVPR 2018, arXiv:1711.09577"
 _STEM = "conv 7×7×7 /(1,2,2), BN, ReLU, max-pool 3×3×3 /2"
 
-for _depth, (_block, _layers) in DEPTHS.items():
-    _params, _gmacs = _STATS[_depth]
-    register_backbone(
-        f"resnet-{_depth}",
-        family="hara-resnet",
-        block="basic" if _block is BasicBlock else "bottleneck",
-        layers=_layers,
-        feature_dim=512 * _block.expansion,
-        default_meta="hara2020",
-        formats=("hara2017", "hara2020", "feat3d"),
-        stem=_STEM,
-        num_params=_params,
-        gmacs=_gmacs,
-        paper=_PAPER,
-    )(partial(hara_resnet, _depth))
+
+def register_depths(
+    prefix: str,
+    builder: Callable[..., HaraResNet],
+    table: Mapping[int, tuple[Block, Sequence[int]]],
+    stats: Mapping[int, tuple[int, float]],
+    *,
+    blocks: tuple[str, str],
+    **spec: Any,
+) -> None:
+    """Register ``builder`` as ``{prefix}-{depth}`` at every depth of ``table``, with that
+    depth's parameter count and GMACs from ``stats``; ``blocks`` names the basic and the
+    bottleneck block."""
+    for depth, (block, layers) in table.items():
+        params, gmacs = stats[depth]
+        register_backbone(
+            f"{prefix}-{depth}", family="hara-resnet", block=blocks[block.expansion > 1],
+            layers=layers, feature_dim=512 * block.expansion, num_params=params, gmacs=gmacs,
+            **spec,
+        )(partial(builder, depth))  # fmt: skip
+
+
+register_depths(
+    "resnet", hara_resnet, DEPTHS, _STATS, blocks=("basic", "bottleneck"),
+    default_meta="hara2020", formats=("hara2017", "hara2020", "feat3d"), stem=_STEM,
+    paper=_PAPER,
+)  # fmt: skip

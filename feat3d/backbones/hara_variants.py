@@ -27,7 +27,7 @@ and head; only the block and the widths differ (``(N, C, T, H, W)``, 16×112×11
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -37,9 +37,14 @@ from feat3d.backbones.hara_resnet import (
     Block,
     Bottleneck,
     HaraResNet,
-    ShortcutType,
+    StemOptions,
+    from_depth,
+    register_depths,
 )
 from feat3d.backbones.registry import register_backbone
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "PREACT_DEPTHS",
@@ -153,29 +158,13 @@ RESNEXT_DEPTHS: dict[int, tuple[int, int, int, int]] = {
 _RESNEXT_WIDTHS = (128, 256, 512, 1024)
 
 
-def _check_depth(depth: int, table: dict[int, object], what: str) -> None:
-    if depth not in table:
-        raise ValueError(f"{what} depth {depth} is not one of {sorted(table)}")
-
-
-def preact_resnet(
-    depth: int,
-    *,
-    num_classes: int = 400,
-    shortcut_type: ShortcutType = "B",
-    conv1_t_size: int = 7,
-    conv1_t_stride: int = 1,
-    no_max_pool: bool = False,
-) -> HaraResNet:
+def preact_resnet(depth: int, **options: Unpack[StemOptions]) -> HaraResNet:
     """Build Hara et al.'s pre-activation 3D ResNet (registered as ``preact-resnet-{depth}``).
 
     Args:
         depth: One of :data:`PREACT_DEPTHS` (10, 18, 34, 50, 101, 152, 200).
-        num_classes: Rows of ``fc``.
-        shortcut_type: ``"A"`` or ``"B"`` (``preresnet-200-kinetics.pth``: B).
-        conv1_t_size: Temporal kernel of ``conv1``.
-        conv1_t_stride: Temporal stride of ``conv1``.
-        no_max_pool: Skip the max-pool after ``conv1``.
+        **options: :class:`~feat3d.backbones.hara_resnet.StemOptions`
+            (``preresnet-200-kinetics.pth``: shortcut B).
 
     Returns:
         A randomly initialized CPU model.
@@ -183,42 +172,21 @@ def preact_resnet(
     Raises:
         ValueError: Unknown depth.
     """
-    _check_depth(depth, PREACT_DEPTHS, "pre-activation ResNet")
-    block, layers = PREACT_DEPTHS[depth]
-    return HaraResNet(
-        block=block,
-        layers=layers,
-        num_classes=num_classes,
-        shortcut_type=shortcut_type,
-        conv1_t_size=conv1_t_size,
-        conv1_t_stride=conv1_t_stride,
-        no_max_pool=no_max_pool,
-    )
+    return from_depth(PREACT_DEPTHS, depth, "pre-activation ResNet", **options)
 
 
 def wide_resnet(
-    depth: int,
-    *,
-    num_classes: int = 400,
-    widen_factor: int = 2,
-    stem_width: int = 64,
-    shortcut_type: ShortcutType = "B",
-    conv1_t_size: int = 7,
-    conv1_t_stride: int = 1,
-    no_max_pool: bool = False,
+    depth: int, *, widen_factor: int = 2, stem_width: int = 64, **options: Unpack[StemOptions]
 ) -> HaraResNet:
     """Build Hara et al.'s 3D Wide ResNet (registered as ``wide-resnet-{depth}``).
 
     Args:
         depth: One of :data:`WIDE_DEPTHS` (50).
-        num_classes: Rows of ``fc``.
         widen_factor: ``k``: stage widths ``64k, 128k, 256k, 512k``, outputs twice that
             (``wideresnet-50-kinetics.pth``: 2).
         stem_width: Channels of ``conv1``: 64 in Hara's 2017 code, ``64 * k`` in his 2020 code.
-        shortcut_type: ``"A"`` or ``"B"`` (the published file: B).
-        conv1_t_size: Temporal kernel of ``conv1``.
-        conv1_t_stride: Temporal stride of ``conv1``.
-        no_max_pool: Skip the max-pool after ``conv1``.
+        **options: :class:`~feat3d.backbones.hara_resnet.StemOptions` (the published file:
+            shortcut B).
 
     Returns:
         A randomly initialized CPU model; ``feature_dim`` is ``1024 * k``.
@@ -226,47 +194,29 @@ def wide_resnet(
     Raises:
         ValueError: Unknown depth, or a widen factor below 1.
     """
-    _check_depth(depth, WIDE_DEPTHS, "Wide ResNet")
     if widen_factor < 1:
         raise ValueError(f"widen_factor must be a positive integer, got {widen_factor}")
-    model = HaraResNet(
-        block=WideBottleneck,
-        layers=WIDE_DEPTHS[depth],
-        num_classes=num_classes,
-        shortcut_type=shortcut_type,
-        conv1_t_size=conv1_t_size,
-        conv1_t_stride=conv1_t_stride,
-        no_max_pool=no_max_pool,
-        widths=tuple(w * widen_factor for w in (64, 128, 256, 512)),
-        stem_width=stem_width,
-    )
+    table = {d: (WideBottleneck, layers) for d, layers in WIDE_DEPTHS.items()}
+    model = from_depth(
+        table, depth, "Wide ResNet", widths=tuple(w * widen_factor for w in (64, 128, 256, 512)),
+        stem_width=stem_width, **options,
+    )  # fmt: skip
     model.arch_kwargs.update(widen_factor=widen_factor, stem_width=stem_width)
     return model
 
 
 def resnext(
-    depth: int,
-    *,
-    num_classes: int = 400,
-    cardinality: int = 32,
-    stem_width: int = 64,
-    shortcut_type: ShortcutType = "B",
-    conv1_t_size: int = 7,
-    conv1_t_stride: int = 1,
-    no_max_pool: bool = False,
+    depth: int, *, cardinality: int = 32, stem_width: int = 64, **options: Unpack[StemOptions]
 ) -> HaraResNet:
     """Build Hara et al.'s 3D ResNeXt (registered as ``resnext-{depth}``).
 
     Args:
         depth: One of :data:`RESNEXT_DEPTHS` (50, 101, 152).
-        num_classes: Rows of ``fc``.
         cardinality: Groups of every 3×3×3 conv (``resnext-101-kinetics.pth``: 32).
         stem_width: Channels of ``conv1``: 64 in Hara's 2017 code (his 2020 code would give
             128, the first stage width).
-        shortcut_type: ``"A"`` or ``"B"`` (the published files: B).
-        conv1_t_size: Temporal kernel of ``conv1``.
-        conv1_t_stride: Temporal stride of ``conv1``.
-        no_max_pool: Skip the max-pool after ``conv1``.
+        **options: :class:`~feat3d.backbones.hara_resnet.StemOptions` (the published files:
+            shortcut B).
 
     Returns:
         A randomly initialized CPU model; ``feature_dim`` is 2048.
@@ -274,36 +224,24 @@ def resnext(
     Raises:
         ValueError: Unknown depth, or a cardinality below 1.
     """
-    _check_depth(depth, RESNEXT_DEPTHS, "ResNeXt")
     if cardinality < 1:
         raise ValueError(f"cardinality must be a positive integer, got {cardinality}")
-    model = HaraResNet(
-        block=ResNeXtBottleneck,
-        layers=RESNEXT_DEPTHS[depth],
-        num_classes=num_classes,
-        shortcut_type=shortcut_type,
-        conv1_t_size=conv1_t_size,
-        conv1_t_stride=conv1_t_stride,
-        no_max_pool=no_max_pool,
-        widths=_RESNEXT_WIDTHS,
-        stem_width=stem_width,
-        block_kwargs={"cardinality": cardinality},
-    )
+    table = {d: (ResNeXtBottleneck, layers) for d, layers in RESNEXT_DEPTHS.items()}
+    model = from_depth(
+        table, depth, "ResNeXt", widths=_RESNEXT_WIDTHS, stem_width=stem_width,
+        block_kwargs={"cardinality": cardinality}, **options,
+    )  # fmt: skip
     model.arch_kwargs.update(cardinality=cardinality, stem_width=stem_width)
     return model
 
 
 # Parameter counts (400 classes, default options) and multiply-accumulates per 16×112×112
 # clip, measured with torch.utils.flop_counter and checked by tests/backbones/test_models.py.
-_PREACT_STATS: dict[int, tuple[int, float]] = {
-    10: (14603728, 5.654),
-    18: (33408208, 8.308),
-    34: (63717840, 12.696),
-    50: (47014608, 10.069),
-    101: (86060752, 13.891),
-    152: (118219472, 18.611),
+_PREACT_STATS: dict[int, tuple[int, float]] = {  # depth: (parameters, GMACs)
+    10: (14603728, 5.654), 18: (33408208, 8.308), 34: (63717840, 12.696),
+    50: (47014608, 10.069), 101: (86060752, 13.891), 152: (118219472, 18.611),
     200: (127419088, 25.805),
-}
+}  # fmt: skip
 _WIDE_STATS: dict[int, tuple[int, float]] = {50: (158248272, 26.24)}
 _RESNEXT_STATS: dict[int, tuple[int, float]] = {
     50: (26685264, 7.452),
@@ -325,13 +263,11 @@ def _register(name: str, builder: Any, stats: tuple[int, float], paper: str, **s
     )(builder)  # fmt: skip
 
 
-for _depth, (_block, _layers) in PREACT_DEPTHS.items():
-    _register(
-        f"preact-resnet-{_depth}", partial(preact_resnet, _depth), _PREACT_STATS[_depth],
-        "He et al., ECCV 2016, arXiv:1603.05027", layers=_layers,
-        block="preact-basic" if _block is PreActBasicBlock else "preact-bottleneck",
-        feature_dim=512 * _block.expansion,
-    )  # fmt: skip
+register_depths(
+    "preact-resnet", preact_resnet, PREACT_DEPTHS, _PREACT_STATS,
+    blocks=("preact-basic", "preact-bottleneck"), default_meta="hara2017", formats=_FORMATS,
+    stem=_STEM, paper=f"{_PAPER}; He et al., ECCV 2016, arXiv:1603.05027",
+)  # fmt: skip
 for _depth, _layers in WIDE_DEPTHS.items():
     _register(
         f"wide-resnet-{_depth}", partial(wide_resnet, _depth), _WIDE_STATS[_depth],

@@ -24,7 +24,7 @@ The network is :class:`~feat3d.backbones.hara_resnet.HaraResNet` with the (2+1)D
 
 from __future__ import annotations
 
-from functools import partial
+from typing import TYPE_CHECKING
 
 from feat3d.backbones.blocks import CONV_2PLUS1D, mid_planes
 from feat3d.backbones.hara_resnet import (
@@ -35,9 +35,13 @@ from feat3d.backbones.hara_resnet import (
     Block,
     Bottleneck,
     HaraResNet,
-    ShortcutType,
+    StemOptions,
+    from_depth,
+    register_depths,
 )
-from feat3d.backbones.registry import register_backbone
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEPTHS",
@@ -76,14 +80,7 @@ DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
 
 
 def resnet2p1d(
-    depth: int,
-    *,
-    num_classes: int = 400,
-    shortcut_type: ShortcutType = "B",
-    conv1_t_size: int = 7,
-    conv1_t_stride: int = 1,
-    no_max_pool: bool = False,
-    widen_factor: float = 1.0,
+    depth: int, *, widen_factor: float = 1.0, **options: Unpack[StemOptions]
 ) -> HaraResNet:
     """Build Hara et al.'s R(2+1)D ResNet of a given depth (registered as ``resnet2p1d-{depth}``).
 
@@ -92,13 +89,11 @@ def resnet2p1d(
 
     Args:
         depth: One of :data:`DEPTHS` (10, 18, 34, 50, 101, 152, 200).
-        num_classes: Rows of ``fc`` (the published ``r2p1d*_K_200ep.pth``: 700).
-        shortcut_type: ``"A"`` or ``"B"`` (the published files: B).
-        conv1_t_size: Temporal kernel of ``conv1_t``.
-        conv1_t_stride: Temporal stride of ``conv1_t``.
-        no_max_pool: Skip the max-pool after the stem.
         widen_factor: Multiplies every width (64, 128, 256, 512), the stem's included
             (Hara's ``--resnet_widen_factor``).
+        **options: :class:`~feat3d.backbones.hara_resnet.StemOptions`; the stem's temporal
+            conv is ``conv1_t`` (the published ``r2p1d*_K_200ep.pth``: 700 classes,
+            shortcut B).
 
     Returns:
         A randomly initialized CPU model.
@@ -106,53 +101,27 @@ def resnet2p1d(
     Raises:
         ValueError: Unknown depth.
     """
-    if depth not in DEPTHS:
-        raise ValueError(f"depth {depth} is not one of {sorted(DEPTHS)}")
-    block, layers = DEPTHS[depth]
     widths = tuple(int(w * widen_factor) for w in (64, 128, 256, 512))
-    model = HaraResNet(
-        block=block,
-        layers=layers,
-        num_classes=num_classes,
-        shortcut_type=shortcut_type,
-        conv1_t_size=conv1_t_size,
-        conv1_t_stride=conv1_t_stride,
-        no_max_pool=no_max_pool,
-        widths=widths,
-        stem_width=widths[0],
-        stem_conv=CONV_2PLUS1D,
-    )
+    model = from_depth(
+        DEPTHS, depth, "R(2+1)D ResNet", widths=widths, stem_width=widths[0],
+        stem_conv=CONV_2PLUS1D, **options,
+    )  # fmt: skip
     model.arch_kwargs.update(widen_factor=widen_factor)
     return model
 
 
 # Parameter counts (400 classes, shortcut B) and multiply-accumulates per 16×112×112 clip,
 # measured with torch.utils.flop_counter and checked by tests/backbones/test_models.py.
-_STATS: dict[int, tuple[int, float]] = {
-    10: (14608044, 5.823),
-    18: (33421164, 8.477),
-    34: (63747500, 12.865),
-    50: (47035382, 10.524),
-    101: (86101110, 14.345),
-    152: (118277110, 19.066),
+_STATS: dict[int, tuple[int, float]] = {  # depth: (parameters, GMACs)
+    10: (14608044, 5.823), 18: (33421164, 8.477), 34: (63747500, 12.865),
+    50: (47035382, 10.524), 101: (86101110, 14.345), 152: (118277110, 19.066),
     200: (127485942, 26.259),
-}
+}  # fmt: skip
 
-for _depth, (_block, _layers) in DEPTHS.items():
-    _params, _gmacs = _STATS[_depth]
-    register_backbone(
-        f"resnet2p1d-{_depth}",
-        family="hara-resnet",
-        block="basic-2+1d" if _block is BasicBlock2p1d else "bottleneck-2+1d",
-        layers=_layers,
-        feature_dim=512 * _block.expansion,
-        default_meta="hara2020",
-        formats=("hara2020", "feat3d"),
-        stem="conv 1×7×7 /(1,2,2) + 7×1×1, BN, ReLU each, max-pool 3×3×3 /2",
-        num_params=_params,
-        gmacs=_gmacs,
-        paper=(
-            "Tran et al., CVPR 2018, arXiv:1711.11248; Hara's 3D-ResNets-PyTorch (2020), "
-            "Kataoka et al., arXiv:2004.04968"
-        ),
-    )(partial(resnet2p1d, _depth))
+register_depths(
+    "resnet2p1d", resnet2p1d, DEPTHS, _STATS, blocks=("basic-2+1d", "bottleneck-2+1d"),
+    default_meta="hara2020", formats=("hara2020", "feat3d"),
+    stem="conv 1×7×7 /(1,2,2) + 7×1×1, BN, ReLU each, max-pool 3×3×3 /2",
+    paper="Tran et al., CVPR 2018, arXiv:1711.11248; Hara's 3D-ResNets-PyTorch (2020), "
+    "Kataoka et al., arXiv:2004.04968",
+)  # fmt: skip

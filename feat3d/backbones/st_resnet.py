@@ -75,7 +75,6 @@ __all__ = [
     "inflate_resnet50_2d",
     "load_st_resnet_from_2d",
     "normalize_two_stream",
-    "st_resnet_50",
 ]
 
 MotionSkip = Literal["residual", "sum", "none"]
@@ -660,7 +659,8 @@ def load_st_resnet_from_2d(
     return model
 
 
-@register_backbone(
+# The class is the builder: ``get_backbone("st-resnet-50", **kwargs)`` is ``STResNet(**kwargs)``.
+register_backbone(
     "st-resnet-50",
     family="st-resnet",
     block="bottleneck",
@@ -676,37 +676,4 @@ def load_st_resnet_from_2d(
     num_params=59849696,
     gmacs=52.438,
     paper="Feichtenhofer, Pinz & Wildes, NIPS 2016, arXiv:1611.02155",
-)
-def st_resnet_50(
-    *,
-    num_classes: int = 400,
-    flow_frames: int = 10,
-    motion_skip: MotionSkip = "residual",
-    temporal_pool: TemporalPool = "max",
-    pool_window: int = 5,
-    pool_stride: int = 2,
-    temporal_padding: TemporalPadding = "zeros",
-) -> STResNet:
-    """ST-ResNet-50 (Feichtenhofer et al., NIPS 2016): two ResNet-50 streams, RGB + flow.
-
-    Args:
-        num_classes: Rows of each stream's ``fc``.
-        flow_frames: ``L`` flow fields per chunk (motion input ``2L`` channels).
-        motion_skip: Skip-stream connection: ``"residual"``, ``"sum"`` or ``"none"``.
-        temporal_pool: pool5 over time: ``"max"`` (ST-ResNet*) or ``"avg"``.
-        pool_window: Temporal max-pool window.
-        pool_stride: Temporal max-pool stride.
-        temporal_padding: ``"zeros"`` or ``"replicate"`` for the 3×1×1 convs.
-
-    Returns:
-        A randomly initialized CPU model; see :func:`load_st_resnet_from_2d` for ImageNet.
-    """
-    return STResNet(
-        num_classes=num_classes,
-        flow_frames=flow_frames,
-        motion_skip=motion_skip,
-        temporal_pool=temporal_pool,
-        pool_window=pool_window,
-        pool_stride=pool_stride,
-        temporal_padding=temporal_padding,
-    )
+)(STResNet)

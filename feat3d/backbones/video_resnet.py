@@ -48,9 +48,12 @@ class Conv3DSimple(nn.Conv3d):
         in_planes: Input channels.
         out_planes: Output channels.
         midplanes: Unused; shared signature with :class:`Conv2Plus1D`.
-        stride: Stride in T, H and W.
-        padding: Padding in T, H and W.
+        stride: Stride in T, H and W (in H and W only, for :class:`Conv3DNoTemporal`).
+        padding: Padding in T, H and W (likewise).
     """
+
+    #: Whether the conv reaches across frames (3×3×3) or stays in one (1×3×3).
+    temporal = True
 
     def __init__(
         self,
@@ -60,48 +63,25 @@ class Conv3DSimple(nn.Conv3d):
         stride: int = 1,
         padding: int = 1,
     ) -> None:
+        t = 1 if self.temporal else 0  # the kernel's temporal half-width
         super().__init__(
-            in_planes, out_planes, kernel_size=(3, 3, 3), stride=stride, padding=padding, bias=False
-        )
-
-    @staticmethod
-    def get_downsample_stride(stride: int) -> StrideTriple:
-        """Shortcut stride matching this conv: ``(stride, stride, stride)``."""
-        return stride, stride, stride
-
-
-class Conv3DNoTemporal(nn.Conv3d):
-    """Spatial-only 1×3×3 convolution (the 2D stages of MC3).
-
-    Args:
-        in_planes: Input channels.
-        out_planes: Output channels.
-        midplanes: Unused; shared signature with :class:`Conv2Plus1D`.
-        stride: Stride in H and W (never in T).
-        padding: Padding in H and W.
-    """
-
-    def __init__(
-        self,
-        in_planes: int,
-        out_planes: int,
-        midplanes: int | None = None,
-        stride: int = 1,
-        padding: int = 1,
-    ) -> None:
-        super().__init__(
-            in_planes,
-            out_planes,
-            kernel_size=(1, 3, 3),
-            stride=(1, stride, stride),
-            padding=(0, padding, padding),
+            in_planes, out_planes, kernel_size=(1 + 2 * t, 3, 3),
+            stride=self.get_downsample_stride(stride), padding=(t * padding, padding, padding),
             bias=False,
-        )
+        )  # fmt: skip
 
-    @staticmethod
-    def get_downsample_stride(stride: int) -> StrideTriple:
-        """Shortcut stride matching this conv: ``(1, stride, stride)``."""
-        return 1, stride, stride
+    @classmethod
+    def get_downsample_stride(cls, stride: int) -> StrideTriple:
+        """Shortcut stride matching this conv: ``(stride, stride, stride)``, or
+        ``(1, stride, stride)`` when it does not reach across frames."""
+        return (stride if cls.temporal else 1), stride, stride
+
+
+class Conv3DNoTemporal(Conv3DSimple):
+    """Spatial-only 1×3×3 convolution (the 2D stages of MC3), with the arguments of
+    :class:`Conv3DSimple`."""
+
+    temporal = False
 
 
 class Conv2Plus1D(nn.Sequential):

@@ -814,7 +814,6 @@ def _iter_frames(
             batches if batches is not None else reader.batches(),
             derive_index=seeking,
             info_out=info_out,
-            warnings_out=warnings_out,
         )
         convert = _Converter(stream, size=size, crop=crop)
         try:
@@ -826,6 +825,8 @@ def _iter_frames(
                 )
         finally:
             raws.close()
+            if warnings_out is not None:  # damage seen, also when the caller stopped early
+                warnings_out.extend(reader.damage.warnings())
 
 
 #: A planned resize more than this many times the crop's area, and larger than the coded
@@ -955,26 +956,8 @@ def _raw_frames(
     *,
     derive_index: bool,
     info_out: list[VideoInfo] | None,
-    warnings_out: list[str] | None,
 ) -> Iterator[_Raw]:
-    """Decoded frames with index and time; checks completeness after the last one and
-    reports damage to ``warnings_out`` (also when closed early)."""
-    try:
-        yield from _timed_frames(path, reader, batches, derive_index=derive_index,
-                                 info_out=info_out)  # fmt: skip
-    finally:
-        if warnings_out is not None:
-            warnings_out.extend(reader.damage.warnings())
-
-
-def _timed_frames(
-    path: Path,
-    reader: _Reader,
-    batches: Iterator[list[av.VideoFrame]],
-    *,
-    derive_index: bool,
-    info_out: list[VideoInfo] | None,
-) -> Iterator[_Raw]:
+    """Decoded frames with index and time; checks completeness after the last one."""
     stream = reader.stream
     fps = _fps(stream)
     clock = _Clock(
@@ -1016,6 +999,14 @@ def _past_end(start: Fraction, last: _Raw | None) -> VideoDecodeError:
     return VideoDecodeError(f"start {float(start):.3f} s is past the end of the video{ends}")
 
 
+def _lasting_until(frame: Frame, time: float) -> Frame:
+    """``frame``, on screen until the next frame's ``time`` when that comes later."""
+    gap = time - frame.time
+    if gap > 0:
+        frame.duration = gap
+    return frame
+
+
 def _every_frame(
     raws: Iterator[_Raw],
     convert: _Converter,
@@ -1037,18 +1028,12 @@ def _every_frame(
             if before is not None:  # the window falls inside one frame's display
                 pending = Frame(before.index, before.time, before.duration, convert(before.frame))
             if pending is not None:
-                gap = raw.time - pending.time
-                if gap > 0:
-                    pending.duration = gap
-                yield pending
+                yield _lasting_until(pending, raw.time)
             return  # past the window: no completeness check
         for taken in (before, raw) if before is not None else (raw,):
             frame = Frame(taken.index, taken.time, taken.duration, convert(taken.frame))
             if pending is not None:
-                gap = frame.time - pending.time
-                if gap > 0:
-                    pending.duration = gap
-                yield pending
+                yield _lasting_until(pending, frame.time)
             pending = frame
         before = None
     if before is not None:  # no frame after start: is the last one still on screen?

@@ -774,16 +774,8 @@ class FrameIndex:
         workers: int = 1,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> list[VideoTiming]:
-        """:meth:`timing` of many videos, probed like :meth:`count_many`.
-
-        Args:
-            paths: Video files.
-            workers: Threads probing uncached videos in parallel.
-            on_progress: Called with (done, total) after each video.
-
-        Returns:
-            The timings, in the order of ``paths``.
-        """
+        """:meth:`timing` of many videos, in the order of ``paths``, probed (and cached) as
+        :meth:`count_many` probes them."""
         return self._many(
             paths, lambda p: self.timing(p, save=False), workers=workers, on_progress=on_progress
         )
