@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
         ("svm", "svm", "svm_command"),
         ("merge", "merge", "merge_command"),
         ("info", "info", "info_command"),
+        ("pool", "pool", "pool_command"),
     )
 }
 

@@ -234,6 +234,52 @@ class OutputOptions:
         return Path(self.path) if self.path is not None else None
 
 
+@dataclass(frozen=True)
+class PoolOptions:
+    """How ``feat3d pool`` re-pools stored clip features in time: exactly one of ``segments``,
+    ``every`` and ``per_frame``.
+
+    Attributes:
+        segments: K equal time segments per video (the UCF-Crime rule).
+        every: One row per interval of this many seconds.
+        per_frame: One row per frame (the covering clip's feature).
+        interpolate: With ``per_frame``: interpolate linearly between clip centres.
+    """
+
+    segments: int | None = None
+    every: float | None = None
+    per_frame: bool = False
+    interpolate: bool = False
+
+    def __post_init__(self) -> None:
+        chosen = [self.segments is not None, self.every is not None, self.per_frame]
+        if sum(chosen) != 1:
+            raise OptionsError("choose exactly one of --segments, --every and --per-frame")
+        if self.segments is not None and (not isinstance(self.segments, int) or self.segments < 1):
+            raise OptionsError(f"segments must be at least 1: {self.segments!r}")
+        _positive("every", self.every)
+        if self.interpolate and not self.per_frame:
+            raise OptionsError("--interpolate applies to --per-frame only")
+
+    @property
+    def mode(self) -> str:
+        """``segments``, ``every`` or ``per_frame``."""
+        if self.segments is not None:
+            return "segments"
+        return "every" if self.every is not None else "per_frame"
+
+    def attributes(self) -> dict[str, Any]:
+        """The pooling options as outputs record them."""
+        attrs: dict[str, Any] = {"pool_mode": self.mode}
+        if self.segments is not None:
+            attrs["pool_segments"] = int(self.segments)
+        elif self.every is not None:
+            attrs["pool_every"] = float(self.every)
+        else:
+            attrs["pool_interpolate"] = bool(self.interpolate)
+        return attrs
+
+
 def parse_workers(value: int | str) -> int | str:
     """``--workers``: a count of decoding processes (0: decode in the main process) or
     ``"auto"`` (resolved for the network's device by the run layer)."""
