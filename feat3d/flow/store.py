@@ -32,7 +32,7 @@ import queue
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ from ..io.h5store import (
     write_error_record,
 )
 from ..io.writers import OutputError, VideoFailure
-from ..run.events import RunEvents
+from ..run.events import RunEvents, VideosReport
 from .compute import (
     FlowError,
     dequantize,
@@ -85,26 +85,15 @@ class FlowEvents(RunEvents):
 
 
 @dataclass
-class FlowReport:
-    """What a run did.
+class FlowReport(VideosReport):
+    """What a flow run did: :class:`~feat3d.run.events.VideosReport`'s keys (``output`` is
+    the HDF5 file), and
 
     Attributes:
-        output: The HDF5 file.
-        written: Keys written by this run.
-        skipped: Keys already complete in the output (resume).
-        failures: Videos that failed, with their reasons.
         fields: Flow fields computed by this run.
     """
 
-    output: Path
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failures: list[VideoFailure] = field(default_factory=list)
     fields: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,33 @@
-"""Progress hooks of a run over videos; the command line overrides them to draw its progress."""
+"""What every run over videos shares: its progress hooks (the command line overrides them to
+draw its progress) and the core of its report."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from ..io.writers import VideoFailure
+
+
+@dataclass
+class VideosReport:
+    """What a run over videos did, by video key.
+
+    Attributes:
+        output: Where the results went (``None``: returned in memory).
+        written: Keys written (or returned) by this run.
+        skipped: Keys already complete in the output (resume).
+        failures: Videos that failed, with their reasons.
+    """
+
+    output: Path | None = None
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[VideoFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 class RunEvents:

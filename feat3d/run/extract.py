@@ -25,33 +25,25 @@ from ..options import (
     fill_clip_defaults,
     group_options,
 )
-from .events import RunEvents
+from .events import RunEvents, VideosReport
 from .messages import VideoOutputs
 from .pipeline import run_network
 from .two_stream import takes_flow, two_stream_attributes
 
 
 @dataclass
-class ExtractReport:
-    """What a run did.
+class ExtractReport(VideosReport):
+    """What an extraction did: :class:`~feat3d.run.events.VideosReport`'s keys, and
 
     Attributes:
-        output: The output path, or ``None`` when features were returned in memory.
         videos: Features by key; filled only when no output was given.
-        written: Keys written (or returned) by this run.
-        skipped: Keys already complete in the output (resume).
-        failures: Videos that failed, with their reasons.
         clips: Clips that went through the network.
         elapsed: Seconds from the first video to the last.
         shard: ``(index, count)`` when only a shard of the inputs was processed.
         parts: The reports of the parts of a run split over devices.
     """
 
-    output: Path | None
     videos: dict[str, VideoFeatures] = field(default_factory=dict)
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failures: list[VideoFailure] = field(default_factory=list)
     clips: int = 0
     elapsed: float = 0.0
     shard: tuple[int, int] | None = None
@@ -69,10 +61,6 @@ class ExtractReport:
             elapsed=max((part.elapsed for part in parts), default=0.0),
             parts=parts,
         )
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
     @property
     def clips_per_second(self) -> float:

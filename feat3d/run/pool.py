@@ -13,6 +13,7 @@ from ..io.pooling import pool_clips
 from ..io.reader import OutputReader, ReadError, StoredVideo, VideoArrays, open_output
 from ..io.writers import FeatureWriter, VideoFailure, VideoFeatures, guess_format, open_writer
 from ..options import OptionsError, OutputOptions, PoolOptions
+from .events import VideosReport
 
 # Per-video attributes VideoFeatures writes itself (not carried over as extras).
 _OWN_ATTRIBUTES = frozenset(
@@ -28,28 +29,17 @@ class PoolInputError(UsageError, ValueError):
 
 
 @dataclass
-class PoolReport:
-    """What a pooling run did.
+class PoolReport(VideosReport):
+    """What a pooling run did: :class:`~feat3d.run.events.VideosReport`'s keys (``failures``:
+    videos that could not be pooled, no clips or mismatched arrays), and
 
     Attributes:
-        output: The pooled output.
-        written: Keys pooled and written by this run.
-        skipped: Keys already complete in the output (resume).
         carried: Videos that failed in the input, recorded as failures in the output.
-        failures: Videos that could not be pooled (no clips, mismatched arrays).
         rows: Rows written by this run.
     """
 
-    output: Path
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
     carried: list[VideoFailure] = field(default_factory=list)
-    failures: list[VideoFailure] = field(default_factory=list)
     rows: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
     def summary(self) -> str:
         """One line: pooled / skipped / carried / failed videos and rows."""
@@ -158,7 +148,7 @@ def pool_features(
             dtype=str(source.options.get("dtype") or out.dtype),
         )  # fmt: skip
         try:
-            return _pool_into(source, writer, options, recorded, PoolReport(out.target))
+            return _pool_into(source, writer, options, recorded, PoolReport(output=out.target))
         finally:
             writer.close()
 
