@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +204,9 @@ def open_output(path: str | os.PathLike[str]) -> OutputReader:
 # ---------------------------------------------------------------------------------- readers
 
 
-class OutputReader:
-    """An open output: options, videos, failures; arrays one video at a time.
+class OutputReader(ABC):
+    """An open output: options, videos, failures; arrays one video at a time (one subclass
+    per format).
 
     Attributes:
         path: The file or folder.
@@ -243,24 +245,24 @@ class OutputReader:
             raise ReadError(f"{self.path}: no complete video {key!r}")
         return self._videos[key]
 
+    @abstractmethod
     def failures(self) -> list[VideoFailure]:
         """Failed videos not written successfully later, in the order recorded."""
-        raise NotImplementedError
 
+    @abstractmethod
     def arrays(self, key: str) -> VideoArrays:
         """One complete video's arrays (read now, from this video only)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def layout(self, key: str) -> Layout:
         """Shape and type of one complete video's stored features (the data is not read)."""
-        raise NotImplementedError
 
     def iter_arrays(self) -> Iterator[VideoArrays]:
         """Every complete video's arrays, one video at a time, sorted by key."""
         for key in self.video_keys():
             yield self.arrays(key)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - formats read per call have nothing to release
         """Release the file (a no-op for formats read per call)."""
 
     def __enter__(self) -> OutputReader:
