@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..cli import (
-    ShardParam,
     clip_options,
     format_option,
     model_options,
@@ -16,6 +15,7 @@ from ..cli import (
     overwrite_option,
     two_stream_options,
 )  # fmt: skip
+from ..clikit import ShardParam
 from ..io.writers import FORMATS
 from ..model import LAYERS
 from ..options import ClipOptions, ModelOptions, OutputOptions, RunOptions, TwoStreamOptions
