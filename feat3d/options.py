@@ -280,6 +280,12 @@ class PoolOptions:
         return attrs
 
 
+def check_shard(index: int, count: int) -> None:
+    """Refuse a shard ``index`` of ``count`` outside ``0 ≤ index < count``."""
+    if not 0 <= index < count:
+        raise OptionsError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+
+
 def parse_workers(value: int | str) -> int | str:
     """``--workers``: a count of decoding processes (0: decode in the main process) or
     ``"auto"`` (resolved for the network's device by the run layer)."""
@@ -317,9 +323,7 @@ class RunOptions:
             raise OptionsError("batch size must be at least 1")
         object.__setattr__(self, "workers", parse_workers(self.workers))
         if self.shard is not None:
-            index, count = self.shard
-            if not 0 <= index < count:
-                raise OptionsError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+            check_shard(*self.shard)
         if self.devices is not None and not self.devices:
             raise OptionsError("--devices needs at least one device")
         if self.shard is not None and self.devices is not None:

@@ -57,7 +57,7 @@ def extract_distributed(
     """
     run = run or RunOptions()
     ranked = rank_from_env()
-    if (run.devices is not None or ranked is not None) and run.shard is not None:
+    if ranked is not None and run.shard is not None:  # --devices with --shard: RunOptions
         raise OptionsError("--shard and --devices/torchrun both split the inputs: use one")
     groups = {"clips": clips, "two_stream": two_stream}
     if run.devices is not None:

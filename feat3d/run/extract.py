@@ -22,6 +22,7 @@ from ..options import (
     OutputOptions,
     RunOptions,
     TwoStreamOptions,
+    check_shard,
     fill_clip_defaults,
     group_options,
 )
@@ -268,6 +269,5 @@ def _store(
 def select_shard(sources: list[VideoSource], index: int, count: int) -> list[VideoSource]:
     """The sources of shard ``index`` of ``count``, chosen by a hash of each key, so the
     shards of a list are disjoint, cover it, and don't depend on its order or on the machine."""
-    if not 0 <= index < count:
-        raise ValueError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    check_shard(index, count)
     return [source for source in sources if shard_of(source.key, count) == index]
