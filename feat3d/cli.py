@@ -91,7 +91,8 @@ MODEL_FIELDS = _fields("weights", "device", "precision", "num_classes", "trust_c
 TWO_STREAM_FIELDS = _fields("flow", "chunks", flow_method="method")
 #: Parameters that make up a ClipOptions.
 CLIP_FIELDS = _fields("clip_len", "frame_stride", "fps", "start", "end", "max_clips", "stride",
-                      "max_frames", "timeout", "tail", "size", "crop")  # fmt: skip
+                      "max_frames", "timeout", "tail", "size", "crop", "window",
+                      "clips_per_video")  # fmt: skip
 
 
 def _stack(*options: Decorator) -> Decorator:
@@ -279,6 +280,28 @@ def sampling_options(**help: str) -> Decorator:
     )
 
 
+def clips_per_video_option() -> Decorator:
+    """``--clips-per-video``: N views spread uniformly over each video (extract, classify,
+    evaluate)."""
+    return click.option(
+        "--clips-per-video", type=click.IntRange(min=1), default=None, metavar="N",
+        help="N clips spread uniformly over each video (first starts on the first frame, last "
+        "ends on the last; torchvision's and SlowFast's multi-view test) instead of clips "
+        "every --stride frames. Default: consecutive clips.",
+    )  # fmt: skip
+
+
+def window_option() -> Decorator:
+    """``--window``: consecutive clips, or one window centred on each output frame."""
+    return click.option(
+        "--window", type=click.Choice(["clips", "centred", "centered"]), default="clips",
+        show_default=True,
+        help="clips: clips every --stride frames. centred: one clip-len window centred on "
+        "every --stride-th frame (default stride 1), the ends padded by repeating the first "
+        "or last frame; each feature stands for its centre frame (action segmentation).",
+    )  # fmt: skip
+
+
 def clip_options(func: F) -> F:
     """Options that decide how videos become clips (extract and classify), handed to the
     command as ``clips: ClipOptions``, and how the clips run (batch size, workers, output)."""
@@ -294,7 +317,8 @@ def clip_options(func: F) -> F:
             max_clips="At most N clips per video.",
         ),
         click.option("--stride", type=click.IntRange(min=1), default=None,
-                     help="Frames between clip starts. Default: clip length (no overlap)."),
+                     help="Frames between clip starts. Default: clip length (no overlap). "
+                     "With --window centred: frames between window centres (default 1)."),
         click.option("--max-frames", type=click.IntRange(min=1), default=None,
                      help="Decode at most N frames per video."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -303,6 +327,8 @@ def clip_options(func: F) -> F:
                      "waiting for the model does not count); a decoder that hangs is killed."),
         click.option("--tail", type=click.Choice(["pad", "drop"]), default="pad", show_default=True,
                      help="Loop the last partial clip to full length, or drop it."),
+        window_option(),
+        clips_per_video_option(),
         click.option("--size", type=SizeParam(), default=None, metavar="N|HxW",
                      help="Resize: short side N, or exactly HxW. Default: the weights' (112, or "
                      "128x171 for torchvision weights)."),

@@ -244,7 +244,7 @@ def _option_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
         made.append(str(options["created"]))
     sampling = (
         "clip_len", "stride", "frame_stride", "fps", "start", "end", "max_clips", "tail",
-        "size", "crop",
+        "size", "crop", "window", "clips_per_video",
     )  # fmt: skip
     normalization = ("mean", "std", "value_scale", "channel_order", "precision")
     return [

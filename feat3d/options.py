@@ -27,6 +27,8 @@ from .precision import Precision
 Size = int | tuple[int, int]
 
 TAILS = ("pad", "drop")
+#: How a video's frames are grouped: consecutive clips, or one window centred on each frame.
+WINDOWS = ("clips", "centred")
 FEATURE_DTYPES = ("float32", "float16")
 
 
@@ -107,6 +109,11 @@ class ClipOptions:
         timeout: Abandon a video (a failure) when decoding it has taken this many seconds,
             not counting time spent waiting for the model.
         threads: Codec threads per video (0: the run's share of the cores).
+        window: ``clips``: clips every ``stride`` frames; ``centred``: one window centred on
+            every ``stride``-th frame (``stride`` defaults to 1), the ends padded by repeating
+            the first or last frame (``centered`` is accepted too).
+        clips_per_video: Instead of clips every ``stride`` frames, this many clips spread
+            uniformly over each video (the multi-view test); ``None``: off.
     """
 
     clip_len: int | None = None
@@ -122,8 +129,11 @@ class ClipOptions:
     max_frames: int | None = None
     timeout: float | None = None
     threads: int = 0
+    window: str = "clips"
+    clips_per_video: int | None = None
 
     def __post_init__(self) -> None:
+        self._check_views()
         if self.tail not in TAILS:
             raise OptionsError(f"tail must be 'pad' or 'drop', not {self.tail!r}")
         for name in ("clip_len", "stride", "frame_stride", "max_clips", "max_frames"):
@@ -139,6 +149,30 @@ class ClipOptions:
         _check_size("crop", self.crop)
         if self.threads < 0:
             raise OptionsError(f"threads must be zero or more: {self.threads}")
+
+    def _check_views(self) -> None:
+        """``--window`` and ``--clips-per-video``, and the options that do not apply to them."""
+        if self.window == "centered":
+            object.__setattr__(self, "window", "centred")
+        if self.window not in WINDOWS:
+            raise OptionsError(f"window must be 'clips' or 'centred', not {self.window!r}")
+        views = self.clips_per_video
+        if views is None:
+            if self.window == "centred" and self.tail != "pad":
+                raise OptionsError("--tail does not apply to --window centred (ends are padded)")
+            return
+        if not isinstance(views, int) or isinstance(views, bool) or views < 1:
+            raise OptionsError(f"clips per video must be at least 1: {views!r}")
+        if self.window != "clips":
+            raise OptionsError("--clips-per-video and --window centred exclude each other")
+        if self.tail != "pad":
+            raise OptionsError("--tail does not apply to --clips-per-video")
+        # Filling sets ``stride`` to clip_len × frame_stride: only another value is refused.
+        if self.stride is not None and self.stride != (self.clip_len or 0) * (
+            self.frame_stride or 1
+        ):
+            raise OptionsError("--stride does not apply to --clips-per-video (views are spread "
+                               "uniformly over the video)")  # fmt: skip
 
     @property
     def filled(self) -> bool:
@@ -177,13 +211,16 @@ class ClipOptions:
             "size": list(self.size) if isinstance(self.size, tuple) else self.size,
             "crop": list(self.crop) if isinstance(self.crop, tuple) else self.crop,
             "tail": self.tail,
+            "window": self.window,
+            "clips_per_video": self.clips_per_video,
         }
 
 
 def fill_clip_defaults(clips: ClipOptions | None, meta: WeightsMeta) -> ClipOptions:
     """``clips`` with every ``None`` taken from the weights' metadata: clip length, frame
     stride, frame rate (``meta.frame_rate``; none recorded: native), resize and crop; the
-    stride defaults to non-overlapping clips. Filling filled options changes nothing."""
+    stride defaults to non-overlapping clips (one window per frame with ``window="centred"``).
+    Filling filled options changes nothing."""
     clips = clips or ClipOptions()
     clip_len = clips.clip_len or meta.clip_len
     frame_stride = clips.frame_stride or meta.frame_stride
@@ -192,7 +229,7 @@ def fill_clip_defaults(clips: ClipOptions | None, meta: WeightsMeta) -> ClipOpti
         clips,
         clip_len=clip_len,
         frame_stride=frame_stride,
-        stride=clips.stride or clip_len * frame_stride,
+        stride=clips.stride or (1 if clips.window == "centred" else clip_len * frame_stride),
         fps=float(fps),
         size=clips.size if clips.size is not None else meta.resize,
         crop=clips.crop if clips.crop is not None else meta.crop,

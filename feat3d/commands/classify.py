@@ -54,6 +54,7 @@ def classify_command(
       feat3d classify videos/ --per-clip --json labels.json
       feat3d classify clip.mp4 -w resnet-34-kinetics.pth --format hara --json out.json
       feat3d classify videos/ --stride 8 --plot timelines/
+      feat3d classify videos/ --clips-per-video 10   # the multi-view test
     """
     if plot_path is not None:
         require_matplotlib()

@@ -9,6 +9,7 @@ import click
 
 from ..cli import (
     batch_size_option,
+    clips_per_video_option,
     compile_option,
     dataset_options,
     device_option,
@@ -19,7 +20,7 @@ from ..cli import (
     two_stream_options,
     workers_option,
 )  # fmt: skip
-from ..options import ModelOptions, TwoStreamOptions, fill_clip_defaults
+from ..options import ClipOptions, ModelOptions, TwoStreamOptions, fill_clip_defaults
 from ..plots import plot_confusion, require_matplotlib
 from ..train import evaluate_videos, write_evaluation
 from . import common
@@ -35,6 +36,7 @@ from . import common
                kind="folder", required=False)  # fmt: skip
 @plot_option("Draw the confusion matrix (rows normalized per true class) into FILE.png "
              "(needs matplotlib).")  # fmt: skip
+@clips_per_video_option()
 @batch_size_option()
 @workers_option()
 @device_option()
@@ -45,12 +47,14 @@ from . import common
 def evaluate_command(
     checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
     val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
-    output: Path | None, plot_path: Path | None, batch_size: int, workers: int | str,
+    output: Path | None, plot_path: Path | None, clips_per_video: int | None, batch_size: int,
+    workers: int | str,
     device: str, precision: str, trust_checkpoint: bool, compile_model: bool,
     two_stream: TwoStreamOptions,
 ) -> None:  # fmt: skip
-    """Evaluate CHECKPOINT on DATASET the papers' way: non-overlapping clips, centre crop, clip
-    softmax averaged per video. Prints video top-1/top-5 and clip accuracy.
+    """Evaluate CHECKPOINT on DATASET the papers' way: non-overlapping clips (or, with
+    --clips-per-video, N views spread over each video), centre crop, clip softmax averaged per
+    video. Prints video top-1/top-5 and clip accuracy.
 
     \b
     Examples:
@@ -58,6 +62,7 @@ def evaluate_command(
       feat3d evaluate runs/ucf/best.pt ucf101/ --val-list testlist01.txt \\
           --train-list trainlist01.txt --classes classInd.txt -o runs/ucf/eval
       feat3d evaluate runs/motion/best.pt motion/ --plot confusion.png
+      feat3d evaluate runs/motion/best.pt motion/ --clips-per-video 10
       feat3d evaluate runs/st4/last.pt ucf101/ --flow flow.h5 ...   # st-resnet-50
     """
     if plot_path is not None:
@@ -70,7 +75,8 @@ def evaluate_command(
     ))  # fmt: skip
     items = {"val": split.val, "train": split.train, "all": [*split.train, *split.val]}[which]
     result = evaluate_videos(
-        vm, items, split.classes, clips=fill_clip_defaults(None, vm.meta),
+        vm, items, split.classes,
+        clips=fill_clip_defaults(ClipOptions(clips_per_video=clips_per_video), vm.meta),
         batch_size=batch_size, workers=workers, two_stream=two_stream,
     )  # fmt: skip
     click.echo(result.summary())

@@ -66,6 +66,7 @@ def extract_command(
       feat3d extract videos/ -o feats.h5
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
+      feat3d extract videos/ -o frames.h5 --window centred   # one feature per frame
     """
     out = OutputOptions(
         path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,

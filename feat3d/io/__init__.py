@@ -3,7 +3,16 @@
 crash-safe HDF5 in :mod:`.h5store` over :mod:`.journal`), reading them back (:mod:`.reader`),
 merging shards (:mod:`.merge`) and re-pooling stored clip features in time (:mod:`.pooling`)."""
 
-from .clips import Clip, count_clips, iter_clips
+from .clips import (
+    Clip,
+    centred_positions,
+    count_centred_clips,
+    count_clips,
+    iter_centred_clips,
+    iter_clips,
+    iter_uniform_clips,
+    uniform_starts,
+)
 from .decode import Frame, VideoDecodeError, VideoInfo, iter_frames, open_video
 from .discover import InputError, VideoSource, discover_videos
 from .h5store import H5Store
@@ -32,10 +41,14 @@ __all__ = [
     "VideoFeatures",
     "VideoInfo",
     "VideoSource",
+    "centred_positions",
+    "count_centred_clips",
     "count_clips",
     "discover_videos",
+    "iter_centred_clips",
     "iter_clips",
     "iter_frames",
+    "iter_uniform_clips",
     "merge_outputs",
     "open_output",
     "open_video",
@@ -44,4 +57,5 @@ __all__ = [
     "pending_journal",
     "read_h5_features",
     "shard_of",
+    "uniform_starts",
 ]

@@ -50,8 +50,10 @@ RESUME_CHECKED = (
     "arch", "weights_sha256", "layer", "clip_len", "stride", "size", "crop", "tail", "dtype",
     "average_only", "mean", "std", "value_scale", "pool", "frame_stride", "channel_order",
     "fps", "start", "end", "max_clips", "max_frames", "chunks", "flow_method",
-    "pool_mode", "pool_segments", "pool_every", "pool_interpolate",
+    "pool_mode", "pool_segments", "pool_every", "pool_interpolate", "window", "clips_per_video",
 )  # fmt: skip
+# What an option added later meant in the files made before it (otherwise: unset, "").
+ADDED_DEFAULTS = {"window": "clips"}
 
 # Free space required beyond what consolidating needs, checked when an output is opened.
 MIN_FREE_BYTES = 16 * 2**20
@@ -109,7 +111,8 @@ def check_same_options(
         if name not in new:
             continue
         # An option added in a later version is absent from older files: there it was unset.
-        before, now = jsonable(old.get(name, "")), jsonable(new[name])
+        before = jsonable(old.get(name, ADDED_DEFAULTS.get(name, "")))
+        now = jsonable(new[name])
         if before != now:
             raise OutputError(
                 f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 
 from .h5store import (
+    ADDED_DEFAULTS,
     MIN_FREE_BYTES,
     RESUME_CHECKED,
     OutputError,
@@ -109,7 +110,8 @@ def _check_parts_agree(parts: Sequence[H5Reader]) -> None:
     first = parts[0]
     for other in parts[1:]:
         for name in RESUME_CHECKED:
-            before, now = first.options.get(name), other.options.get(name)
+            default = ADDED_DEFAULTS.get(name)
+            before, now = first.options.get(name, default), other.options.get(name, default)
             if before != now:
                 raise OutputError(
                     f"{other.path}: made with {name}={now!r}, but {first.path} with "

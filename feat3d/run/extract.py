@@ -163,7 +163,8 @@ def extract(
         **options: Any field of those groups by name, as a shortcut: ``weights``, ``device``,
             ``precision``, ``trust_checkpoint``, ``num_classes`` (model); ``clip_len``,
             ``stride``, ``frame_stride``, ``fps``, ``size``, ``crop``, ``tail``, ``start``,
-            ``end``, ``max_clips``, ``max_frames``, ``timeout`` (clips); ``format``,
+            ``end``, ``max_clips``, ``max_frames``, ``timeout``, ``window``,
+            ``clips_per_video`` (clips); ``format``,
             ``layer``, ``pool``, ``dtype``, ``average_only``, ``overwrite``, ``errors``
             (output); ``batch_size``, ``workers``, ``shard`` (run); ``flow``, ``chunks``,
             ``flow_method`` (two-stream).

@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..io.clips import iter_clips
 from ..io.decode import Frame, VideoDecodeError, VideoInfo, iter_frames
 from ..io.discover import VideoSource
 from ..options import ClipOptions
 from .messages import ClipItem
+from .views import sample_clips
 from .workers import Stopwatch
 
 
@@ -66,13 +66,7 @@ class ClipStream:
             timeout=opts.timeout,
         )
         n_clips = padded = 0
-        clips = iter_clips(
-            decoded,
-            clip_len=opts.clip_len,
-            stride=opts.stride,
-            tail=opts.tail,
-            frame_stride=opts.frame_stride,
-        )
+        clips = sample_clips(decoded, opts, infos, damage)
         try:
             for clip in clips:
                 if opts.max_clips is not None and n_clips >= opts.max_clips:

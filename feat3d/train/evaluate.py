@@ -116,7 +116,8 @@ def evaluate_videos(
         model: The network, its metadata and device.
         items: Labelled videos.
         classes: Class names, index = label.
-        clips: Clip options (non-overlapping, centre crop: the papers' protocol).
+        clips: Clip options (non-overlapping, centre crop: the papers' protocol; with
+            ``clips_per_video``, that many views spread uniformly over each video).
         batch_size: Clips per forward pass.
         workers: Decoding processes (a count or ``"auto"``, as for ``extract``).
         reduce: Optional callable summing a list of floats across processes (distributed
