@@ -10,6 +10,7 @@ import click
 from ..cli import (
     batch_size_option,
     compile_option,
+    crops_option,
     dataset_options,
     device_option,
     output_option,
@@ -19,7 +20,7 @@ from ..cli import (
     two_stream_options,
     workers_option,
 )  # fmt: skip
-from ..options import ModelOptions, TwoStreamOptions, fill_clip_defaults
+from ..options import ClipOptions, ModelOptions, TwoStreamOptions, fill_clip_defaults
 from ..plots import plot_confusion, require_matplotlib
 from ..train import evaluate_videos, write_evaluation
 from . import common
@@ -41,12 +42,13 @@ from . import common
 @precision_option()
 @trust_option("Allow full unpickling (runs its code).")
 @compile_option()
+@crops_option()
 @two_stream_options
 def evaluate_command(
     checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
     val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
     output: Path | None, plot_path: Path | None, batch_size: int, workers: int | str,
-    device: str, precision: str, trust_checkpoint: bool, compile_model: bool,
+    device: str, precision: str, trust_checkpoint: bool, compile_model: bool, crops: int,
     two_stream: TwoStreamOptions,
 ) -> None:  # fmt: skip
     """Evaluate CHECKPOINT on DATASET the papers' way: non-overlapping clips, centre crop, clip
@@ -70,7 +72,7 @@ def evaluate_command(
     ))  # fmt: skip
     items = {"val": split.val, "train": split.train, "all": [*split.train, *split.val]}[which]
     result = evaluate_videos(
-        vm, items, split.classes, clips=fill_clip_defaults(None, vm.meta),
+        vm, items, split.classes, clips=fill_clip_defaults(ClipOptions(crops=crops), vm.meta),
         batch_size=batch_size, workers=workers, two_stream=two_stream,
     )  # fmt: skip
     click.echo(result.summary())

@@ -50,7 +50,7 @@ RESUME_CHECKED = (
     "arch", "weights_sha256", "layer", "clip_len", "stride", "size", "crop", "tail", "dtype",
     "average_only", "mean", "std", "value_scale", "pool", "frame_stride", "channel_order",
     "fps", "start", "end", "max_clips", "max_frames", "chunks", "flow_method",
-    "pool_mode", "pool_segments", "pool_every", "pool_interpolate",
+    "pool_mode", "pool_segments", "pool_every", "pool_interpolate", "crops", "crop_reduce",
 )  # fmt: skip
 
 # Free space required beyond what consolidating needs, checked when an output is opened.
