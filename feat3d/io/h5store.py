@@ -53,6 +53,10 @@ RESUME_CHECKED = (
     "pool_mode", "pool_segments", "pool_every", "pool_interpolate", "crops", "crop_reduce",
 )  # fmt: skip
 
+#: Options recorded only when they differ from these values (``--crops 1`` writes no ``crops``):
+#: absent from an output, they had this value.
+UNSET_VALUES: dict[str, Any] = {"crops": 1, "crop_reduce": "none"}
+
 # Free space required beyond what consolidating needs, checked when an output is opened.
 MIN_FREE_BYTES = 16 * 2**20
 
@@ -106,10 +110,11 @@ def check_same_options(
 ) -> None:
     """Raise :class:`OutputError` naming the first option in ``checked`` that differs."""
     for name in checked:
-        if name not in new:
+        if name not in new and name not in UNSET_VALUES:
             continue
         # An option added in a later version is absent from older files: there it was unset.
-        before, now = jsonable(old.get(name, "")), jsonable(new[name])
+        unset = UNSET_VALUES.get(name, "")
+        before, now = jsonable(old.get(name, unset)), jsonable(new.get(name, unset))
         if before != now:
             raise OutputError(
                 f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "
