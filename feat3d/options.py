@@ -356,7 +356,8 @@ class RunOptions:
     """How a run is carried out.
 
     Attributes:
-        batch_size: Clips per forward pass (batches span videos).
+        batch_size: Clips per forward pass (batches span videos; a clip's ``crops`` views go
+            with it).
         workers: Decoding processes (0: in this process; ``"auto"``: as suits the device).
         shard: ``(i, n)``: only the inputs whose key hashes to shard ``i`` of ``n``.
         devices: One process per device, each on a shard, merged at the end.
