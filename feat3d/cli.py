@@ -92,7 +92,7 @@ TWO_STREAM_FIELDS = _fields("flow", "chunks", flow_method="method")
 #: Parameters that make up a ClipOptions.
 CLIP_FIELDS = _fields("clip_len", "frame_stride", "fps", "start", "end", "max_clips", "stride",
                       "max_frames", "timeout", "tail", "size", "crop", "window",
-                      "clips_per_video")  # fmt: skip
+                      "clips_per_video", "crops")  # fmt: skip
 
 
 def _stack(*options: Decorator) -> Decorator:
@@ -250,6 +250,19 @@ def crop_option(default: int | None = None, help: str = "") -> Decorator:
     )  # fmt: skip
 
 
+def crops_option() -> Decorator:
+    """``--crops``: spatial views per clip (extract, classify, evaluate)."""
+    return click.option(
+        "--crops", type=click.Choice(["1", "3", "5", "10"]), default="1", show_default=True,
+        callback=lambda _ctx, _param, value: int(value),
+        help="Views per clip, each of the --crop size, cut from the resized frame: 1 centre; 3 "
+        "along the long side (SlowFast's test); 5 corners and centre; 10 those and their "
+        "mirror images (torchvision's ten_crop). A clip's views share its batch. extract "
+        "stores (clips, crops, D) (see --crop-reduce); classify and evaluate average the "
+        "views' softmax scores.",
+    )  # fmt: skip
+
+
 def flow_file_option(help: str) -> Decorator:
     path = click.Path(exists=True, dir_okay=False, path_type=Path)
     return click.option("--flow", "flow", type=path, default=None, metavar="FLOW.h5", help=help)
@@ -333,7 +346,9 @@ def clip_options(func: F) -> F:
                      help="Resize: short side N, or exactly HxW. Default: the weights' (112, or "
                      "128x171 for torchvision weights)."),
         crop_option(),
-        batch_size_option(help="Clips per forward pass; batches span videos."),
+        crops_option(),
+        batch_size_option(help="Clips per forward pass; batches span videos; a clip's --crops "
+                          "views go with it."),
         workers_option(),
         quiet_option(),
         verbose_option(),

@@ -250,8 +250,20 @@ def _option_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [
         ("made with", ", ".join(made)),
         ("clips from", " ".join(f"{k}={_option_text(options.get(k))}" for k in sampling)),
+        *_crop_rows(options),
         ("input", " ".join(f"{k}={_option_text(options.get(k))}" for k in normalization)),
     ]
+
+
+def _crop_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``crops``: the views of a multi-crop output and what was done with them."""
+    crops = options.get("crops")
+    if not isinstance(crops, int) or crops < 2:
+        return []
+    views = ", ".join(map(str, options.get("crop_views") or []))
+    kept = ("averaged into one row per clip" if options.get("crop_reduce") == "mean"
+            else "one row per view (clips × crops × D)")  # fmt: skip
+    return [("crops", f"{crops} views ({views}), {kept}")]
 
 
 def _video_listing(videos: list[StoredVideo], *, all_videos: bool, pending: bool) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from .backbones import WeightsMeta
 from .errors import UsageError
+from .io.views import CROP_COUNTS, CROP_REDUCTIONS, VIEW_NAMES, crop_boxes
 from .model import VideoModel, load_model
 from .precision import Precision
 
@@ -114,6 +115,10 @@ class ClipOptions:
             the first or last frame (``centered`` is accepted too).
         clips_per_video: Instead of clips every ``stride`` frames, this many clips spread
             uniformly over each video (the multi-view test); ``None``: off.
+        crops: Spatial views per clip: 1 (the centre crop), 3 (along the long side, SlowFast),
+            5 (corners and centre) or 10 (those and their mirror images; torchvision's
+            ``ten_crop``); see :mod:`feat3d.io.views`. All views of a clip go through the
+            network in one batch.
     """
 
     clip_len: int | None = None
@@ -131,6 +136,7 @@ class ClipOptions:
     threads: int = 0
     window: str = "clips"
     clips_per_video: int | None = None
+    crops: int = 1
 
     def __post_init__(self) -> None:
         self._check_views()
@@ -149,6 +155,7 @@ class ClipOptions:
         _check_size("crop", self.crop)
         if self.threads < 0:
             raise OptionsError(f"threads must be zero or more: {self.threads}")
+        _check_crops(self)
 
     def _check_views(self) -> None:
         """``--window`` and ``--clips-per-video``, and the options that do not apply to them."""
@@ -190,7 +197,7 @@ class ClipOptions:
             height, width = 360, 640
         else:
             height, width = shape
-        return (self.clip_len or 16) * height * width * 3
+        return (self.clip_len or 16) * height * width * 3 * self.crops
 
     def decode_kwargs(self) -> dict[str, Any]:
         """Temporal options for ``iter_frames`` (only those that are set; fps 0 is native)."""
@@ -214,6 +221,43 @@ class ClipOptions:
             "window": self.window,
             "clips_per_video": self.clips_per_video,
         }
+
+    def view_attributes(self) -> dict[str, Any]:
+        """``crops`` and ``crop_views`` (view names) with ``--crops`` above 1, and the boxes
+        (``crop_boxes``, rows of ``y0, x0, h, w, flipped``) when ``size`` fixes the frame; with
+        a short side, each video records its own. Nothing for one crop (older outputs)."""
+        if self.crops == 1:
+            return {}
+        attrs: dict[str, Any] = {"crops": self.crops, "crop_views": list(VIEW_NAMES[self.crops])}
+        if isinstance(self.size, tuple) and self.crop is not None:
+            boxes = crop_boxes(*self.size, self.crop, self.crops)
+            attrs["crop_boxes"] = [box.as_list() for box in boxes]
+        return attrs
+
+
+def _check_crops(clips: ClipOptions) -> None:
+    """Refuse a crop count other than 1, 3, 5, 10, a multi-crop run without a crop size, and
+    boxes that cannot fit the resized frames."""
+    if clips.crops not in CROP_COUNTS:
+        raise OptionsError(f"crops must be 1, 3, 5 or 10, not {clips.crops!r}")
+    if clips.crops == 1:
+        return
+    if clips.filled and clips.crop is None:
+        raise OptionsError(f"--crops {clips.crops} needs a crop size (--crop)")
+    if clips.crop is None or clips.size is None:
+        return
+    ch, cw = clips.crop if isinstance(clips.crop, tuple) else (clips.crop, clips.crop)
+    if isinstance(clips.size, tuple):
+        fits = ch <= clips.size[0] and cw <= clips.size[1]
+        frame = f"frames resized to {clips.size[0]}x{clips.size[1]}"
+    else:  # one side of the frame is the short side: at least one of the box's must fit it
+        fits = min(ch, cw) <= clips.size
+        frame = f"frames resized to a short side of {clips.size}"
+    if not fits:
+        raise OptionsError(
+            f"--crops {clips.crops}: a {ch}x{cw} box does not fit in {frame}; use a smaller "
+            "--crop or a larger --size"
+        )
 
 
 def fill_clip_defaults(clips: ClipOptions | None, meta: WeightsMeta) -> ClipOptions:
@@ -249,6 +293,8 @@ class OutputOptions:
         average_only: Store only the per-video mean.
         overwrite: Replace an existing output instead of resuming it.
         errors: Append one JSON line per failed video to this file.
+        crop_reduce: With ``--crops`` above 1: ``none`` stores ``(n_clips, n_crops, D)``,
+            ``mean`` averages the views into ``(n_clips, D)``.
     """
 
     path: str | os.PathLike[str] | None = None
@@ -259,8 +305,11 @@ class OutputOptions:
     average_only: bool = False
     overwrite: bool = False
     errors: str | os.PathLike[str] | None = None
+    crop_reduce: str = "none"
 
     def __post_init__(self) -> None:
+        if self.crop_reduce not in CROP_REDUCTIONS:
+            raise OptionsError(f"crop_reduce must be none or mean, not {self.crop_reduce!r}")
         if self.dtype not in FEATURE_DTYPES:
             raise OptionsError(f"dtype must be float32 or float16, not {self.dtype!r}")
         if not self.pool and self.layer != "conv5":
@@ -344,7 +393,8 @@ class RunOptions:
     """How a run is carried out.
 
     Attributes:
-        batch_size: Clips per forward pass (batches span videos).
+        batch_size: Clips per forward pass (batches span videos; a clip's ``crops`` views go
+            with it).
         workers: Decoding processes (0: in this process; ``"auto"``: as suits the device).
         shard: ``(i, n)``: only the inputs whose key hashes to shard ``i`` of ``n``.
         devices: One process per device, each on a shard, merged at the end.

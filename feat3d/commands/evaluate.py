@@ -11,6 +11,7 @@ from ..cli import (
     batch_size_option,
     clips_per_video_option,
     compile_option,
+    crops_option,
     dataset_options,
     device_option,
     output_option,
@@ -43,13 +44,14 @@ from . import common
 @precision_option()
 @trust_option("Allow full unpickling (runs its code).")
 @compile_option()
+@crops_option()
 @two_stream_options
 def evaluate_command(
     checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
     val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
     output: Path | None, plot_path: Path | None, clips_per_video: int | None, batch_size: int,
     workers: int | str,
-    device: str, precision: str, trust_checkpoint: bool, compile_model: bool,
+    device: str, precision: str, trust_checkpoint: bool, compile_model: bool, crops: int,
     two_stream: TwoStreamOptions,
 ) -> None:  # fmt: skip
     """Evaluate CHECKPOINT on DATASET the papers' way: non-overlapping clips (or, with
@@ -76,7 +78,9 @@ def evaluate_command(
     items = {"val": split.val, "train": split.train, "all": [*split.train, *split.val]}[which]
     result = evaluate_videos(
         vm, items, split.classes,
-        clips=fill_clip_defaults(ClipOptions(clips_per_video=clips_per_video), vm.meta),
+        clips=fill_clip_defaults(
+            ClipOptions(clips_per_video=clips_per_video, crops=crops), vm.meta
+        ),
         batch_size=batch_size, workers=workers, two_stream=two_stream,
     )  # fmt: skip
     click.echo(result.summary())

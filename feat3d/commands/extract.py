@@ -36,6 +36,9 @@ from .progress import CliEvents
               "one's width.")  # fmt: skip
 @click.option("--no-pool", is_flag=True, help="With --layer conv5: keep the (D, t, h, w) map.")
 @click.option("--average-only", is_flag=True, help="Store only the per-video mean, not each clip.")
+@click.option("--crop-reduce", type=click.Choice(["none", "mean"]), default="none",
+              show_default=True, help="With --crops 3/5/10: none stores (clips, crops, D) per "
+              "video; mean averages the views into (clips, D).")  # fmt: skip
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
               show_default=True, help="Stored feature type.")  # fmt: skip
 @clip_options
@@ -55,9 +58,9 @@ from .progress import CliEvents
 def extract_command(
     inputs: tuple[str, ...], network: ModelOptions, clips: ClipOptions,
     two_stream: TwoStreamOptions, output: Path, output_format: str | None, layer: str | None,
-    no_pool: bool, average_only: bool, dtype: str, overwrite: bool, errors: Path | None,
-    batch_size: int, workers: int | str, shard: tuple[int, int] | None, devices: str | None,
-    quiet: bool, verbose: bool,
+    no_pool: bool, average_only: bool, crop_reduce: str, dtype: str, overwrite: bool,
+    errors: Path | None, batch_size: int, workers: int | str, shard: tuple[int, int] | None,
+    devices: str | None, quiet: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -67,10 +70,11 @@ def extract_command(
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
       feat3d extract videos/ -o frames.h5 --window centred   # one feature per frame
+      feat3d extract videos/ -o feats.h5 --crops 10
     """
     out = OutputOptions(
         path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,
-        average_only=average_only, overwrite=overwrite, errors=errors,
+        average_only=average_only, overwrite=overwrite, errors=errors, crop_reduce=crop_reduce,
     )  # fmt: skip
     split = tuple(name.strip() for name in devices.split(",") if name.strip()) if devices else None
     run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split)

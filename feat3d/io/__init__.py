@@ -1,7 +1,8 @@
 """Video input and feature output: streaming decode (:mod:`.decode`), clip assembly
 (:mod:`.clips`), input discovery (:mod:`.discover`), output formats (:mod:`.writers`;
 crash-safe HDF5 in :mod:`.h5store` over :mod:`.journal`), reading them back (:mod:`.reader`),
-merging shards (:mod:`.merge`) and re-pooling stored clip features in time (:mod:`.pooling`)."""
+merging shards (:mod:`.merge`), re-pooling stored clip features in time (:mod:`.pooling`) and
+the multi-crop views of a clip (:mod:`.views`)."""
 
 from .clips import (
     Clip,

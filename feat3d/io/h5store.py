@@ -51,9 +51,14 @@ RESUME_CHECKED = (
     "average_only", "mean", "std", "value_scale", "pool", "frame_stride", "channel_order",
     "fps", "start", "end", "max_clips", "max_frames", "chunks", "flow_method",
     "pool_mode", "pool_segments", "pool_every", "pool_interpolate", "window", "clips_per_video",
+    "crops", "crop_reduce",
 )  # fmt: skip
 # What an option added later meant in the files made before it (otherwise: unset, "").
 ADDED_DEFAULTS = {"window": "clips"}
+
+#: Options recorded only when they differ from these values (``--crops 1`` writes no ``crops``):
+#: absent from an output, they had this value.
+UNSET_VALUES: dict[str, Any] = {"crops": 1, "crop_reduce": "none"}
 
 # Free space required beyond what consolidating needs, checked when an output is opened.
 MIN_FREE_BYTES = 16 * 2**20
@@ -108,11 +113,12 @@ def check_same_options(
 ) -> None:
     """Raise :class:`OutputError` naming the first option in ``checked`` that differs."""
     for name in checked:
-        if name not in new:
+        if name not in new and name not in UNSET_VALUES:
             continue
-        # An option added in a later version is absent from older files: there it was unset.
-        before = jsonable(old.get(name, ADDED_DEFAULTS.get(name, "")))
-        now = jsonable(new[name])
+        # An option added in a later version is absent from older files: there it was unset
+        # (or had its ADDED_DEFAULTS / UNSET_VALUES meaning).
+        unset = UNSET_VALUES.get(name, ADDED_DEFAULTS.get(name, ""))
+        before, now = jsonable(old.get(name, unset)), jsonable(new.get(name, unset))
         if before != now:
             raise OutputError(
                 f"{path}: made with {name}={before!r}, this run uses {name}={now!r}; "

@@ -91,7 +91,8 @@ class VideoArrays:
 
     Attributes:
         key: Its name in the output.
-        features: ``(n_clips, ...)`` per-clip features, ``None`` with ``--average-only``.
+        features: ``(n_clips, ...)`` per-clip features (``(n_clips, crops, D)`` for a
+            multi-crop output), ``None`` with ``--average-only``.
         mean: The stored per-video mean, ``None`` where only clips are stored (npy folders).
         segments: ``(n_clips, 2)`` int64 first frame and one past the last.
         timestamps: ``(n_clips, 2)`` float64 seconds.
@@ -120,7 +121,8 @@ class Layout:
 
     @property
     def row(self) -> tuple[int, ...]:
-        """Shape of one feature: ``(D,)``, or ``(D, t, h, w)`` for unpooled layers."""
+        """Shape of one clip's feature: ``(D,)``, ``(D, t, h, w)`` for unpooled layers, with
+        a leading crop axis (``(crops, D)``) for multi-crop outputs."""
         return self.shape[1:] if self.per_clip else self.shape
 
 
@@ -226,6 +228,14 @@ class OutputReader(ABC):
     @property
     def average_only(self) -> bool:
         return bool(self.options.get("average_only", False))
+
+    @property
+    def crops(self) -> int:
+        """Views on the stored crop axis: a per-clip array is ``(n_clips, crops, ...)`` and a
+        mean ``(crops, ...)`` when above 1 (``--crops`` with ``--crop-reduce none``)."""
+        if self.options.get("crop_reduce", "none") != "none":
+            return 1
+        return int(self.options.get("crops") or 1)
 
     def videos(self) -> list[StoredVideo]:
         """The complete videos, sorted by key."""

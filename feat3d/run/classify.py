@@ -132,6 +132,7 @@ def classify(
     **options: Any,
 ) -> ClassifyReport:
     """Classify videos: video-level top-k from the mean of clip softmax scores, and per clip.
+    With ``crops`` above 1 a clip's scores (softmax, and logits) are the mean over its views.
 
     Args:
         inputs: Video files, folders or ``@list.txt`` files.
@@ -165,7 +166,7 @@ def classify(
     events.on_start(total=len(sources), skipped=0)
     results = run_network(
         network, sources, clips=groups["clips"], layers=("logits", "probs"), run=groups["run"],
-        two_stream=groups["two_stream"], on_clips=events.on_clips,
+        two_stream=groups["two_stream"], on_clips=events.on_clips, crop_reduce="mean",
     )  # fmt: skip
     for result in results:
         if isinstance(result, VideoFailure):

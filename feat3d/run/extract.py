@@ -111,6 +111,7 @@ def run_attributes(model: VideoModel, clips: ClipOptions, **extra: Any) -> dict[
         "weights_format": meta.format,
         "weights_sha256": meta.sha256 or "",
         **clips.attributes(),
+        **clips.view_attributes(),
         "mean": list(meta.mean),
         "std": list(meta.std),
         "value_scale": float(meta.value_scale),
@@ -164,9 +165,9 @@ def extract(
             ``precision``, ``trust_checkpoint``, ``num_classes`` (model); ``clip_len``,
             ``stride``, ``frame_stride``, ``fps``, ``size``, ``crop``, ``tail``, ``start``,
             ``end``, ``max_clips``, ``max_frames``, ``timeout``, ``window``,
-            ``clips_per_video`` (clips); ``format``,
-            ``layer``, ``pool``, ``dtype``, ``average_only``, ``overwrite``, ``errors``
-            (output); ``batch_size``, ``workers``, ``shard`` (run); ``flow``, ``chunks``,
+            ``clips_per_video``, ``crops`` (clips); ``format``, ``layer``, ``pool``, ``dtype``,
+            ``average_only``, ``overwrite``, ``errors``, ``crop_reduce`` (output);
+            ``batch_size``, ``workers``, ``shard`` (run); ``flow``, ``chunks``,
             ``flow_method`` (two-stream).
 
     Returns:
@@ -205,7 +206,7 @@ def extract(
 
     results = run_network(
         network, sources, clips=filled, layers=(layer,), pool=out.pool, run=run,
-        two_stream=groups["two_stream"], on_clips=count_clips,
+        two_stream=groups["two_stream"], on_clips=count_clips, crop_reduce=out.crop_reduce,
     )  # fmt: skip
     _store(results, layer, writer, ErrorLog(out.errors) if out.errors else None, report, events)
     return report
@@ -222,6 +223,8 @@ def _open_output(
     attrs = run_attributes(
         model, clips, layer=layer, pool=out.pool, dtype=out.dtype, average_only=out.average_only
     )
+    if clips.crops > 1:
+        attrs["crop_reduce"] = out.crop_reduce
     if takes_flow(model):
         attrs.update(two_stream_attributes(two_stream))
     if layer in ("logits", "probs"):

@@ -50,5 +50,5 @@ class VideoOutputs:
             width=info["width"],
             height=info["height"],
             padded_frames=info["padded_frames"],
-            extra={"warnings": info["warnings"]} if info.get("warnings") else {},
+            extra={name: info[name] for name in ("warnings", "crop_boxes") if info.get(name)},
         )

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from ..io.discover import VideoSource
+from ..io.views import split_views
 from ..io.writers import VideoFailure
 from ..model import VideoModel
 from ..options import (
     ClipOptions,
+    OptionsError,
     RunOptions,
     TwoStreamOptions,
     fill_clip_defaults,
@@ -129,14 +131,18 @@ class _Pending:
 
 class _Batches:
     """Clips gathered into batches across videos; each video handed back once the network
-    has seen all its clips (or at once, when it fails)."""
+    has seen all its clips (or at once, when it fails). With ``crops`` above 1 each clip is
+    ``(crops, T, H, W, 3)``: its views share the clip's batch, and its outputs come back as
+    ``(crops, ...)`` rows, or averaged over the views (``crop_reduce="mean"``)."""
 
     def __init__(
         self, model: VideoModel, sources: Sequence[VideoSource], *, layers: tuple[str, ...],
-        pool: bool, batch_size: int, on_clips: Callable[[int], None] | None,
+        pool: bool, batch_size: int, on_clips: Callable[[int], None] | None, crops: int = 1,
+        crop_reduce: str = "none",
     ):  # fmt: skip
         self.model, self.sources, self.layers = model, sources, layers
         self.pool, self.batch_size, self.on_clips = pool, batch_size, on_clips
+        self.crops, self.crop_reduce = crops, crop_reduce
         self.pending: dict[int, _Pending] = {}
         self.batch: list[ClipItem] = []
         self.ended: list[int] = []
@@ -177,7 +183,11 @@ class _Batches:
     def _run_batch(self) -> None:
         batch = self.batch
         frames = self.buffer.stack([item.frames for item in batch], capacity=self.batch_size)
+        if self.crops > 1:  # clips × views in one batch, split back after the network
+            frames = frames.flatten(0, 1)
         results = self.model.run(frames, self.layers, pool=self.pool)
+        if self.crops > 1:
+            results = {n: split_views(v, self.crops, self.crop_reduce) for n, v in results.items()}
         for row, item in enumerate(batch):
             state = self.pending[item.video]
             state.in_flight -= 1
@@ -204,6 +214,7 @@ def run_videos(
     batch_size: int = 8,
     workers: int | str = 0,
     on_clips: Callable[[int], None] | None = None,
+    crop_reduce: str = "none",
 ) -> Iterator[VideoOutputs | VideoFailure]:
     """Run the model over every clip of every video, yielding each video when it is done.
 
@@ -217,10 +228,13 @@ def run_videos(
             model's weights (:func:`feat3d.options.fill_clip_defaults`).
         layers: Layers to keep (see ``VideoModel.layers``).
         pool: ``False`` keeps ``conv5`` unpooled.
-        batch_size: Clips per forward pass.
+        batch_size: Clips per forward pass (with ``clips.crops`` above 1, each clip's views
+            go with it: ``batch_size × crops`` network inputs).
         workers: Decoding processes (0 decodes in this process; ``"auto"``: see
             :func:`resolve_workers`, for the model's device).
         on_clips: Called with the number of clips after each forward pass (for progress).
+        crop_reduce: With ``clips.crops`` above 1, each layer's clip rows are
+            ``(crops, ...)`` (``none``) or the mean over the views (``mean``).
 
     Yields:
         ``VideoOutputs`` for each finished video, ``VideoFailure`` for each failed one, in the
@@ -238,8 +252,9 @@ def run_videos(
         hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE
         loader = DecodePool(stream, workers, slot_bytes=clips.clip_bytes(), hang_after=hang_after)
     batches = _Batches(
-        model, sources, layers=layers, pool=pool, batch_size=batch_size, on_clips=on_clips
-    )
+        model, sources, layers=layers, pool=pool, batch_size=batch_size, on_clips=on_clips,
+        crops=clips.crops, crop_reduce=crop_reduce,
+    )  # fmt: skip
     for item in loader:
         yield from batches.add(item)
     yield from batches.flush()
@@ -255,16 +270,23 @@ def run_network(
     two_stream: TwoStreamOptions | None = None,
     pool: bool = True,
     on_clips: Callable[[int], None] | None = None,
+    crop_reduce: str = "none",
 ) -> Iterator[VideoOutputs | VideoFailure]:
     """The network's outputs for every video: :func:`run_videos`, or the two-stream runner
-    for a backbone whose spec takes optical flow (``streams``), which reads ``two_stream``."""
+    for a backbone whose spec takes optical flow (``streams``), which reads ``two_stream``
+    (and takes no ``--crops``)."""
     run = run or RunOptions()
     if takes_flow(model):
+        if clips is not None and clips.crops > 1:
+            raise OptionsError(
+                f"{model.meta.arch} is a two-stream network with its own test protocol "
+                f"(--chunks): --crops {clips.crops} applies to single-stream networks only"
+            )
         return two_stream_videos(
             model, sources, options=two_stream or TwoStreamOptions(), layers=layers,
             on_clips=on_clips,
         )  # fmt: skip
     return run_videos(
         model, sources, clips=clips, layers=layers, pool=pool, batch_size=run.batch_size,
-        workers=run.workers, on_clips=on_clips,
+        workers=run.workers, on_clips=on_clips, crop_reduce=crop_reduce,
     )  # fmt: skip

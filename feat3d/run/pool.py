@@ -67,7 +67,7 @@ def check_poolable(source: OutputReader) -> None:
         layout = source.layout(keys[0])
         if not layout.per_clip:
             raise PoolInputError(f"{source.path}: holds no per-clip rows to pool")
-        unpooled = len(layout.row) > 1
+        unpooled = len(layout.row) > (2 if source.crops > 1 else 1)  # (crops, D) is pooled
     if unpooled:
         raise PoolInputError(
             f"{source.path}: holds unpooled conv5 maps (--no-pool); pool needs one vector per clip"

@@ -14,6 +14,7 @@ import torch
 
 from ..io.decode import Frame, VideoDecodeError, VideoInfo, iter_frames
 from ..io.discover import VideoSource
+from ..io.views import ClipViews
 from ..options import ClipOptions
 from .messages import ClipItem
 from .views import sample_clips
@@ -51,11 +52,13 @@ class ClipStream:
         opts = self.options
         infos: list[VideoInfo] = []
         damage: list[str] = []
+        # --crops: frames resized but uncropped; the views are cut from each clip below.
+        views = ClipViews(opts.crops, opts.crop) if opts.crops > 1 else None
         decoded = _FrameCounter(
             iter_frames(
                 source.path,
                 size=opts.size,
-                crop=opts.crop,
+                crop=opts.crop if views is None else None,
                 threads=opts.threads,
                 info_out=infos,
                 warnings_out=damage,
@@ -76,7 +79,7 @@ class ClipStream:
                 yield ClipItem(
                     "clip",
                     index,
-                    frames=np.ascontiguousarray(clip.frames),
+                    frames=np.ascontiguousarray(views.cut(clip.frames) if views else clip.frames),
                     segment=(int(clip.segment[0]), int(clip.segment[1])),
                     time=(float(clip.time[0]), float(clip.time[1])),
                     padded=int(clip.padded),
@@ -105,6 +108,7 @@ class ClipStream:
                 "padded_frames": padded,
                 "n_clips": n_clips,
                 "warnings": list(damage),
+                **(views.attributes() if views is not None else {}),
             },
         )
 

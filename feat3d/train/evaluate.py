@@ -117,7 +117,8 @@ def evaluate_videos(
         items: Labelled videos.
         classes: Class names, index = label.
         clips: Clip options (non-overlapping, centre crop: the papers' protocol; with
-            ``clips_per_video``, that many views spread uniformly over each video).
+            ``clips_per_video``, that many views spread uniformly over each video); with
+            ``crops`` above 1 a clip's softmax scores and logits are the mean over its views.
         batch_size: Clips per forward pass.
         workers: Decoding processes (a count or ``"auto"``, as for ``extract``).
         reduce: Optional callable summing a list of floats across processes (distributed
@@ -144,7 +145,7 @@ def evaluate_videos(
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     results = run_network(
         model, sources, clips=clips, layers=("logits", "probs"), two_stream=two_stream,
-        run=RunOptions(batch_size=batch_size, workers=workers),
+        run=RunOptions(batch_size=batch_size, workers=workers), crop_reduce="mean",
     )  # fmt: skip
     for result in results:
         if isinstance(result, VideoFailure):

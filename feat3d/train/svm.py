@@ -104,7 +104,8 @@ def iter_stored_videos(path: str | os.PathLike[str]) -> Iterator[StoredVideo]:
 
     Yields:
         :class:`StoredVideo` per complete video; failed or unfinished videos are skipped. Per
-        video the clip features are read when stored, else the stored mean.
+        video the clip features are read when stored, else the stored mean; a multi-crop
+        output's views are averaged (clips as ``(n_clips, D)``, a mean as ``(D,)``).
 
     Raises:
         SvmError: The path is missing or not a feature output.
@@ -114,10 +115,15 @@ def iter_stored_videos(path: str | os.PathLike[str]) -> Iterator[StoredVideo]:
     except ReadError as error:
         raise SvmError(str(error)) from None
     with output:
+        views = output.crops > 1  # (n_clips, crops, D): a clip's feature is its views' mean
         for arrays in output.iter_arrays():
             source = output.video(arrays.key).source
-            clips = arrays.features
-            yield StoredVideo(arrays.key, source, clips, arrays.mean if clips is None else None)
+            clips, mean = arrays.features, arrays.mean
+            if views and clips is not None:
+                clips = clips.astype(np.float64).mean(axis=1)
+            elif views and mean is not None:
+                mean = np.asarray(mean, dtype=np.float64).mean(axis=0)
+            yield StoredVideo(arrays.key, source, clips, mean if clips is None else None)
 
 
 def load_video_features(
