@@ -166,6 +166,12 @@ def test_refusals(tmp_path, video, tiny_model):
     two_stream = SimpleNamespace(meta=SimpleNamespace(arch="st-resnet-50"))
     with pytest.raises(OptionsError, match="two-stream network"):
         run_network(two_stream, [], clips=ClipOptions(crops=10), layers=("pool5",))  # type: ignore[arg-type]
+    for views, named in (
+        (ClipOptions(window="centred"), "--window centred"),
+        (ClipOptions(clips_per_video=4), "--clips-per-video 4"),
+    ):
+        with pytest.raises(OptionsError, match=f"{named} applies to single-stream networks only"):
+            run_network(two_stream, [], clips=views, layers=("pool5",))  # type: ignore[arg-type]
     out = tmp_path / "f.h5"
     extract([video], out, model=tiny_model, crops=3, max_clips=1, **SAMPLING)
     with pytest.raises(OutputError, match="made with crops=3, this run uses crops=1"):
@@ -195,3 +201,23 @@ def test_cli_crops(tmp_path, video):
     assert info.exit_code == 0 and "10 views (top-left" in info.output
     for command in ("classify", "evaluate"):
         assert "--crops [1|3|5|10]" in runner.invoke(cli, [command, "--help"]).output
+
+
+def test_crops_compose_with_temporal_views(tmp_path, video):
+    """Spatial views are cut from whatever clips the temporal sampler chose."""
+    runner = CliRunner()
+    base = ["extract", str(video), "-m", "resnet-10", "-w", "none", "--device", "cpu",
+            "--workers", "0", "--size", "40", "--crop", "32", "--clip-len", "8", "-q"]  # fmt: skip
+    views = tmp_path / "views.h5"
+    result = runner.invoke(cli, [*base, "-o", str(views), "--crops", "3", "--clips-per-video", "2"])
+    assert result.exit_code == 0, result.output
+    centred = tmp_path / "centred.h5"
+    result = runner.invoke(
+        cli, [*base, "-o", str(centred), "--crops", "5", "--window", "centred", "--stride", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    with h5py.File(views, "r") as f, h5py.File(centred, "r") as g:
+        assert f["a.mp4"]["features"].shape == (2, 3, 512)
+        n_frames = int(g["a.mp4"].attrs["n_frames"])
+        assert g["a.mp4"]["features"].shape == (-(-n_frames // 4), 5, 512)
+        assert g.attrs["window"] == "centred" and g.attrs["crops"] == 5

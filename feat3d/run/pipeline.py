@@ -274,14 +274,10 @@ def run_network(
 ) -> Iterator[VideoOutputs | VideoFailure]:
     """The network's outputs for every video: :func:`run_videos`, or the two-stream runner
     for a backbone whose spec takes optical flow (``streams``), which reads ``two_stream``
-    (and takes no ``--crops``)."""
+    (and takes no ``--crops``, ``--window centred`` or ``--clips-per-video``)."""
     run = run or RunOptions()
     if takes_flow(model):
-        if clips is not None and clips.crops > 1:
-            raise OptionsError(
-                f"{model.meta.arch} is a two-stream network with its own test protocol "
-                f"(--chunks): --crops {clips.crops} applies to single-stream networks only"
-            )
+        _refuse_views(model.meta.arch, clips)
         return two_stream_videos(
             model, sources, options=two_stream or TwoStreamOptions(), layers=layers,
             on_clips=on_clips,
@@ -290,3 +286,23 @@ def run_network(
         model, sources, clips=clips, layers=layers, pool=pool, batch_size=run.batch_size,
         workers=run.workers, on_clips=on_clips, crop_reduce=crop_reduce,
     )  # fmt: skip
+
+
+def _refuse_views(arch: str, clips: ClipOptions | None) -> None:
+    """A two-stream network samples its own chunks (``--chunks``): refuse the view options."""
+    if clips is None:
+        return
+    given = [
+        name
+        for name, used in (
+            (f"--crops {clips.crops}", clips.crops > 1),
+            ("--window centred", clips.window == "centred"),
+            (f"--clips-per-video {clips.clips_per_video}", clips.clips_per_video is not None),
+        )
+        if used
+    ]
+    if given:
+        raise OptionsError(
+            f"{arch} is a two-stream network with its own test protocol (--chunks): "
+            f"{', '.join(given)} applies to single-stream networks only"
+        )
