@@ -107,6 +107,9 @@ class ClipOptions:
         timeout: Abandon a video (a failure) when decoding it has taken this many seconds,
             not counting time spent waiting for the model.
         threads: Codec threads per video (0: the run's share of the cores).
+        frame_rate: Frames per second of folders of frame images (``--frame-rate``): with
+            it every folder of images is a video; ``None``: only folders with Hara's
+            ``n_frames``/``fps`` file are, at the ``fps`` file's rate (else 30).
     """
 
     clip_len: int | None = None
@@ -122,6 +125,7 @@ class ClipOptions:
     max_frames: int | None = None
     timeout: float | None = None
     threads: int = 0
+    frame_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.tail not in TAILS:
@@ -133,6 +137,7 @@ class ClipOptions:
         _positive("fps", self.fps, strict=False)
         _positive("start", self.start, strict=False)
         _positive("timeout", self.timeout)
+        _positive("frame_rate", self.frame_rate)
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise OptionsError(f"end ({self.end}) must be after start ({self.start})")
         _check_size("size", self.size)

@@ -19,7 +19,7 @@ from ..cli import (
     two_stream_options,
     workers_option,
 )  # fmt: skip
-from ..options import ModelOptions, TwoStreamOptions, fill_clip_defaults
+from ..options import ClipOptions, ModelOptions, TwoStreamOptions, fill_clip_defaults
 from ..plots import plot_confusion, require_matplotlib
 from ..train import evaluate_videos, write_evaluation
 from . import common
@@ -44,7 +44,8 @@ from . import common
 @two_stream_options
 def evaluate_command(
     checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
-    val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
+    val_list: Path | None, classes_file: Path | None, csv_file: Path | None,
+    annotation_file: Path | None, frame_rate: float | None, which: str,
     output: Path | None, plot_path: Path | None, batch_size: int, workers: int | str,
     device: str, precision: str, trust_checkpoint: bool, compile_model: bool,
     two_stream: TwoStreamOptions,
@@ -63,14 +64,15 @@ def evaluate_command(
     if plot_path is not None:
         require_matplotlib()
     split = common.load_split(dataset, val_split, seed, train_list, val_list, classes_file,
-                              csv_file)  # fmt: skip
+                              csv_file, annotation_file, frame_rate)  # fmt: skip
     vm = common.load(ModelOptions(
         weights=str(checkpoint), device=device, precision=precision,
         trust_checkpoint=trust_checkpoint, compile=compile_model,
     ))  # fmt: skip
     items = {"val": split.val, "train": split.train, "all": [*split.train, *split.val]}[which]
     result = evaluate_videos(
-        vm, items, split.classes, clips=fill_clip_defaults(None, vm.meta),
+        vm, items, split.classes,
+        clips=fill_clip_defaults(ClipOptions(frame_rate=frame_rate), vm.meta),
         batch_size=batch_size, workers=workers, two_stream=two_stream,
     )  # fmt: skip
     click.echo(result.summary())

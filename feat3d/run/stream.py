@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from ..io.clips import iter_clips
-from ..io.decode import Frame, VideoDecodeError, VideoInfo, iter_frames
+from ..io.decode import Frame, VideoDecodeError, VideoInfo
 from ..io.discover import VideoSource
+from ..io.sources import iter_source_frames
 from ..options import ClipOptions
 from .messages import ClipItem
 from .workers import Stopwatch
@@ -52,8 +53,9 @@ class ClipStream:
         infos: list[VideoInfo] = []
         damage: list[str] = []
         decoded = _FrameCounter(
-            iter_frames(
+            iter_source_frames(
                 source.path,
+                frame_rate=opts.frame_rate,
                 size=opts.size,
                 crop=opts.crop,
                 threads=opts.threads,
