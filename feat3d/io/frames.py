@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -64,6 +65,12 @@ __all__ = [
 #: Frame rate of a folder without ``--frame-rate`` and without an ``fps`` file (as
 #: pytorchvideo's ``FrameVideo``).
 DEFAULT_FRAME_RATE = 30.0
+
+#: The keyword arguments of :func:`~feat3d.io.iter_frames` and their defaults.
+_DEFAULTS: dict[str, Any] = {
+    "size": 112, "crop": 112, "threads": 0, "info_out": None, "fps": None, "start": None,
+    "end": None, "stats": None, "warnings_out": None,
+}  # fmt: skip
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
@@ -244,24 +251,15 @@ def _raws(
 
 
 def iter_folder_frames(
-    path: str | os.PathLike[str],
-    *,
-    frame_rate: float | None = None,
-    size: int | tuple[int, int] | None = 112,
-    crop: int | tuple[int, int] | None = 112,
-    threads: int = 0,
-    info_out: list[VideoInfo] | None = None,
-    fps: float | Fraction | None = None,
-    start: float | Fraction | None = None,
-    end: float | Fraction | None = None,
-    stats: dict[str, int] | None = None,
-    warnings_out: list[str] | None = None,
+    path: str | os.PathLike[str], *, frame_rate: float | None = None, **options: Any
 ) -> Iterator[Frame]:
     """Frames of a frame folder, as :func:`~feat3d.io.iter_frames` yields a video's.
 
-    The arguments are :func:`~feat3d.io.iter_frames`'s (``threads`` and ``warnings_out`` are
-    accepted and unused: one image is one picture, and a damaged image fails the video),
-    plus ``frame_rate``: frames per second, ``None`` for the ``fps`` file's or the default.
+    ``options`` are the keyword arguments of :func:`~feat3d.io.iter_frames`, with its
+    defaults (``size``, ``crop``, ``fps``, ``start``, ``end``, ``info_out``, ``stats``;
+    ``threads`` and ``warnings_out`` are accepted and unused: one image is one picture, and
+    a damaged image fails the video). ``frame_rate``: frames per second, ``None`` for the
+    ``fps`` file's or :data:`DEFAULT_FRAME_RATE`.
 
     Raises:
         ValueError: Invalid arguments (on call).
@@ -269,12 +267,12 @@ def iter_folder_frames(
             later: an image that is missing or cannot be decoded (named in the message), or
             ``start`` past the last frame.
     """
-    size_v, crop_hw, window = _checked_args(
-        size=size, crop=crop, threads=threads, fps=fps, start=start, end=end, stats=stats,
-        warnings_out=warnings_out,
-    )  # fmt: skip
+    given = {**_DEFAULTS, **options}
+    info_out = given.pop("info_out")
+    size_v, crop_hw, window = _checked_args(**given)
     if frame_rate is not None and (not math.isfinite(frame_rate) or frame_rate <= 0):
         raise ValueError(f"frame_rate must be a positive number, got {frame_rate!r}")
+    stats = given["stats"]
     return _iter_folder(Path(path), frame_rate, size_v, crop_hw, info_out, window, stats)
 
 
@@ -296,7 +294,7 @@ def _iter_folder(
     if start:  # the image on screen at ``start``: nothing before it is read
         if float(start) >= duration - _EPS:
             raise VideoDecodeError(
-                f"start {float(start):.3f} s is past the end of the video ({duration:.3f} s)"
+                f"start {float(start):.3f} s is past the end of the video ({float(duration):.3f} s)"
             )
         first = math.floor(start * folder.rate + Fraction(_EPS))
     raws = _raws(folder, first, stats, info_out)
