@@ -92,7 +92,7 @@ TWO_STREAM_FIELDS = _fields("flow", "chunks", flow_method="method")
 #: Parameters that make up a ClipOptions.
 CLIP_FIELDS = _fields("clip_len", "frame_stride", "fps", "start", "end", "max_clips", "stride",
                       "max_frames", "timeout", "tail", "size", "crop", "window",
-                      "clips_per_video", "crops")  # fmt: skip
+                      "clips_per_video", "crops", "frame_rate")  # fmt: skip
 
 
 def _stack(*options: Decorator) -> Decorator:
@@ -274,6 +274,16 @@ def flow_method_option(name: str, help: str) -> Decorator:
     return click.option(name, type=methods, default="tvl1", show_default=True, help=help)
 
 
+def frame_rate_option() -> Decorator:
+    """``--frame-rate``: folders of frame images are videos at this rate."""
+    return click.option(
+        "--frame-rate", type=click.FloatRange(min=0, min_open=True), default=None, metavar="FPS",
+        help="Read each folder of frame images (image_00001.jpg ..., any sorted *.jpg/*.png) as "
+        "one video at FPS frames per second. Without it only folders with Hara et al.'s "
+        "n_frames or fps file are videos (at the fps file's rate, else 30).",
+    )  # fmt: skip
+
+
 def _seconds(name: str, help: str) -> Decorator:
     return click.option(
         name, type=click.FloatRange(min=0), default=None, metavar="SECONDS", help=help
@@ -347,6 +357,7 @@ def clip_options(func: F) -> F:
                      "128x171 for torchvision weights)."),
         crop_option(),
         crops_option(),
+        frame_rate_option(),
         batch_size_option(help="Clips per forward pass; batches span videos; a clip's --crops "
                           "views go with it."),
         workers_option(),
@@ -384,6 +395,12 @@ def dataset_options(func: F) -> F:
                      help="classInd.txt ('1 ApplyEyeMakeup') or one class name per line."),
         click.option("--csv", "csv_file", type=file,
                      help="CSV 'path,label[,split]' (Kinetics style), paths relative to DATASET."),
+        click.option("--annotation", "annotation_file", type=file, metavar="FILE.json",
+                     help="Hara et al.'s annotation JSON (ucf101_01.json, hmdb51_1.json, "
+                     "kinetics.json, ActivityNet): its training/validation subsets are the "
+                     "split; DATASET is the frame root (root/<label>/<id>, ActivityNet "
+                     "root/v_<id>)."),
+        frame_rate_option(),
     )(func)  # fmt: skip
 
 

@@ -119,6 +119,9 @@ class ClipOptions:
             5 (corners and centre) or 10 (those and their mirror images; torchvision's
             ``ten_crop``); see :mod:`feat3d.io.views`. All views of a clip go through the
             network in one batch.
+        frame_rate: Frames per second of folders of frame images (``--frame-rate``): with
+            it every folder of images is a video; ``None``: only folders with Hara's
+            ``n_frames``/``fps`` file are, at the ``fps`` file's rate (else 30).
     """
 
     clip_len: int | None = None
@@ -137,6 +140,7 @@ class ClipOptions:
     window: str = "clips"
     clips_per_video: int | None = None
     crops: int = 1
+    frame_rate: float | None = None
 
     def __post_init__(self) -> None:
         self._check_views()
@@ -149,6 +153,7 @@ class ClipOptions:
         _positive("fps", self.fps, strict=False)
         _positive("start", self.start, strict=False)
         _positive("timeout", self.timeout)
+        _positive("frame_rate", self.frame_rate)
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise OptionsError(f"end ({self.end}) must be after start ({self.start})")
         _check_size("size", self.size)

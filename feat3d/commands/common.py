@@ -14,7 +14,7 @@ from rich.console import Console
 
 from ..model import VideoModel
 from ..options import ModelOptions
-from ..train import DatasetSplit, load_dataset
+from ..train import DatasetSplit, load_annotation, load_dataset
 
 
 def out_console() -> Console:
@@ -49,10 +49,20 @@ def load(network: ModelOptions, *, quiet: bool = False) -> VideoModel:
 
 def load_split(
     dataset: Path, val_split: float, seed: int, train_list: Path | None, val_list: Path | None,
-    classes_file: Path | None, csv_file: Path | None,
+    classes_file: Path | None, csv_file: Path | None, annotation_file: Path | None = None,
+    frame_rate: float | None = None,
 ) -> DatasetSplit:  # fmt: skip
-    """DATASET as the dataset options of train and evaluate read it."""
+    """DATASET as the dataset options of train and evaluate read it (``--annotation``:
+    Hara et al.'s JSON over the frame root DATASET)."""
+    if annotation_file is not None:
+        named = {"--train-list": train_list, "--val-list": val_list, "--classes": classes_file,
+                 "--csv": csv_file}  # fmt: skip
+        given = [name for name, value in named.items() if value is not None]
+        if given:
+            raise click.UsageError(f"--annotation names the split and classes: drop {given[0]}")
+        with echo_warnings():
+            return load_annotation(dataset, annotation_file, frame_rate=frame_rate)
     return load_dataset(
         dataset, val_split=val_split, seed=seed, train_list=train_list, val_list=val_list,
-        classes_file=classes_file, csv=csv_file,
+        classes_file=classes_file, csv=csv_file, frame_rate=frame_rate,
     )  # fmt: skip

@@ -48,7 +48,8 @@ from . import common
 @two_stream_options
 def evaluate_command(
     checkpoint: Path, dataset: Path, val_split: float, seed: int, train_list: Path | None,
-    val_list: Path | None, classes_file: Path | None, csv_file: Path | None, which: str,
+    val_list: Path | None, classes_file: Path | None, csv_file: Path | None,
+    annotation_file: Path | None, frame_rate: float | None, which: str,
     output: Path | None, plot_path: Path | None, clips_per_video: int | None, batch_size: int,
     workers: int | str,
     device: str, precision: str, trust_checkpoint: bool, compile_model: bool, crops: int,
@@ -70,7 +71,7 @@ def evaluate_command(
     if plot_path is not None:
         require_matplotlib()
     split = common.load_split(dataset, val_split, seed, train_list, val_list, classes_file,
-                              csv_file)  # fmt: skip
+                              csv_file, annotation_file, frame_rate)  # fmt: skip
     vm = common.load(ModelOptions(
         weights=str(checkpoint), device=device, precision=precision,
         trust_checkpoint=trust_checkpoint, compile=compile_model,
@@ -79,7 +80,8 @@ def evaluate_command(
     result = evaluate_videos(
         vm, items, split.classes,
         clips=fill_clip_defaults(
-            ClipOptions(clips_per_video=clips_per_video, crops=crops), vm.meta
+            ClipOptions(clips_per_video=clips_per_video, crops=crops, frame_rate=frame_rate),
+            vm.meta,
         ),
         batch_size=batch_size, workers=workers, two_stream=two_stream,
     )  # fmt: skip

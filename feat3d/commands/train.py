@@ -45,7 +45,7 @@ def train_command(
     dataset: Path, output: Path, val_split: float, seed: int, train_list: Path | None,
     val_list: Path | None, classes_file: Path | None, csv_file: Path | None, stage: str | None,
     flow: Path | None, init_2d: Path | None, max_steps: int | None, compile_model: bool,
-    resume: bool, quiet: bool, **recipe: Any,
+    resume: bool, quiet: bool, annotation_file: Path | None, **recipe: Any,
 ) -> None:  # fmt: skip
     """Train or fine-tune a model on DATASET with Hara et al.'s recipe.
 
@@ -58,13 +58,14 @@ def train_command(
       feat3d train ucf101/ --train-list trainlist01.txt --val-list testlist01.txt \\
           --classes classInd.txt --pretrained resnet-34-kinetics.pth -o runs/ucf
       feat3d train motion/ -o runs/motion --resume
+      feat3d train jpg/ --annotation ucf101_01.json -o runs/ucf -m resnet-18
     """
     if isinstance(recipe["crop"], tuple):
         raise click.BadParameter("train crops squares: give one side N", param_hint="--crop")
     if compile_model:  # fit() compiles nothing yet: refused rather than ignored
         raise click.UsageError("--compile: train does not compile the network yet")
     split = common.load_split(dataset, val_split, seed, train_list, val_list, classes_file,
-                              csv_file)  # fmt: skip
+                              csv_file, annotation_file, recipe["frame_rate"])  # fmt: skip
     if stage is not None or training.trains_in_stages(recipe["model"]):
         train_stage(split, output, stage=stage, flow=flow, init_2d=init_2d, max_steps=max_steps,
                     seed=seed, quiet=quiet, resume=resume, explicit=explicit_values(),

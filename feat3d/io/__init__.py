@@ -1,5 +1,6 @@
 """Video input and feature output: streaming decode (:mod:`.decode`), clip assembly
-(:mod:`.clips`), input discovery (:mod:`.discover`), output formats (:mod:`.writers`;
+(:mod:`.clips`), input discovery (:mod:`.discover`), frame folders read as videos
+(:mod:`.frames`) and the one opener of either (:mod:`.sources`), output formats (:mod:`.writers`;
 crash-safe HDF5 in :mod:`.h5store` over :mod:`.journal`), reading them back (:mod:`.reader`),
 merging shards (:mod:`.merge`), re-pooling stored clip features in time (:mod:`.pooling`) and
 the multi-crop views of a clip (:mod:`.views`)."""
@@ -16,9 +17,11 @@ from .clips import (
 )
 from .decode import Frame, VideoDecodeError, VideoInfo, iter_frames, open_video
 from .discover import InputError, VideoSource, discover_videos
+from .frames import iter_folder_frames, open_frame_folder
 from .h5store import H5Store
 from .merge import MergeReport, merge_outputs, parse_shard, shard_of
 from .reader import OutputReader, PendingJournal, ReadError, open_output, pending_journal
+from .sources import iter_source_frames, open_source
 from .writers import (
     OutputError,
     VideoFailure,
@@ -48,10 +51,14 @@ __all__ = [
     "discover_videos",
     "iter_centred_clips",
     "iter_clips",
+    "iter_folder_frames",
     "iter_frames",
+    "iter_source_frames",
     "iter_uniform_clips",
     "merge_outputs",
+    "open_frame_folder",
     "open_output",
+    "open_source",
     "open_video",
     "open_writer",
     "parse_shard",

@@ -637,6 +637,26 @@ def iter_frames(
         >>> [(f.index, round(f.time, 3)) for f in ticks][:3]
         [(120, 2.0), (124, 2.067), (128, 2.133)]
     """
+    size_v, crop_hw, window = _checked_args(
+        size=size, crop=crop, threads=threads, fps=fps, start=start, end=end, stats=stats,
+        warnings_out=warnings_out,
+    )  # fmt: skip
+    return _iter_frames(Path(path), size_v, crop_hw, threads, info_out, window, stats, warnings_out)
+
+
+def _checked_args(
+    *,
+    size: int | tuple[int, int] | None,
+    crop: int | tuple[int, int] | None,
+    threads: int,
+    fps: float | Fraction | None,
+    start: float | Fraction | None,
+    end: float | Fraction | None,
+    stats: dict[str, int] | None,
+    warnings_out: list[str] | None,
+) -> tuple[int | tuple[int, int] | None, tuple[int, int] | None, _Window]:
+    """The arguments of :func:`iter_frames` checked (``ValueError``): the resize rule, the
+    crop and the time window (also used by the frame-folder reader, :mod:`.frames`)."""
     size_hw = _as_hw(size, name="size")
     size_v = size_hw if size_hw is None or isinstance(size, (tuple, list)) else size_hw[0]
     crop_hw = _as_hw(crop, name="crop")
@@ -649,10 +669,9 @@ def iter_frames(
         raise ValueError(f"end must be after start, got start={start!r}, end={end!r}")
     if stats is not None and not isinstance(stats, dict):
         raise ValueError(f"stats must be a dict or None, got {type(stats).__name__}")
-    window = _Window(rate=rate, start=start_q, end=end_q)
     if warnings_out is not None and not isinstance(warnings_out, list):
         raise ValueError(f"warnings_out must be a list or None, got {type(warnings_out).__name__}")
-    return _iter_frames(Path(path), size_v, crop_hw, threads, info_out, window, stats, warnings_out)
+    return size_v, crop_hw, _Window(rate=rate, start=start_q, end=end_q)
 
 
 def tick_count(duration: float, *, fps: float | Fraction, start: float | Fraction = 0) -> int:
@@ -840,12 +859,12 @@ class _Converter:
 
     def __init__(
         self,
-        stream: av.video.stream.VideoStream,
+        stream: av.video.stream.VideoStream | None,
         *,
         size: int | tuple[int, int] | None,
         crop: tuple[int, int] | None,
     ) -> None:
-        self.sar = _sar(stream)
+        self.sar = _sar(stream) if stream is not None else Fraction(1)  # None: square pixels
         self.size = size
         self.crop = crop
         self.reformatter = VideoReformatter()

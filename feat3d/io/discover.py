@@ -15,6 +15,11 @@ group cannot be both) — are told apart in discovery order (sorted, so stable b
 the later one gets ``~2`` (then ``~3``, ...) appended to its first path component
 (``clip.mp4~2``, ``sub~2/clip.mp4``). The original path is always in the ``source``
 attribute.
+
+A folder of frame images (Hara et al.'s ``image_00001.jpg`` ...) is one video, keyed like a
+file by its path relative to the root, and not searched further (see
+:func:`is_frame_folder`): always when it holds Hara's ``n_frames`` or ``fps`` file, and any
+folder of images without video files when a frame rate is given (``--frame-rate``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ VIDEO_EXTENSIONS = frozenset(
         ".wmv", ".3gp", ".ogv", ".ts", ".mts", ".m2ts", ".vob", ".gif",
     }
 )  # fmt: skip
+
+
+#: Image types a frame folder may hold.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+#: Files Hara et al.'s scripts write beside a video's images (``n_frames_*.py``: the highest
+#: frame number; ``fps.py``: the source's frame rate): they mark a folder as one video.
+MARKER_FILES = ("n_frames", "fps")
 
 
 class InputError(UsageError):
@@ -57,8 +70,40 @@ def is_video_file(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _walk_videos(root: Path) -> Iterator[Path]:
-    """Video files under ``root``, sorted, following symlinks but never looping.
+def is_frame_image(name: str) -> bool:
+    """Whether a file name is an image a frame folder may hold (not a hidden file)."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_frame_folder(names: Iterable[str], *, frame_rate: float | None) -> bool:
+    """Whether a folder holding the files ``names`` is one video of frame images.
+
+    Args:
+        names: The names of the files in the folder (not of its sub-folders).
+        frame_rate: The ``--frame-rate`` given: with it any folder holding images and no
+            video file is a video; without it, only one with Hara's ``n_frames`` or ``fps``
+            file beside the images.
+    """
+    names = list(names)
+    if any(is_video_file(Path(name)) for name in names):
+        return False
+    if frame_rate is None and not any(name in MARKER_FILES for name in names):
+        return False
+    return any(is_frame_image(name) for name in names)
+
+
+def holds_images(folder: Path) -> bool:
+    """Whether ``folder`` directly holds frame images (``False`` when it cannot be listed)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(entry.is_file() and is_frame_image(entry.name) for entry in entries)
+    except OSError:
+        return False
+
+
+def _walk_videos(root: Path, frame_rate: float | None = None) -> Iterator[Path]:
+    """Video files and frame folders under ``root``, sorted, following symlinks but never
+    looping.
 
     A folder that cannot be listed (no permission, removed meanwhile, an I/O error) is
     yielded itself, in its place, so that the run records it as a failed input with the
@@ -85,6 +130,10 @@ def _walk_videos(root: Path) -> Iterator[Path]:
             dirnames[:] = []
             continue
         seen.add(ident)
+        if is_frame_folder(filenames, frame_rate=frame_rate):
+            dirnames[:] = []  # one video: its sub-folders are not searched
+            yield Path(dirpath)
+            continue
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
@@ -149,7 +198,7 @@ def _list_key(entry: str, path: Path) -> str:
 
 
 def _expand(
-    inputs: Iterable[str | os.PathLike[str]], *, base: Path | None
+    inputs: Iterable[str | os.PathLike[str]], *, base: Path | None, frame_rate: float | None
 ) -> Iterator[VideoSource]:
     for raw in inputs:
         text = os.fspath(raw)
@@ -157,16 +206,13 @@ def _expand(
             list_path = Path(text[1:])
             if base is not None and not list_path.is_absolute():
                 list_path = base / list_path
-            yield from _expand_list(list_path)
+            yield from _expand_list(list_path, frame_rate)
             continue
         path = Path(text)
         if base is not None and not path.is_absolute():
             path = base / path
         if path.is_dir():
-            root = path.absolute()
-            for video in _walk_videos(root):
-                key = video.relative_to(root).as_posix()
-                yield VideoSource(video.absolute(), root.name if key == "." else key)
+            yield from _expand_folder(path.absolute(), text, frame_rate)
         elif base is not None:
             # A list entry: kept even when missing so the run records it as a failed video.
             yield VideoSource(path.absolute(), _list_key(text, path))
@@ -176,23 +222,43 @@ def _expand(
             raise InputError(f"{text}: no such file or directory")
 
 
-def _expand_list(list_path: Path) -> Iterator[VideoSource]:
+def _expand_folder(root: Path, text: str, frame_rate: float | None) -> Iterator[VideoSource]:
+    found = False
+    for video in _walk_videos(root, frame_rate):
+        found = True
+        key = video.relative_to(root).as_posix()
+        yield VideoSource(video.absolute(), root.name if key == "." else key)
+    if not found and frame_rate is None and holds_images(root):
+        raise InputError(
+            f"{text}: a folder of images, not of videos; give --frame-rate to read it as "
+            "one video (Hara's n_frames or fps file beside the images does the same)"
+        )
+
+
+def _expand_list(list_path: Path, frame_rate: float | None) -> Iterator[VideoSource]:
     try:
         lines = list_path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise InputError(f"@{list_path}: cannot read the list ({error.strerror})") from error
     entries = [line.strip() for line in lines]
     yield from _expand(
-        [e for e in entries if e and not e.startswith("#")], base=list_path.absolute().parent
+        [e for e in entries if e and not e.startswith("#")],
+        base=list_path.absolute().parent,
+        frame_rate=frame_rate,
     )
 
 
-def discover_videos(inputs: Iterable[str | os.PathLike[str]]) -> list[VideoSource]:
+def discover_videos(
+    inputs: Iterable[str | os.PathLike[str]], *, frame_rate: float | None = None
+) -> list[VideoSource]:
     """Expand inputs into the list of videos to process, each with a unique output key.
 
     Args:
-        inputs: Files, folders (searched recursively for video extensions) and ``@list.txt``
-            files (one path per line, relative to the list's folder; ``#`` starts a comment).
+        inputs: Files, folders (searched recursively for video extensions and frame
+            folders) and ``@list.txt`` files (one path per line, relative to the list's
+            folder; ``#`` starts a comment).
+        frame_rate: ``--frame-rate``: every folder of images (without video files) is a
+            video. Without it only folders with Hara's ``n_frames`` or ``fps`` file are.
 
     Returns:
         Videos in a stable order; the same file named twice appears once. Folders are
@@ -201,12 +267,13 @@ def discover_videos(inputs: Iterable[str | os.PathLike[str]]) -> list[VideoSourc
         run records it as failed (``"cannot list folder: permission denied"``) and goes on.
 
     Raises:
-        InputError: A file or folder named directly does not exist, or a list can't be read.
+        InputError: A file or folder named directly does not exist, a list can't be read, or
+            a folder named directly holds images but no video (without ``frame_rate``).
     """
     sources: list[VideoSource] = []
     seen_paths: set[Path] = set()
     keys = _KeySet()
-    for source in _expand(inputs, base=None):
+    for source in _expand(inputs, base=None, frame_rate=frame_rate):
         if source.path in seen_paths:
             continue
         seen_paths.add(source.path)

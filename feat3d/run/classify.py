@@ -157,7 +157,7 @@ def classify(
         **options,
     )
     network = model if isinstance(model, VideoModel) else groups["model"].load()
-    sources = sources_of(inputs)
+    sources = sources_of(inputs, frame_rate=groups["clips"].frame_rate)
     report = ClassifyReport(
         arch=network.meta.arch, weights=network.meta.reference,
         random_weights=network.random_weights,

@@ -117,10 +117,14 @@ def done_keys(output: str | os.PathLike[str]) -> set[str]:
         return set(done.video_keys())
 
 
-def _pending(inputs: Sequence[Any], output: OutputOptions) -> list[VideoSource]:
-    """The inputs as sources, less those already in the output."""
+def _pending(
+    inputs: Sequence[Any], output: OutputOptions, clips: ClipOptions | None
+) -> list[VideoSource]:
+    """The inputs as sources (frame folders at ``clips.frame_rate``), less those already in
+    the output."""
     done = set() if output.overwrite else done_keys(output.path)  # type: ignore[arg-type]
-    return [source for source in sources_of(inputs) if source.key not in done]
+    rate = clips.frame_rate if clips is not None else None
+    return [source for source in sources_of(inputs, frame_rate=rate) if source.key not in done]
 
 
 def _part(output: OutputOptions, index: int, count: int) -> OutputOptions:
@@ -149,8 +153,8 @@ def extract_rank(
         model = model.with_device(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
     part = _part(output, rank, world)
     report = extract(
-        _pending(inputs, output), part, model=model, run=replace(run, shard=(rank, world)),
-        events=events, **groups,
+        _pending(inputs, output, groups.get("clips")), part, model=model,
+        run=replace(run, shard=(rank, world)), events=events, **groups,
     )  # fmt: skip
     started_group = not dist.is_initialized()
     if started_group:
@@ -218,7 +222,7 @@ def extract_on_devices(
     queue = context.Queue()
     outputs = [_part(output, i, count) for i in range(count)]
     parts = [Path(part.path) for part in outputs]  # type: ignore[arg-type]
-    sources = _pending(inputs, output)
+    sources = _pending(inputs, output, groups.get("clips"))
     processes = []
     for index, device in enumerate(devices):
         options = {

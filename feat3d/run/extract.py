@@ -130,12 +130,13 @@ def as_model_options(model: str | ModelOptions | VideoModel | None) -> ModelOpti
     return ModelOptions(arch=model) if isinstance(model, str) or model is None else model
 
 
-def sources_of(inputs: Iterable[Any]) -> list[VideoSource]:
-    """Inputs as video sources: ``VideoSource`` objects as given, else paths discovered."""
+def sources_of(inputs: Iterable[Any], *, frame_rate: float | None = None) -> list[VideoSource]:
+    """Inputs as video sources: ``VideoSource`` objects as given, else paths discovered
+    (folders of frame images too, see :func:`~feat3d.io.discover_videos`)."""
     items = list(inputs)
     if items and all(isinstance(item, VideoSource) for item in items):
         return items
-    return discover_videos(items)
+    return discover_videos(items, frame_rate=frame_rate)
 
 
 def extract(
@@ -188,7 +189,7 @@ def extract(
     layer = out.layer or network.default_layer
     network.check_layer(layer)
     filled = fill_clip_defaults(groups["clips"], network.meta)
-    sources = sources_of(inputs)
+    sources = sources_of(inputs, frame_rate=filled.frame_rate)
     if run.shard is not None:
         sources = select_shard(sources, *run.shard)
     report = ExtractReport(output=out.target, shard=run.shard)

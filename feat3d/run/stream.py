@@ -12,8 +12,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..io.decode import Frame, VideoDecodeError, VideoInfo, iter_frames
+from ..io.decode import Frame, VideoDecodeError, VideoInfo
 from ..io.discover import VideoSource
+from ..io.sources import iter_source_frames
 from ..io.views import ClipViews
 from ..options import ClipOptions
 from .messages import ClipItem
@@ -55,8 +56,9 @@ class ClipStream:
         # --crops: frames resized but uncropped; the views are cut from each clip below.
         views = ClipViews(opts.crops, opts.crop) if opts.crops > 1 else None
         decoded = _FrameCounter(
-            iter_frames(
+            iter_source_frames(
                 source.path,
+                frame_rate=opts.frame_rate,
                 size=opts.size,
                 crop=opts.crop if views is None else None,
                 threads=opts.threads,

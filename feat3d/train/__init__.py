@@ -1,8 +1,10 @@
-"""Training and evaluation: labelled datasets (:mod:`.datasets`), clip sampling with Hara et
+"""Training and evaluation: labelled datasets (:mod:`.datasets`; Hara et al.'s annotation JSON
+in :mod:`.annotations`), clip sampling with Hara et
 al.'s augmentation (:mod:`.sampling`), the one training loop (:mod:`.loop`) that ``feat3d
 train`` (:mod:`.fit`) and the two-stream stages (:mod:`.two_stream`) run, the papers'
 evaluation (:mod:`.evaluate`) and the linear-SVM protocol on extracted features (:mod:`.svm`)."""
 
+from .annotations import load_annotation
 from .datasets import (
     DatasetError,
     DatasetSplit,
@@ -41,6 +43,7 @@ __all__ = [
     "crop_box",
     "evaluate_videos",
     "fit",
+    "load_annotation",
     "load_dataset",
     "temporal_indices",
     "trains_in_stages",

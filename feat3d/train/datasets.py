@@ -42,8 +42,9 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from ..errors import RunError
-from ..io.decode import VideoDecodeError, iter_frames, open_video
-from ..io.discover import is_video_file, safe_key
+from ..io.decode import VideoDecodeError
+from ..io.discover import holds_images, is_frame_folder, is_video_file, safe_key
+from ..io.sources import iter_source_frames, open_source
 
 __all__ = [
     "DatasetError",
@@ -72,14 +73,18 @@ class VideoItem:
     """One labelled video.
 
     Attributes:
-        path: Absolute path of the file.
+        path: Absolute path of the file (or of the frame folder).
         label: Class index into :attr:`DatasetSplit.classes`.
         key: Path relative to the dataset root, posix form (the video's name in outputs).
+        frames: ``[first, end)`` source frames (0-based) the label covers, ``None`` for the
+            whole video: an annotated segment (Hara et al.'s annotation JSON); training
+            clips start inside it.
     """
 
     path: Path
     label: int
     key: str
+    frames: tuple[int, int] | None = None
 
 
 @dataclass
@@ -110,6 +115,7 @@ def load_dataset(
     val_list: str | os.PathLike[str] | None = None,
     classes_file: str | os.PathLike[str] | None = None,
     csv: str | os.PathLike[str] | None = None,
+    frame_rate: float | None = None,
 ) -> DatasetSplit:
     """Read a labelled video dataset and split it into train and val.
 
@@ -142,6 +148,9 @@ def load_dataset(
             order in every layout (a folder or label outside it is an error); required when
             list lines carry label numbers that do not follow the sorted folder names.
         csv: CSV of ``path,label[,split]``.
+        frame_rate: ``--frame-rate``: in class folders, every folder of frame images is a
+            video (without it, only those with Hara's ``n_frames``/``fps`` file are). Lists
+            and CSVs may name frame folders either way.
 
     Returns:
         The :class:`DatasetSplit`.
@@ -168,12 +177,15 @@ def load_dataset(
     elif val_list is not None:
         raise DatasetError("a val list needs a train list")
     else:
-        split = _load_tree(root, classes_file=classes_file, val_split=val_split, seed=seed)
-    _check_split(split)
+        split = _load_tree(
+            root, classes_file=classes_file, val_split=val_split, seed=seed, frame_rate=frame_rate
+        )
+    check_split(split)
     return split
 
 
-def _check_split(split: DatasetSplit) -> None:
+def check_split(split: DatasetSplit) -> None:
+    """Refuse an empty training set or a video in both subsets; warn of idle classes."""
     if not split.train:
         raise DatasetError("no training videos")
     both = {item.path for item in split.train} & {item.path for item in split.val}
@@ -202,8 +214,13 @@ def _resolve(root: Path, written: str) -> Path:
     return pure if pure.is_absolute() else root / pure
 
 
+def is_source(path: Path) -> bool:
+    """Whether ``path`` is a video file or a folder of frame images."""
+    return path.is_file() or (path.is_dir() and holds_images(path))
+
+
 def _check_exist(paths: Iterable[Path], root: Path) -> None:
-    missing = [p for p in dict.fromkeys(paths) if not p.is_file()]
+    missing = [p for p in dict.fromkeys(paths) if not is_source(p)]
     if missing:
         names = ", ".join(str(p) for p in missing[:_SHOW])
         more = ", ..." if len(missing) > _SHOW else ""
@@ -238,9 +255,13 @@ def _class_dirs(folder: Path) -> list[Path]:
     )
 
 
-def _videos_under(folder: Path) -> list[Path]:
+def _videos_under(folder: Path, frame_rate: float | None = None) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        if dirpath != str(folder) and is_frame_folder(filenames, frame_rate=frame_rate):
+            dirnames[:] = []  # a frame folder is one video (see feat3d.io.discover)
+            found.append(Path(dirpath))
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(
             Path(dirpath) / name
@@ -250,21 +271,30 @@ def _videos_under(folder: Path) -> list[Path]:
     return found
 
 
-def _scan_classes(folder: Path) -> dict[str, list[Path]]:
-    """Class name → video paths for ``folder/<class>/...``; folders without videos dropped."""
-    found = {d.name: _videos_under(d) for d in _class_dirs(folder)}
+def _scan_classes(folder: Path, frame_rate: float | None) -> dict[str, list[Path]]:
+    """Class name → video paths (and frame folders) for ``folder/<class>/...``; folders
+    without videos dropped."""
+    found = {d.name: _videos_under(d, frame_rate) for d in _class_dirs(folder)}
     return {name: paths for name, paths in found.items() if paths}
 
 
 def _load_tree(
-    root: Path, *, classes_file: str | os.PathLike[str] | None, val_split: float, seed: int
+    root: Path,
+    *,
+    classes_file: str | os.PathLike[str] | None,
+    val_split: float,
+    seed: int,
+    frame_rate: float | None,
 ) -> DatasetSplit:
     val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and val_dir is not None:
-        subsets = {"train": _scan_classes(root / "train"), "val": _scan_classes(val_dir)}
+        subsets = {
+            "train": _scan_classes(root / "train", frame_rate),
+            "val": _scan_classes(val_dir, frame_rate),
+        }
         names = sorted(set(subsets["train"]) | set(subsets["val"]))
     else:
-        subsets = {"all": _scan_classes(root)}
+        subsets = {"all": _scan_classes(root, frame_rate)}
         names = sorted(subsets["all"])
     if classes_file is not None:
         classes = _read_classes(Path(classes_file))
@@ -600,9 +630,14 @@ class FrameIndex:
     written atomically (temporary file + rename) after :meth:`count` and once at the end of
     :meth:`count_many`, merged with what another process may have written meanwhile.
 
+    A frame folder (:mod:`feat3d.io.frames`) counts its images, at ``frame_rate`` frames per
+    second (its entry records the rate; another rate probes it again).
+
     Args:
         cache_path: JSON file; ``None`` keeps the counts in memory only.
         probe_threads: Decoder threads used when frames must be decoded to count them.
+        frame_rate: Frames per second of frame folders (``None``: their ``fps`` file's, else
+            30).
 
     Example:
         >>> index = FrameIndex("runs/x/frame_counts.json")  # doctest: +SKIP
@@ -611,10 +646,15 @@ class FrameIndex:
     """
 
     def __init__(
-        self, cache_path: str | os.PathLike[str] | None = None, *, probe_threads: int = 1
+        self,
+        cache_path: str | os.PathLike[str] | None = None,
+        *,
+        probe_threads: int = 1,
+        frame_rate: float | None = None,
     ) -> None:
         self.cache_path = None if cache_path is None else Path(cache_path)
         self.probe_threads = probe_threads
+        self.frame_rate = frame_rate
         self._entries: dict[str, dict[str, object]] = {}
         self._dirty = False
         if self.cache_path is not None:
@@ -656,7 +696,7 @@ class FrameIndex:
     def _probe(self, path: Path) -> dict[str, object]:
         """Count ``path``'s frames and time them: a cache entry without the file stamp."""
         try:
-            info = open_video(path)
+            info = open_source(path, frame_rate=self.frame_rate)
             declared = info.n_frames_declared
             if declared and declared > 0:
                 expected = (info.duration or 0.0) * info.fps
@@ -672,7 +712,10 @@ class FrameIndex:
             first = previous = 0.0
             low, high = float("inf"), -float("inf")  # smallest and largest frame gap
             end = 0.0
-            for frame in iter_frames(path, size=(8, 8), crop=None, threads=self.probe_threads):
+            frames = iter_source_frames(
+                path, frame_rate=self.frame_rate, size=(8, 8), crop=None, threads=self.probe_threads
+            )
+            for frame in frames:
                 if n == 0:
                     first = frame.time
                 else:
@@ -729,12 +772,17 @@ class FrameIndex:
         entry = self._cached(key, stamp)
         if entry is not None and timing and entry.get("n_frames") and "cfr" not in entry:
             entry = None  # counted before timings were recorded
+        folder = path.is_dir()
+        if entry is not None and folder and entry.get("frame_rate") != self.frame_rate:
+            entry = None  # a frame folder counted at another rate
         if entry is None:
             entry = self._probe(path) if stamp is not None else {"n_frames": 0}
             entry.setdefault("error", None if stamp is not None else "no such file")
             if stamp is not None:
                 entry.update(size=stamp[0], mtime_ns=stamp[1])
                 self._dirty = True
+            if folder:
+                entry["frame_rate"] = self.frame_rate
             self._entries[key] = entry  # without a stamp it is never reused, only reported
             if save:
                 self.save()

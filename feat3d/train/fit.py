@@ -116,6 +116,8 @@ class TrainOptions:
         scale_lr: Linear scaling rule: train at ``lr × (batch_size × accumulate × world
             size) / 256``, the rate ``lr`` is meant for a batch of 256; ``config.json``
             records it as ``effective_lr``.
+        frame_rate: Frames per second of folders of frame images (``None``: their ``fps``
+            file's, else 30).
     """
 
     model: str = "resnet-18"
@@ -148,6 +150,7 @@ class TrainOptions:
     val_batch_size: int = 8
     val_every: int = 1
     scale_lr: bool = False
+    frame_rate: float | None = None
 
     def resolved(self) -> TrainOptions:
         """Fill the defaults that depend on fine-tuning vs training from scratch."""
@@ -167,7 +170,7 @@ class TrainOptions:
 # rate it had: effective_lr, which depends on the world size, does not matter).
 _RESUME_FREE = {"workers", "device", "epochs", "val_batch_size", "effective_lr"}
 # Options added after runs were made: a config.json without them had these values.
-_ADDED_LATER = {"scale_lr": False}
+_ADDED_LATER = {"scale_lr": False, "frame_rate": None}
 
 
 @dataclass
@@ -526,7 +529,7 @@ class _FitRun:
         span: dict[str, Any] = {"fps": options.fps, "start": options.start, "end": options.end}
         self.clips = TrainClips(
             list(self.dataset.train)[dist.rank :: dist.world],
-            frame_index=FrameIndex(self.run / "frame_counts.json"),
+            frame_index=FrameIndex(self.run / "frame_counts.json", frame_rate=options.frame_rate),
             clip_len=options.clip_len,  # type: ignore[arg-type]
             frame_stride=options.frame_stride,  # type: ignore[arg-type]
             crop=options.crop,
@@ -546,6 +549,7 @@ class _FitRun:
             size=options.crop,
             crop=options.crop,
             max_clips=options.max_clips,
+            frame_rate=options.frame_rate,
             **{**span, "fps": options.fps or 0.0},  # None is the native rate here
         )
 

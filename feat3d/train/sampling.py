@@ -64,7 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..io.decode import Frame, VideoDecodeError, iter_frames, tick_count
+from ..io.decode import Frame, VideoDecodeError, tick_count
+from ..io.sources import iter_source_frames
 from .datasets import DatasetError, FrameIndex, VideoItem, VideoTiming
 
 __all__ = [
@@ -241,7 +242,9 @@ class TrainClips(Dataset):
         fps: Sample clips at this frame rate (ticks ``k / fps``, see the module notes);
             ``None`` uses every source frame.
         start, end: Windows start inside this span of each video (seconds); a window that
-            would not fit is moved back to the latest start that fits the video.
+            would not fit is moved back to the latest start that fits the video. An item's
+            annotated segment (:attr:`~feat3d.train.datasets.VideoItem.frames`) narrows the
+            span the same way. Frame folders are read at ``frame_index.frame_rate``.
 
     Attributes:
         items: The usable videos; ``dataset[i]`` samples ``items[i]``.
@@ -295,6 +298,7 @@ class TrainClips(Dataset):
         self.threads = threads
         self.fps = fps
         self.span = (start, end)
+        self.frame_rate = frame_index.frame_rate  # of frame folders, as they were counted
 
         self._index(items, frame_index, index_workers)
         if self.skipped:
@@ -371,9 +375,11 @@ class TrainClips(Dataset):
         return ClipParams(start=start, frames=frames, scale=scale, position=position, flip=flip)
 
     def _span(self, index: int, n: int) -> tuple[int, int]:
-        """``[low, high)`` in frames (ticks with ``fps``) of the ``start``/``end`` span."""
+        """``[low, high)`` in frames (ticks with ``fps``) of the ``start``/``end`` span and of
+        the item's annotated segment (:attr:`VideoItem.frames`)."""
         start, end = self.span
-        if start is None and end is None:
+        segment = self.items[index].frames
+        if start is None and end is None and segment is None:
             return 0, n
         timing = self.timings[index]
         rate = float(self.fps) if self.fps is not None else (
@@ -381,6 +387,10 @@ class TrainClips(Dataset):
         )  # fmt: skip
         low = math.ceil(start * rate - 1e-6) if start else 0
         high = math.ceil(end * rate - 1e-6) if end is not None else n
+        if segment is not None:  # source frames; with fps, the ticks that show them
+            ratio = 1.0 if self.fps is None or not timing.fps else rate / timing.fps
+            low = max(low, math.ceil(segment[0] * ratio - 1e-6))
+            high = min(high, math.ceil(segment[1] * ratio - 1e-6))
         return min(max(low, 0), n), max(min(high, n), 1)
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
@@ -437,8 +447,9 @@ class TrainClips(Dataset):
             return None
         needed = set(wanted)
         got: dict[int, np.ndarray] = {}
-        frames = iter_frames(
+        frames = iter_source_frames(
             self.items[index].path,
+            frame_rate=self.frame_rate,
             size=self.decode_size,
             crop=None,
             threads=self.threads,
@@ -468,8 +479,9 @@ class TrainClips(Dataset):
         window = self.clip_len * self.frame_stride
         got: dict[int, np.ndarray] = {}
         tail: deque[np.ndarray] = deque(maxlen=window)
-        frames = iter_frames(
+        frames = iter_source_frames(
             self.items[index].path,
+            frame_rate=self.frame_rate,
             size=self.decode_size,
             crop=None,
             threads=self.threads,

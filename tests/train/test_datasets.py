@@ -321,7 +321,7 @@ class Calls:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.open = self.decode = 0
-        real_open, real_iter = datasets_module.open_video, datasets_module.iter_frames
+        real_open, real_iter = datasets_module.open_source, datasets_module.iter_source_frames
 
         def open_video(*args, **kwargs):
             self.open += 1
@@ -331,8 +331,8 @@ class Calls:
             self.decode += 1
             return real_iter(*args, **kwargs)
 
-        monkeypatch.setattr(datasets_module, "open_video", open_video)
-        monkeypatch.setattr(datasets_module, "iter_frames", iter_frames)
+        monkeypatch.setattr(datasets_module, "open_source", open_video)
+        monkeypatch.setattr(datasets_module, "iter_source_frames", iter_frames)
 
 
 def test_frame_index_counts_once_and_caches(

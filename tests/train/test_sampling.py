@@ -177,14 +177,14 @@ def test_decoding_stops_at_the_window(videos: dict[str, Path], monkeypatch) -> N
     import feat3d.train.sampling as sampling
 
     seen: list[int] = []
-    real = sampling.iter_frames
+    real = sampling.iter_source_frames
 
     def spy(*args, **kwargs):
         for frame in real(*args, **kwargs):
             seen.append(frame.index)
             yield frame
 
-    monkeypatch.setattr(sampling, "iter_frames", spy)
+    monkeypatch.setattr(sampling, "iter_source_frames", spy)
     clips = TrainClips([item(videos["long"])] * 8, frame_index=FrameIndex(), clip_len=4, **SMALL)
     i = min(range(8), key=lambda k: clips.params(k).start)
     clips[i]
@@ -287,13 +287,13 @@ class Spy:
         import feat3d.train.sampling as sampling
 
         self.calls: list[dict] = []
-        real = sampling.iter_frames
+        real = sampling.iter_source_frames
 
         def spy(*args, **kwargs):
             self.calls.append(kwargs)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(sampling, "iter_frames", spy)
+        monkeypatch.setattr(sampling, "iter_source_frames", spy)
 
 
 @pytest.mark.parametrize(("name", "rate"), [("60", 60), ("25", 25)])
