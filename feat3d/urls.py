@@ -22,6 +22,7 @@ import errno
 import hashlib
 import io
 import os
+import posixpath
 import re
 import time
 import urllib.parse
@@ -133,12 +134,24 @@ def url_parent(url: str) -> str:
 
 
 def join_url(base: str, relative: str) -> str:
-    """``relative`` (a posix path) under the folder URL ``base``."""
-    return base.rstrip("/") + "/" + relative.lstrip("/")
+    """``relative`` (a posix path, ``..`` resolved) under the folder URL ``base``; the
+    result never leaves the bucket or host.
+
+    >>> join_url("s3://b/lists/", "../videos/a.mp4")
+    's3://b/videos/a.mp4'
+    """
+    parts = urllib.parse.urlsplit(base)
+    joined = parts.path.strip("/") + "/" + relative.lstrip("/")
+    path = posixpath.normpath("/" + joined.lstrip("/"))
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path.lstrip("/") and path, "", ""))
 
 
 # --------------------------------------------------------------------------------------------
 # File systems and errors
+
+
+def _scheme(url: str) -> str:
+    return url.partition(":")[0].lower()
 
 
 def read_timeout() -> float:
@@ -282,7 +295,7 @@ class RetryingFile(io.RawIOBase):
         self.fs, self.fs_path = filesystem(url)
         self.position = 0
         self.handle: Any = None
-        self.scheme = url.partition(":")[0].lower()
+        self.scheme = _scheme(url)
         self.handle = with_retries(
             self._open, retries=retries, what="cannot fetch", scheme=self.scheme
         )
@@ -346,7 +359,9 @@ class RetryingFile(io.RawIOBase):
 def read_bytes(url: str, *, retries: int = DEFAULT_RETRIES) -> bytes:
     """The whole object at ``url`` (for small files: lists, configs)."""
     fs, path = filesystem(url)
-    return with_retries(lambda: fs.cat_file(path), retries=retries, what=f"{mask_url(url)}")
+    return with_retries(
+        lambda: fs.cat_file(path), retries=retries, what=mask_url(url), scheme=_scheme(url)
+    )
 
 
 def list_files(url: str, keep: Callable[[str], bool]) -> list[tuple[str, str]]:
@@ -424,7 +439,10 @@ def put_file(local: Path, url: str, *, retries: int = DEFAULT_RETRIES) -> None:
     last) makes the object appear whole or not at all, so readers never see half of it."""
     fs, path = filesystem(url)
     try:
-        with_retries(lambda: fs.put_file(str(local), path), retries=retries, what="upload")
+        with_retries(
+            lambda: fs.put_file(str(local), path), retries=retries, what="upload",
+            scheme=_scheme(url),
+        )  # fmt: skip
     except FetchError as error:
         raise StorageError(f"{mask_url(url)}: {error.strerror}; {local} is kept") from error
 
@@ -435,7 +453,10 @@ def get_file(url: str, local: Path, *, retries: int = DEFAULT_RETRIES) -> None:
     partial = local.with_name(local.name + ".part")
     local.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with_retries(lambda: fs.get_file(path, str(partial)), retries=retries, what="download")
+        with_retries(
+            lambda: fs.get_file(path, str(partial)), retries=retries, what="download",
+            scheme=_scheme(url),
+        )  # fmt: skip
     except FetchError as error:
         partial.unlink(missing_ok=True)
         raise StorageError(f"{mask_url(url)}: {error.strerror}") from error
