@@ -210,3 +210,25 @@ def test_s3_glob_list_npy_output_and_error_log(bucket, tmp_path, tiny_model):
     assert bucket.exists("feat3d-test/out/npy/c.mp4.npy")
     logged = json.loads(bucket.cat_file("feat3d-test/out/errors.jsonl"))
     assert logged["video"] == "missing.mp4" and "no such key" in logged["error"]
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_takes_urls_and_never_prints_credentials(served, tmp_path):
+    from click.testing import CliRunner
+
+    from feat3d.cli import cli
+
+    out = tmp_path / "f.h5"
+    fast = ["-m", "resnet-10", "-w", "none", "--size", "32", "--crop", "32", "--clip-len", "8",
+            "-j", "0", "-q"]  # fmt: skip
+    args = ["extract", served.url("a.mp4", auth="ann:pw"), served.url("gone.mp4", auth="ann:pw"),
+            "-o", str(out), "--retries", "0", *fast]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "HTTP 404" in result.output and "pw" not in result.output
+    assert sorted(read_h5_features(out)) == ["a.mp4"]
+    refused = CliRunner().invoke(cli, ["flow", served.url("a.mp4"), "-o", "s3://b/flow.h5"])
+    assert refused.exit_code == 2 and "local paths only" in refused.output
