@@ -56,6 +56,7 @@ class StagedLocation:
         """The existing output, when there is one (a first run finds none)."""
         fs, path = urls.filesystem(self.url)
         try:
+            fs.invalidate_cache(path)  # another machine may have written it meanwhile
             present = fs.exists(path)
             if present and self.folder:
                 for remote_url, key in urls.list_files(self.url, lambda _name: True):
