@@ -18,7 +18,7 @@ from rich.console import Console
 from . import __version__
 from .backbones import list_backbones
 from .backbones.hub import weight_names
-from .clikit import LazyGroup, SizeParam, WorkersParam
+from .clikit import LazyGroup, LocationParam, SizeParam, WorkersParam
 from .options import ClipOptions, ModelOptions, TwoStreamOptions
 from .precision import PRECISIONS
 
@@ -92,7 +92,7 @@ TWO_STREAM_FIELDS = _fields("flow", "chunks", flow_method="method")
 #: Parameters that make up a ClipOptions.
 CLIP_FIELDS = _fields("clip_len", "frame_stride", "fps", "start", "end", "max_clips", "stride",
                       "max_frames", "timeout", "tail", "size", "crop", "window",
-                      "clips_per_video", "crops", "frame_rate")  # fmt: skip
+                      "clips_per_video", "crops", "frame_rate", "retries")  # fmt: skip
 
 
 def _stack(*options: Decorator) -> Decorator:
@@ -106,10 +106,13 @@ def _stack(*options: Decorator) -> Decorator:
     return apply
 
 
-def output_option(help: str, *, kind: str = "any", required: bool = True) -> Decorator:
-    """``--output/-o``; ``kind`` is ``file``, ``folder`` or ``any``."""
+def output_option(
+    help: str, *, kind: str = "any", required: bool = True, urls: bool = False
+) -> Decorator:
+    """``--output/-o``; ``kind`` is ``file``, ``folder`` or ``any``; ``urls``: a URL is
+    taken too (as a ``str``)."""
     only = {"file": {"dir_okay": False}, "folder": {"file_okay": False}, "any": {}}[kind]
-    path = click.Path(path_type=Path, **only)  # type: ignore[arg-type]
+    path = LocationParam(urls=urls, path_type=Path, **only)  # type: ignore[arg-type]
     return click.option("--output", "-o", required=required, type=path, default=None, help=help)
 
 
@@ -358,12 +361,23 @@ def clip_options(func: F) -> F:
         crop_option(),
         crops_option(),
         frame_rate_option(),
+        retries_option(),
         batch_size_option(help="Clips per forward pass; batches span videos; a clip's --crops "
                           "views go with it."),
         workers_option(),
         quiet_option(),
         verbose_option(),
     )(collect("clips", ClipOptions, CLIP_FIELDS)(func))  # fmt: skip
+
+
+def retries_option() -> Decorator:
+    """``--retries``: network retries for inputs and outputs at URLs."""
+    return click.option(
+        "--retries", type=click.IntRange(min=0), default=2, show_default=True,
+        help="For URLs (s3://, gs://, https://): try again this many times after a timeout, "
+        "a dropped connection or HTTP 5xx, waiting 0.5 s, 1 s, 2 s, ...; then the video "
+        "fails (404, 403 and missing keys fail at once).",
+    )  # fmt: skip
 
 
 def two_stream_options(func: F) -> F:

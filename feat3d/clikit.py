@@ -14,6 +14,7 @@ from .errors import Feat3dError
 from .io.discover import InputError
 from .io.merge import parse_shard
 from .options import OptionsError, parse_workers
+from .urls import is_url, mask_url
 
 
 class ShardParam(click.ParamType):
@@ -28,6 +29,24 @@ class ShardParam(click.ParamType):
             return parse_shard(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
+
+
+class LocationParam(click.Path):
+    """A path, or with ``urls`` a URL (``s3://``, ``gs://``, ...), kept as a ``str``
+    (``file://`` URLs are local paths); without ``urls`` a URL is refused in one line."""
+
+    def __init__(self, *, urls: bool = True, **path: Any):
+        super().__init__(**path)
+        self.urls = urls
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.lower().startswith("file://"):
+            value = value[len("file://") :]
+        elif is_url(value):
+            if not self.urls:
+                self.fail(f"{mask_url(value)}: this command takes local paths only", param, ctx)
+            return value
+        return super().convert(value, param, ctx)
 
 
 class SizeParam(click.ParamType):

@@ -23,6 +23,7 @@ from .errors import UsageError
 from .io.views import CROP_COUNTS, CROP_REDUCTIONS, VIEW_NAMES, crop_boxes
 from .model import VideoModel, load_model
 from .precision import Precision
+from .urls import DEFAULT_RETRIES, as_location, is_url, mask_url
 
 #: A resize or crop: a short side (int) or an exact ``(height, width)``.
 Size = int | tuple[int, int]
@@ -40,6 +41,11 @@ class OptionsError(UsageError, ValueError):
 def _positive(name: str, value: float | None, *, strict: bool = True) -> None:
     if value is not None and (value <= 0 if strict else value < 0):
         raise OptionsError(f"{name} must be {'positive' if strict else 'zero or more'}: {value!r}")
+
+
+def _check_retries(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionsError(f"retries must be zero or more: {value!r}")
 
 
 def _check_size(name: str, value: Size | None) -> None:
@@ -122,6 +128,8 @@ class ClipOptions:
         frame_rate: Frames per second of folders of frame images (``--frame-rate``): with
             it every folder of images is a video; ``None``: only folders with Hara's
             ``n_frames``/``fps`` file are, at the ``fps`` file's rate (else 30).
+        retries: For videos at URLs: tries again after a transient network error (timeout,
+            dropped connection, HTTP 5xx), with exponential backoff; then the video fails.
     """
 
     clip_len: int | None = None
@@ -141,9 +149,11 @@ class ClipOptions:
     clips_per_video: int | None = None
     crops: int = 1
     frame_rate: float | None = None
+    retries: int = DEFAULT_RETRIES
 
     def __post_init__(self) -> None:
         self._check_views()
+        _check_retries(self.retries)
         if self.tail not in TAILS:
             raise OptionsError(f"tail must be 'pad' or 'drop', not {self.tail!r}")
         for name in ("clip_len", "stride", "frame_stride", "max_clips", "max_frames"):
@@ -290,16 +300,20 @@ class OutputOptions:
     """Where and how features are stored.
 
     Attributes:
-        path: HDF5 file, JSON Lines file or npy folder; ``None``: returned in memory.
+        path: HDF5 file, JSON Lines file or npy folder, or a URL (``s3://``, ``gs://``, ...:
+            written locally and uploaded when the output is closed); ``None``: in memory.
         format: ``h5``, ``json`` or ``npy``; ``None``: from the path.
         layer: The stored layer; ``None``: the network's feature layer.
         pool: ``False`` keeps ``conv5`` unpooled.
         dtype: ``float32`` or ``float16``.
         average_only: Store only the per-video mean.
         overwrite: Replace an existing output instead of resuming it.
-        errors: Append one JSON line per failed video to this file.
+        errors: Append one JSON line per failed video to this file (or URL: uploaded at
+            the end).
         crop_reduce: With ``--crops`` above 1: ``none`` stores ``(n_clips, n_crops, D)``,
             ``mean`` averages the views into ``(n_clips, D)``.
+        retries: Tries again after a transient network error when an output at a URL is
+            downloaded (to resume) or uploaded.
     """
 
     path: str | os.PathLike[str] | None = None
@@ -311,8 +325,10 @@ class OutputOptions:
     overwrite: bool = False
     errors: str | os.PathLike[str] | None = None
     crop_reduce: str = "none"
+    retries: int = DEFAULT_RETRIES
 
     def __post_init__(self) -> None:
+        _check_retries(self.retries)
         if self.crop_reduce not in CROP_REDUCTIONS:
             raise OptionsError(f"crop_reduce must be none or mean, not {self.crop_reduce!r}")
         if self.dtype not in FEATURE_DTYPES:
@@ -322,7 +338,18 @@ class OutputOptions:
 
     @property
     def target(self) -> Path | None:
-        return Path(self.path) if self.path is not None else None
+        """The output as a local path (``None`` for a URL or in memory: see :attr:`shown`)."""
+        if self.path is None or is_url(self.path):
+            return None
+        location = as_location(self.path)
+        return location if isinstance(location, Path) else None
+
+    @property
+    def shown(self) -> str | Path | None:
+        """Where the output goes, as reports show it (a URL without its credentials)."""
+        if self.path is not None and is_url(self.path):
+            return mask_url(self.path)
+        return self.target
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "feat3d"
 
 #: Imported inside functions on purpose: optional extras (their error names the pip line),
 #: and ``fcntl``, which exists on POSIX only.
-DEFERRED = ("cv2", "matplotlib", "sklearn", "ray", "pyarrow", "fsspec", "fcntl")
+DEFERRED = ("cv2", "matplotlib", "sklearn", "ray", "pyarrow", "fsspec", "aiohttp", "fcntl")
 
 
 def _module_name(path: Path) -> str:

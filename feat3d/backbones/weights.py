@@ -3,9 +3,10 @@
 The rule (:func:`resolve_weights`): ``none`` is random initialization with the family's
 preset; ``DEFAULT`` and torchvision's names download into the torch hub cache (or use the
 file added under that name); a name added with ``feat3d weights add`` is its file, checked
-against the SHA-256 recorded when it was added; anything else is a checkpoint path, whose
-contents decide the architecture. The catalog is :mod:`feat3d.backbones.catalog`, reading
-files is :mod:`feat3d.backbones.checkpoints`.
+against the SHA-256 recorded when it was added; a URL (``https://``, ``s3://``, ...) is
+downloaded once into ``<torch.hub.get_dir()>/checkpoints/urls`` and read from there; anything
+else is a checkpoint path, whose contents decide the architecture. The catalog is
+:mod:`feat3d.backbones.catalog`, reading files is :mod:`feat3d.backbones.checkpoints`.
 
 Example:
     >>> from feat3d.backbones import resolve_weights
@@ -19,6 +20,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from feat3d.backbones.catalog import (
     CATALOG,
@@ -36,6 +39,7 @@ from feat3d.backbones.checkpoints import (
 )
 from feat3d.backbones.meta import FORMAT_TEXT, default_meta, preset_meta
 from feat3d.backbones.registry import get_spec
+from feat3d.urls import StorageError, cached_download, is_url, mask_url
 
 # WeightsError, compute_sha256, default_meta, load_state_dict_strict: re-exported for the
 # builder modules that import them from here (st_resnet).
@@ -68,6 +72,7 @@ def resolve_weights(
     - ``"DEFAULT"`` or a named weights (``"r3d_18.kinetics400_v1"``, or its tag
       ``"KINETICS400_V1"`` with ``model``): downloaded to / read from the torch hub cache;
     - a name added with ``feat3d weights add``: that file;
+    - a URL: downloaded once into the torch hub cache (a file per URL), then as a path;
     - an existing path: :func:`~feat3d.backbones.checkpoints.load_checkpoint`; the checkpoint
       decides the architecture.
 
@@ -93,6 +98,8 @@ def resolve_weights(
     if weights is None or (isinstance(weights, str) and weights.strip().lower() in ("", "none")):
         arch = model or DEFAULT_MODEL
         return LoadedCheckpoint(arch, None, default_meta(arch))
+    if isinstance(weights, str) and is_url(weights):
+        return _resolve_url(weights, model=model, trust=trust)
     added = None
     if isinstance(weights, str):
         named = _lookup_named(weights, model=model)
@@ -101,6 +108,22 @@ def resolve_weights(
             return _resolve_named(named, added, progress=progress)
     path = added.path if added is not None and added.path else Path(weights).expanduser()
     return _resolve_file(path, str(weights), model=model, added=added, trust=trust)
+
+
+def url_cache_folder() -> Path:
+    """Where checkpoints given as URLs are downloaded: ``<hub dir>/checkpoints/urls``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / "urls"
+
+
+def _resolve_url(url: str, *, model: str | None, trust: bool) -> LoadedCheckpoint:
+    """A checkpoint at a URL: the cached download (fetched on first use), its source the URL
+    without credentials."""
+    try:
+        path = cached_download(url, url_cache_folder())
+    except StorageError as error:
+        raise WeightsError(f"cannot download the weights: {error}") from error
+    ckpt = _resolve_file(path, str(path), model=model, added=None, trust=trust)
+    return replace(ckpt, meta=replace(ckpt.meta, source=mask_url(url)))
 
 
 def _resolve_named(

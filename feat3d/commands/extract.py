@@ -15,7 +15,7 @@ from ..cli import (
     overwrite_option,
     two_stream_options,
 )  # fmt: skip
-from ..clikit import ShardParam
+from ..clikit import LocationParam, ShardParam
 from ..io.writers import FORMATS
 from ..model import LAYERS
 from ..options import ClipOptions, ModelOptions, OutputOptions, RunOptions, TwoStreamOptions
@@ -26,7 +26,11 @@ from .progress import CliEvents
 
 @click.command("extract")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
-@output_option("HDF5 file (.h5), JSON Lines file (.json/.jsonl) or a folder for npy.")
+@output_option(
+    "HDF5 file (.h5), JSON Lines file (.json/.jsonl) or a folder for npy; or a "
+    "URL (s3://, gs://, ...): written locally, uploaded at the end.",
+    urls=True,
+)
 @format_option(list(FORMATS),
                "Output format. Default: from the output's extension (a folder → npy).")  # fmt: skip
 @model_options
@@ -51,16 +55,17 @@ from .progress import CliEvents
               help="One process per device (e.g. cuda:0,cuda:1), each on a shard; the parts are "
               "merged into OUTPUT (HDF5) at the end. Under torchrun, each rank does this on "
               "its own.")  # fmt: skip
-@click.option("--errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--errors", type=LocationParam(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.jsonl",
-              help="Append one JSON line per failed video (video, source, error).")  # fmt: skip
+              help="Append one JSON line per failed video (video, source, error); a URL is "
+              "uploaded at the end.")  # fmt: skip
 @two_stream_options
 def extract_command(
     inputs: tuple[str, ...], network: ModelOptions, clips: ClipOptions,
-    two_stream: TwoStreamOptions, output: Path, output_format: str | None, layer: str | None,
+    two_stream: TwoStreamOptions, output: Path | str, output_format: str | None, layer: str | None,
     no_pool: bool, average_only: bool, crop_reduce: str, dtype: str, overwrite: bool,
-    errors: Path | None, batch_size: int, workers: int | str, shard: tuple[int, int] | None,
-    devices: str | None, quiet: bool, verbose: bool,
+    errors: Path | str | None, batch_size: int, workers: int | str,
+    shard: tuple[int, int] | None, devices: str | None, quiet: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -75,6 +80,7 @@ def extract_command(
     out = OutputOptions(
         path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,
         average_only=average_only, overwrite=overwrite, errors=errors, crop_reduce=crop_reduce,
+        retries=clips.retries,
     )  # fmt: skip
     split = tuple(name.strip() for name in devices.split(",") if name.strip()) if devices else None
     run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split)

@@ -296,7 +296,7 @@ def _video_messages(
         return
     video = info[0]
     attrs = {
-        "source": str(source.path), "fps": float(video.fps), "n_frames": len(times),
+        "source": source.display, "fps": float(video.fps), "n_frames": len(times),
         "width": int(video.width), "height": int(video.height),
     }  # fmt: skip
     yield ("done", source.key, (np.asarray(times), attrs))
@@ -471,7 +471,7 @@ def _write_messages(
         else:
             if datasets.pop(key, None) is not None:
                 store.discard(key)
-            failure = VideoFailure(key=key, source=str(by_key[key].path), message=payload)
+            failure = VideoFailure(key=key, source=by_key[key].display, message=payload)
             store.write_error(key, failure.source, failure.message)
             report.failures.append(failure)
             events.on_failure(failure)

@@ -41,6 +41,7 @@ from av.stream import Discard
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from ..errors import RunError
+from ..urls import DEFAULT_RETRIES, FetchError, RetryingFile, as_location, mask_url
 
 __all__ = ["Frame", "VideoDecodeError", "VideoInfo", "iter_frames", "open_video", "tick_count"]
 
@@ -68,7 +69,7 @@ class VideoInfo:
     """What the container and the first decoded frame say about a video.
 
     Attributes:
-        path: The file.
+        path: The file (a ``str`` for a URL).
         width: Display width in pixels, after rotation and sample aspect ratio.
         height: Display height in pixels, after rotation.
         fps: Average frame rate (falls back to the guessed rate, the base rate, then
@@ -87,7 +88,7 @@ class VideoInfo:
             others report the first frames' rate). Not part of equality comparisons.
     """
 
-    path: Path
+    path: Path | str
     width: int
     height: int
     fps: float
@@ -352,7 +353,7 @@ def _sar(stream: av.video.stream.VideoStream) -> Fraction:
 
 
 def _make_info(
-    path: Path,
+    path: Path | str,
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     first: av.VideoFrame,
@@ -363,7 +364,7 @@ def _make_info(
     if k % 2:
         w, h = h, w
     return VideoInfo(
-        path=path,
+        path=mask_url(path) if isinstance(path, str) else path,
         width=w,
         height=h,
         fps=_fps(stream),
@@ -393,12 +394,46 @@ def _constant_rate(
     return Fraction(average) == Fraction(base)
 
 
-def _open(path: Path) -> av.container.InputContainer:
+@contextlib.contextmanager
+def _open(
+    path: Path | str, retries: int = DEFAULT_RETRIES
+) -> Iterator[av.container.InputContainer]:
+    """The container of a file, or of a URL (a ``str``), closed on leaving."""
+    if isinstance(path, str):
+        handle, container = _open_url(path, retries)
+        with handle, container:
+            yield container
+        return
     _check_path(path)
     try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, EOFError) as e:
         raise _open_error(path, e) from e
+    with container:
+        yield container
+
+
+def _open_url(url: str, retries: int) -> tuple[RetryingFile, av.container.InputContainer]:
+    """A URL's file object and container, which PyAV reads through it (range requests
+    through a block cache; no local copy)."""
+    try:
+        handle = RetryingFile(url, retries=retries)
+    except FetchError as e:
+        raise VideoDecodeError(str(e.strerror)) from e
+    if handle.size == 0:
+        handle.close()
+        raise VideoDecodeError("empty file")
+    try:
+        container = av.open(handle, mode="r", metadata_errors="ignore")
+    except FetchError as e:
+        handle.close()
+        raise VideoDecodeError(f"cannot fetch: {e.strerror}") from e
+    except (av.error.FFmpegError, OSError, EOFError) as e:
+        handle.close()
+        if isinstance(e, EOFError):
+            raise VideoDecodeError("truncated: end of file while reading the header") from e
+        raise VideoDecodeError(f"not a video file, or a corrupt header ({_reason(e)})") from e
+    return handle, container
 
 
 class _DamageLog:
@@ -474,13 +509,14 @@ def _corrupt_error(n_decoded: int, declared: int | None) -> VideoDecodeError:
 # Public API
 
 
-def open_video(path: str | os.PathLike[str]) -> VideoInfo:
+def open_video(path: str | os.PathLike[str], *, retries: int = DEFAULT_RETRIES) -> VideoInfo:
     """Probe a video: read the container header and decode only the first frame.
 
     The first frame is decoded because the display rotation reaches PyAV as frame side data.
 
     Args:
-        path: Video file.
+        path: Video file, or a URL (``s3://``, ``https://``, ...; see :mod:`feat3d.urls`).
+        retries: Tries again after a transient network error (URLs only).
 
     Returns:
         The video's :class:`VideoInfo`.
@@ -494,8 +530,8 @@ def open_video(path: str | os.PathLike[str]) -> VideoInfo:
         >>> info.width, info.height, info.fps
         (320, 240, 25.0)
     """
-    path = Path(path)
-    with _open(path) as container:
+    path = as_location(path)
+    with _open(path, retries) as container:
         stream = _video_stream(container)
         packets = container.demux(stream)
         damage = _DamageLog()
@@ -520,6 +556,7 @@ def iter_frames(
     end: float | Fraction | None = None,
     stats: dict[str, int] | None = None,
     warnings_out: list[str] | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> Iterator[Frame]:
     """Decode a video lazily into upright, resized, centre-cropped RGB frames.
 
@@ -601,7 +638,9 @@ def iter_frames(
     videos through its image demuxers) raises ``"not a video file (a still PNG image)"``.
 
     Args:
-        path: Video file.
+        path: Video file, or a URL read through fsspec without a local copy (see
+            :mod:`feat3d.urls`); a URL that cannot be fetched raises ``VideoDecodeError``
+            with the reason (``"cannot fetch: not found (HTTP 404 or no such key)"``).
         size: Resize rule, see above. Default 112 (short side), the papers' protocol.
         crop: Centre crop, ``int`` (square) or ``(H, W)``; ``None`` for no crop.
         threads: Decoder threads; ``0`` lets FFmpeg choose. Frame and slice threading
@@ -618,6 +657,8 @@ def iter_frames(
             iterating, so it is valid after an early ``close()``).
         warnings_out: If given, one line per kind of damage found is appended when decoding
             ends (completely, by an error, or by an early ``close()``), see "Damage" above.
+        retries: Tries again after a transient network error (URLs only): a timeout, a
+            dropped connection, HTTP 5xx.
 
     Yields:
         :class:`Frame` objects in presentation order.
@@ -641,7 +682,11 @@ def iter_frames(
         size=size, crop=crop, threads=threads, fps=fps, start=start, end=end, stats=stats,
         warnings_out=warnings_out,
     )  # fmt: skip
-    return _iter_frames(Path(path), size_v, crop_hw, threads, info_out, window, stats, warnings_out)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+    return _iter_frames(
+        as_location(path), size_v, crop_hw, threads, info_out, window, stats, warnings_out, retries
+    )
 
 
 def _checked_args(
@@ -801,7 +846,7 @@ class _Reader:
 
 
 def _iter_frames(
-    path: Path,
+    path: Path | str,
     size: int | tuple[int, int] | None,
     crop: tuple[int, int] | None,
     threads: int,
@@ -809,11 +854,12 @@ def _iter_frames(
     window: _Window,
     stats: dict[str, int] | None,
     warnings_out: list[str] | None,
+    retries: int = DEFAULT_RETRIES,
 ) -> Iterator[Frame]:
     stats = {} if stats is None else stats
     stats["decoded"] = 0
     with contextlib.ExitStack() as stack:
-        container = stack.enter_context(_open(path))
+        container = stack.enter_context(_open(path, retries))
         stream = _prepare(container, threads)
         reader = _Reader(container, stream, stats)
         batches = None
@@ -823,7 +869,7 @@ def _iter_frames(
             batches = reader.seek(window.start)
             if batches is None:  # every seek landed late: read from the very beginning
                 container.close()
-                container = stack.enter_context(_open(path))
+                container = stack.enter_context(_open(path, retries))
                 stream = _prepare(container, threads)
                 reader = _Reader(container, stream, stats)
                 seeking = False
@@ -969,7 +1015,7 @@ class _Converter:
 
 
 def _raw_frames(
-    path: Path,
+    path: Path | str,
     reader: _Reader,
     batches: Iterator[list[av.VideoFrame]],
     *,

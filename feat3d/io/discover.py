@@ -20,6 +20,13 @@ A folder of frame images (Hara et al.'s ``image_00001.jpg`` ...) is one video, k
 file by its path relative to the root, and not searched further (see
 :func:`is_frame_folder`): always when it holds Hara's ``n_frames`` or ``fps`` file, and any
 folder of images without video files when a frame rate is given (``--frame-rate``).
+
+URLs (``s3://bucket/videos/``, ``https://host/a.mp4``, see :mod:`feat3d.urls`) are inputs
+too: one ending in a video extension is one video (not fetched until it is decoded, so a
+missing one is one failed video); one ending in ``/``, without a video extension, or with
+glob characters (``s3://bucket/videos/*/*.mp4``) is listed. A URL keeps its address in
+``path``; its key is its name (or its path under the listed folder), never its credentials.
+A list file can be a URL too, and relative lines of a URL list are under its folder.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .. import urls
 from ..errors import UsageError
 
 VIDEO_EXTENSIONS = frozenset(
@@ -57,17 +65,22 @@ class VideoSource:
     """One video to process.
 
     Attributes:
-        path: Absolute path of the file.
+        path: Absolute path of the file, or its URL (a ``str``, credentials included).
         key: Its name in the output (posix, relative to the input root it was found under).
     """
 
-    path: Path
+    path: Path | str
     key: str
 
+    @property
+    def display(self) -> str:
+        """The path, or the URL with its credentials masked: what outputs and messages show."""
+        return urls.mask_url(self.path) if isinstance(self.path, str) else str(self.path)
 
-def is_video_file(path: Path) -> bool:
+
+def is_video_file(path: Path | str) -> bool:
     """Whether ``path`` has one of the video extensions feat3d looks for in folders."""
-    return path.suffix.lower() in VIDEO_EXTENSIONS
+    return PurePosixPath(str(path)).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def is_frame_image(name: str) -> bool:
@@ -203,12 +216,19 @@ def _expand(
     for raw in inputs:
         text = os.fspath(raw)
         if text.startswith("@"):
+            if urls.is_url(text[1:]):
+                yield from _expand_url_list(text[1:])
+                continue
             list_path = Path(text[1:])
             if base is not None and not list_path.is_absolute():
                 list_path = base / list_path
             yield from _expand_list(list_path, frame_rate)
             continue
-        path = Path(text)
+        if urls.is_url(text):
+            yield from _expand_url(text, listed=base is not None)
+            continue
+        path = urls.as_location(text)
+        assert isinstance(path, Path)
         if base is not None and not path.is_absolute():
             path = base / path
         if path.is_dir():
@@ -248,6 +268,40 @@ def _expand_list(list_path: Path, frame_rate: float | None) -> Iterator[VideoSou
     )
 
 
+def _expand_url(url: str, *, listed: bool) -> Iterator[VideoSource]:
+    """One video URL, or the videos of a folder or glob URL. A list's line names one video."""
+    if listed or not urls.looks_like_folder(url, is_video_file):
+        yield VideoSource(url, urls.url_name(url) or "video")
+        return
+    try:
+        found = urls.list_files(url, is_video_file)
+    except urls.StorageError as error:
+        raise InputError(str(error)) from error
+    if not found:
+        raise InputError(f"{urls.mask_url(url)}: no videos found there")
+    for address, key in found:
+        yield VideoSource(address, key)
+
+
+def _expand_url_list(list_url: str) -> Iterator[VideoSource]:
+    """``@URL``: a list file read through fsspec; relative lines are under its folder."""
+    try:
+        text = urls.read_bytes(list_url).decode("utf-8")
+    except (urls.FetchError, UnicodeDecodeError) as error:
+        raise InputError(f"@{urls.mask_url(list_url)}: cannot read the list ({error})") from error
+    folder = urls.url_parent(list_url)
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if urls.is_url(entry):
+            yield VideoSource(entry, urls.url_name(entry) or "video")
+        elif PurePosixPath(entry).is_absolute():
+            yield VideoSource(Path(entry), Path(entry).name)
+        else:
+            yield VideoSource(urls.join_url(folder, entry), _list_key(entry, Path(entry)))
+
+
 def discover_videos(
     inputs: Iterable[str | os.PathLike[str]], *, frame_rate: float | None = None
 ) -> list[VideoSource]:
@@ -256,7 +310,7 @@ def discover_videos(
     Args:
         inputs: Files, folders (searched recursively for video extensions and frame
             folders) and ``@list.txt`` files (one path per line, relative to the list's
-            folder; ``#`` starts a comment).
+            folder; ``#`` starts a comment); each may be a URL (see the module's docstring).
         frame_rate: ``--frame-rate``: every folder of images (without video files) is a
             video. Without it only folders with Hara's ``n_frames`` or ``fps`` file are.
 
@@ -267,11 +321,13 @@ def discover_videos(
         run records it as failed (``"cannot list folder: permission denied"``) and goes on.
 
     Raises:
-        InputError: A file or folder named directly does not exist, a list can't be read, or
-            a folder named directly holds images but no video (without ``frame_rate``).
+        InputError: A file or folder named directly does not exist, a folder URL cannot be
+            listed or holds no video, a list can't be read, or a folder named directly
+            holds images but no video (without ``frame_rate``).
+        UsageError: A URL whose back-end is not installed (the message names the pip line).
     """
     sources: list[VideoSource] = []
-    seen_paths: set[Path] = set()
+    seen_paths: set[Path | str] = set()
     keys = _KeySet()
     for source in _expand(inputs, base=None, frame_rate=frame_rate):
         if source.path in seen_paths:

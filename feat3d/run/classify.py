@@ -196,7 +196,7 @@ def predict_video(result: VideoOutputs, categories: list[str], top_k: int) -> Vi
     ]
     return VideoPrediction(
         video=result.source.key,
-        source=str(result.source.path),
+        source=result.source.display,
         top_k=top_k_labels(video_scores, categories, top_k),
         scores=video_scores,
         clips=clip_predictions,

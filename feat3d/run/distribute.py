@@ -34,6 +34,7 @@ from ..options import (
     RunOptions,
     TwoStreamOptions,
 )
+from ..urls import is_url
 from .events import RunEvents
 from .extract import ExtractReport, extract, sources_of
 from .pipeline import resolve_workers
@@ -60,6 +61,10 @@ def extract_distributed(
     if ranked is not None and run.shard is not None:  # --devices with --shard: RunOptions
         raise OptionsError("--shard and --devices/torchrun both split the inputs: use one")
     groups = {"clips": clips, "two_stream": two_stream}
+    if (run.devices is not None or ranked is not None) and is_url(output.path or ""):
+        raise OptionsError(
+            "--devices and torchrun merge local parts: write to a local file, then upload it"
+        )
     if run.devices is not None:
         if not isinstance(model, ModelOptions):
             raise TypeError("extraction on several devices loads the model in each process")

@@ -14,13 +14,14 @@ class VideosReport:
     """What a run over videos did, by video key.
 
     Attributes:
-        output: Where the results went (``None``: returned in memory).
+        output: Where the results went (a URL without its credentials; ``None``: returned in
+            memory).
         written: Keys written (or returned) by this run.
         skipped: Keys already complete in the output (resume).
         failures: Videos that failed, with their reasons.
     """
 
-    output: Path | None = None
+    output: Path | str | None = None
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[VideoFailure] = field(default_factory=list)

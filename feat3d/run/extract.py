@@ -14,6 +14,7 @@ from typing import Any
 from .. import __version__
 from ..io.discover import VideoSource, discover_videos
 from ..io.merge import shard_of
+from ..io.remote import open_staged_writer, staged_file
 from ..io.writers import FeatureWriter, VideoFailure, VideoFeatures, guess_format, open_writer
 from ..model import VideoModel
 from ..options import (
@@ -26,6 +27,7 @@ from ..options import (
     fill_clip_defaults,
     group_options,
 )
+from ..urls import DEFAULT_RETRIES, is_url
 from .events import RunEvents, VideosReport
 from .messages import VideoOutputs
 from .pipeline import run_network
@@ -51,7 +53,7 @@ class ExtractReport(VideosReport):
     parts: list[ExtractReport] = field(default_factory=list)
 
     @classmethod
-    def combined(cls, parts: list[ExtractReport], output: Path | None) -> ExtractReport:
+    def combined(cls, parts: list[ExtractReport], output: Path | str | None) -> ExtractReport:
         """The report of a run split into ``parts`` (one per device) merged into ``output``."""
         return cls(
             output=output,
@@ -84,10 +86,12 @@ class ExtractReport(VideosReport):
 
 
 class ErrorLog:
-    """``--errors FILE.jsonl``: one JSON line per failed video, appended as it fails."""
+    """``--errors FILE.jsonl``: one JSON line per failed video, appended as it fails (to a
+    staged copy for a URL, uploaded by :meth:`close`)."""
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str], *, retries: int = DEFAULT_RETRIES):
+        self.staged = staged_file(path, retries=retries) if is_url(path) else None
+        self.path = self.staged.local if self.staged is not None else Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = self.path.open("a", encoding="utf-8")
 
@@ -98,6 +102,8 @@ class ErrorLog:
 
     def close(self) -> None:
         self.handle.close()
+        if self.staged is not None:
+            self.staged.upload()
 
 
 def run_attributes(model: VideoModel, clips: ClipOptions, **extra: Any) -> dict[str, Any]:
@@ -192,7 +198,7 @@ def extract(
     sources = sources_of(inputs, frame_rate=filled.frame_rate)
     if run.shard is not None:
         sources = select_shard(sources, *run.shard)
-    report = ExtractReport(output=out.target, shard=run.shard)
+    report = ExtractReport(output=out.shown, shard=run.shard)
     writer = _open_output(network, filled, out, layer, groups["two_stream"])
     if writer is not None:
         done = writer.completed()
@@ -209,7 +215,8 @@ def extract(
         network, sources, clips=filled, layers=(layer,), pool=out.pool, run=run,
         two_stream=groups["two_stream"], on_clips=count_clips, crop_reduce=out.crop_reduce,
     )  # fmt: skip
-    _store(results, layer, writer, ErrorLog(out.errors) if out.errors else None, report, events)
+    error_log = ErrorLog(out.errors, retries=out.retries) if out.errors else None
+    _store(results, layer, writer, error_log, report, events)
     return report
 
 
@@ -230,13 +237,11 @@ def _open_output(
         attrs.update(two_stream_attributes(two_stream))
     if layer in ("logits", "probs"):
         attrs["classes"] = list(model.categories)
-    return open_writer(
-        out.path,
-        format=out.format or guess_format(out.path),
-        attrs=attrs,
-        overwrite=out.overwrite,
-        dtype=out.dtype,
-    )
+    options = {"format": out.format or guess_format(out.path), "attrs": attrs,
+               "overwrite": out.overwrite, "dtype": out.dtype}  # fmt: skip
+    if is_url(out.path):
+        return open_staged_writer(str(out.path), retries=out.retries, **options)
+    return open_writer(out.path, **options)
 
 
 def _store(

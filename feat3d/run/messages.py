@@ -40,7 +40,7 @@ class VideoOutputs:
         info = self.info
         return VideoFeatures(
             key=self.source.key,
-            source=str(self.source.path),
+            source=self.source.display,
             features=self.outputs[layer],
             segments=self.segments,
             timestamps=self.timestamps,

@@ -164,7 +164,7 @@ class _Batches:
             if state.in_flight == 0:
                 del self.pending[item.video]
             source = self.sources[item.video]
-            yield VideoFailure(source.key, str(source.path), item.message)
+            yield VideoFailure(source.key, source.display, item.message)
 
     def flush(self) -> Iterator[VideoOutputs]:
         """Run the gathered batch, then yield every ended video whose clips are all back."""

@@ -136,7 +136,7 @@ def pool_features(
     """
     out = output if isinstance(output, OutputOptions) else OutputOptions(path=output)
     if out.target is None:
-        raise OptionsError("pool needs an output path")
+        raise OptionsError("pool needs a local output path (not a URL)")
     if out.target.resolve() == Path(input).resolve():
         raise OptionsError(f"{out.target}: is also the input; write the pooled features elsewhere")
     with open_output(input) as source:

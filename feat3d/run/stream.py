@@ -64,6 +64,7 @@ class ClipStream:
                 threads=opts.threads,
                 info_out=infos,
                 warnings_out=damage,
+                retries=opts.retries,
                 **opts.decode_kwargs(),
             ),
             max_frames=opts.max_frames,

@@ -115,7 +115,7 @@ def two_stream_videos(
                 yield _video_outputs(model, source, options, flows, layers)
             except (VideoDecodeError, FlowError, KeyError, ValueError) as error:
                 message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                yield VideoFailure(source.key, str(source.path), message or type(error).__name__)
+                yield VideoFailure(source.key, source.display, message or type(error).__name__)
                 continue
             if callable(on_clips):
                 on_clips(1)
