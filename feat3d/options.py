@@ -204,14 +204,15 @@ class OutputOptions:
     """Where and how features are stored.
 
     Attributes:
-        path: HDF5 file, JSON Lines file or npy folder; ``None``: returned in memory.
-        format: ``h5``, ``json`` or ``npy``; ``None``: from the path.
+        path: HDF5 file, JSON Lines file, npy or Parquet folder; ``None``: returned in memory.
+        format: ``h5``, ``json``, ``npy`` or ``parquet``; ``None``: from the path.
         layer: The stored layer; ``None``: the network's feature layer.
         pool: ``False`` keeps ``conv5`` unpooled.
         dtype: ``float32`` or ``float16``.
         average_only: Store only the per-video mean.
         overwrite: Replace an existing output instead of resuming it.
         errors: Append one JSON line per failed video to this file.
+        part_rows: ``parquet``: clips per part file (``None``: the writer's default).
     """
 
     path: str | os.PathLike[str] | None = None
@@ -222,8 +223,11 @@ class OutputOptions:
     average_only: bool = False
     overwrite: bool = False
     errors: str | os.PathLike[str] | None = None
+    part_rows: int | None = None
 
     def __post_init__(self) -> None:
+        if self.part_rows is not None and self.part_rows < 1:
+            raise OptionsError(f"part rows must be at least 1: {self.part_rows}")
         if self.dtype not in FEATURE_DTYPES:
             raise OptionsError(f"dtype must be float32 or float16, not {self.dtype!r}")
         if not self.pool and self.layer != "conv5":

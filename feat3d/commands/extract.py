@@ -1,4 +1,4 @@
-"""``feat3d extract``: features of videos into HDF5, JSON Lines or npy."""
+"""``feat3d extract``: features of videos into HDF5, JSON Lines, npy or Parquet."""
 
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ from .progress import CliEvents
 
 @click.command("extract")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
-@output_option("HDF5 file (.h5), JSON Lines file (.json/.jsonl) or a folder for npy.")
+@output_option(
+    "HDF5 file (.h5), JSON Lines file (.json/.jsonl), or a folder for npy or Parquet (.parquet)."
+)
 @format_option(list(FORMATS),
-               "Output format. Default: from the output's extension (a folder → npy).")  # fmt: skip
+               "Output format. Default: from the output's extension (.parquet → parquet, "
+               "another folder → npy).")  # fmt: skip
 @model_options
 @click.option("--layer", type=click.Choice(LAYERS), default=None,
               help="conv5 (last stage, pooled), pool5, fc6/fc7 (C3D), logits or probs. Default: "
@@ -51,13 +54,16 @@ from .progress import CliEvents
 @click.option("--errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.jsonl",
               help="Append one JSON line per failed video (video, source, error).")  # fmt: skip
+@click.option("--part-rows", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Parquet: clips per part file (default 10000); a killed run redoes at most "
+              "the part it was filling.")  # fmt: skip
 @two_stream_options
 def extract_command(
     inputs: tuple[str, ...], network: ModelOptions, clips: ClipOptions,
     two_stream: TwoStreamOptions, output: Path, output_format: str | None, layer: str | None,
     no_pool: bool, average_only: bool, dtype: str, overwrite: bool, errors: Path | None,
     batch_size: int, workers: int | str, shard: tuple[int, int] | None, devices: str | None,
-    quiet: bool, verbose: bool,
+    quiet: bool, verbose: bool, part_rows: int | None,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -66,10 +72,11 @@ def extract_command(
       feat3d extract videos/ -o feats.h5
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
+      feat3d extract videos/ -o feats.parquet --dtype float16
     """
     out = OutputOptions(
         path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,
-        average_only=average_only, overwrite=overwrite, errors=errors,
+        average_only=average_only, overwrite=overwrite, errors=errors, part_rows=part_rows,
     )  # fmt: skip
     split = tuple(name.strip() for name in devices.split(",") if name.strip()) if devices else None
     run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split)

@@ -231,6 +231,7 @@ def _open_output(
         attrs=attrs,
         overwrite=out.overwrite,
         dtype=out.dtype,
+        part_rows=out.part_rows,
     )
 
 
