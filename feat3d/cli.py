@@ -201,6 +201,29 @@ def workers_option(help: str = "Decoding processes (0: decode in the main proces
     )
 
 
+def engine_options(func: F) -> F:
+    """Where the work runs: this machine's processes or a Ray cluster (extract)."""
+    return _stack(
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="local: decoding processes and the model on this machine; ray: a Ray "
+                     "Data pipeline (decoding tasks, one inference actor per GPU) on the cluster "
+                     "--address names (needs feat3d[ray]); the same outputs and resume."),
+        click.option("--address", default=None, metavar="auto|HOST:PORT",
+                     help="--engine ray: the cluster to join (auto: the one `ray start` or "
+                     "KubeRay made here). Default: a local Ray started for this run."),
+        click.option("--actors", type=click.IntRange(min=1), default=None,
+                     help="--engine ray: inference actors. Default: one per GPU of the cluster "
+                     "(one on the CPU with --device cpu)."),
+        click.option("--decode-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                     show_default=True, help="--engine ray: CPUs per decoding task (one video "
+                     "each; also its codec threads)."),
+        click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=None,
+                     help="--engine ray: GPUs per inference actor (fractions share a GPU). "
+                     "Default: 1 when the model runs on CUDA, else 0."),
+    )(func)  # fmt: skip
+
+
 def quiet_option(help: str = "No progress output.") -> Decorator:
     return click.option("--quiet", "-q", is_flag=True, help=help)
 

@@ -28,6 +28,7 @@ Size = int | tuple[int, int]
 
 TAILS = ("pad", "drop")
 FEATURE_DTYPES = ("float32", "float16")
+ENGINES = ("local", "ray")
 
 
 class OptionsError(UsageError, ValueError):
@@ -315,12 +316,22 @@ class RunOptions:
         workers: Decoding processes (0: in this process; ``"auto"``: as suits the device).
         shard: ``(i, n)``: only the inputs whose key hashes to shard ``i`` of ``n``.
         devices: One process per device, each on a shard, merged at the end.
+        engine: ``local`` (this machine's processes) or ``ray`` (a Ray Data pipeline).
+        address: Ray cluster to join: ``auto``, ``HOST:PORT``; ``None``: a local one.
+        actors: Ray inference actors (``None``: one per GPU, or one on the CPU).
+        decode_cpus: CPUs per Ray decoding task (one video each).
+        gpus_per_actor: GPUs per Ray actor (``None``: 1 when the model runs on CUDA).
     """
 
     batch_size: int = 8
     workers: int | str = 0
     shard: tuple[int, int] | None = None
     devices: tuple[str, ...] | None = None
+    engine: str = "local"
+    address: str | None = None
+    actors: int | None = None
+    decode_cpus: float = 1.0
+    gpus_per_actor: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -332,6 +343,17 @@ class RunOptions:
             raise OptionsError("--devices needs at least one device")
         if self.shard is not None and self.devices is not None:
             raise OptionsError("--shard and --devices/torchrun both split the inputs: use one")
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise OptionsError(f"engine must be local or ray, not {self.engine!r}")
+        if self.engine == "ray" and self.devices is not None:
+            raise OptionsError("--engine ray places the work itself: drop --devices")
+        if self.actors is not None and self.actors < 1:
+            raise OptionsError(f"actors must be at least 1: {self.actors}")
+        _positive("decode_cpus", self.decode_cpus)
+        _positive("gpus_per_actor", self.gpus_per_actor, strict=False)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import click
 
 from ..cli import (
     clip_options,
+    engine_options,
     format_option,
     model_options,
     output_option,
@@ -57,13 +58,15 @@ from .progress import CliEvents
 @click.option("--part-rows", type=click.IntRange(min=1), default=None, metavar="N",
               help="Parquet: clips per part file (default 10000); a killed run redoes at most "
               "the part it was filling.")  # fmt: skip
+@engine_options
 @two_stream_options
 def extract_command(
     inputs: tuple[str, ...], network: ModelOptions, clips: ClipOptions,
     two_stream: TwoStreamOptions, output: Path, output_format: str | None, layer: str | None,
     no_pool: bool, average_only: bool, dtype: str, overwrite: bool, errors: Path | None,
     batch_size: int, workers: int | str, shard: tuple[int, int] | None, devices: str | None,
-    quiet: bool, verbose: bool, part_rows: int | None,
+    quiet: bool, verbose: bool, part_rows: int | None, engine: str, address: str | None,
+    actors: int | None, decode_cpus: float, gpus_per_actor: float | None,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -73,16 +76,21 @@ def extract_command(
       feat3d extract a.mp4 b.mkv -o feats/ --format npy --layer logits
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
       feat3d extract videos/ -o feats.parquet --dtype float16
+      feat3d extract @s3_list.txt -o feats.parquet --engine ray --address auto
     """
     out = OutputOptions(
         path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,
         average_only=average_only, overwrite=overwrite, errors=errors, part_rows=part_rows,
     )  # fmt: skip
     split = tuple(name.strip() for name in devices.split(",") if name.strip()) if devices else None
-    run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split)
+    run = RunOptions(
+        batch_size=batch_size, workers=workers, shard=shard, devices=split, engine=engine,
+        address=address, actors=actors, decode_cpus=decode_cpus, gpus_per_actor=gpus_per_actor,
+    )  # fmt: skip
     ranked = rank_from_env()
     silent = quiet or (ranked is not None and ranked[0] > 0)  # torchrun: rank 0 speaks
-    model = network if run.devices else load(network, quiet=silent)  # devices: one load each
+    # --devices and Ray load the model in each process or actor
+    model = network if run.devices or engine == "ray" else load(network, quiet=silent)
     with CliEvents(quiet=silent, verbose=verbose, what="extract") as events:
         report = extract_distributed(
             inputs, out, model=model, clips=clips, run=run, two_stream=two_stream, events=events
