@@ -201,8 +201,13 @@ def workers_option(help: str = "Decoding processes (0: decode in the main proces
     )
 
 
+#: Parameters of the run's engine (RunOptions fields), handed to a command as ``engine``.
+ENGINE_FIELDS = _fields("engine", "address", "actors", "decode_cpus", "gpus_per_actor")
+
+
 def engine_options(func: F) -> F:
-    """Where the work runs: this machine's processes or a Ray cluster (extract)."""
+    """Where the work runs: this machine's processes or a Ray cluster (extract), handed to
+    the command as ``engine``: the RunOptions fields by name."""
     return _stack(
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True,
@@ -221,7 +226,10 @@ def engine_options(func: F) -> F:
         click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=None,
                      help="--engine ray: GPUs per inference actor (fractions share a GPU). "
                      "Default: 1 when the model runs on CUDA, else 0."),
-    )(func)  # fmt: skip
+        click.option("--part-rows", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Parquet: clips per part file (default 10000); a killed run redoes "
+                     "at most the part it was filling."),
+    )(collect("engine", dict, ENGINE_FIELDS)(func))  # fmt: skip
 
 
 def quiet_option(help: str = "No progress output.") -> Decorator:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -55,9 +56,6 @@ from .progress import CliEvents
 @click.option("--errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.jsonl",
               help="Append one JSON line per failed video (video, source, error).")  # fmt: skip
-@click.option("--part-rows", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Parquet: clips per part file (default 10000); a killed run redoes at most "
-              "the part it was filling.")  # fmt: skip
 @engine_options
 @two_stream_options
 def extract_command(
@@ -65,8 +63,7 @@ def extract_command(
     two_stream: TwoStreamOptions, output: Path, output_format: str | None, layer: str | None,
     no_pool: bool, average_only: bool, dtype: str, overwrite: bool, errors: Path | None,
     batch_size: int, workers: int | str, shard: tuple[int, int] | None, devices: str | None,
-    quiet: bool, verbose: bool, part_rows: int | None, engine: str, address: str | None,
-    actors: int | None, decode_cpus: float, gpus_per_actor: float | None,
+    quiet: bool, verbose: bool, part_rows: int | None, engine: dict[str, Any],
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -83,14 +80,11 @@ def extract_command(
         average_only=average_only, overwrite=overwrite, errors=errors, part_rows=part_rows,
     )  # fmt: skip
     split = tuple(name.strip() for name in devices.split(",") if name.strip()) if devices else None
-    run = RunOptions(
-        batch_size=batch_size, workers=workers, shard=shard, devices=split, engine=engine,
-        address=address, actors=actors, decode_cpus=decode_cpus, gpus_per_actor=gpus_per_actor,
-    )  # fmt: skip
+    run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split, **engine)
     ranked = rank_from_env()
     silent = quiet or (ranked is not None and ranked[0] > 0)  # torchrun: rank 0 speaks
     # --devices and Ray load the model in each process or actor
-    model = network if run.devices or engine == "ray" else load(network, quiet=silent)
+    model = network if run.devices or run.engine == "ray" else load(network, quiet=silent)
     with CliEvents(quiet=silent, verbose=verbose, what="extract") as events:
         report = extract_distributed(
             inputs, out, model=model, clips=clips, run=run, two_stream=two_stream, events=events
