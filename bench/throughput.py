@@ -24,7 +24,12 @@ For every video (or generated video) it prints:
   core-seconds per clip (ffmpeg and PIL's loader processes included), and the ratios of
   speed and of CPU time, with the ceiling of the speed ratio (feat3d at 100 % of its bound);
 - with ``--long``: the video repeated 10 times (remuxed, no re-encoding) through ``extract``,
-  to show that peak memory does not grow with a video's length.
+  to show that peak memory does not grow with a video's length;
+- with ``--engine ray``, instead of all the above: ``extract`` of the ``--copies`` links into
+  Parquet by the local engine and by the Ray engine (a local Ray with every core, started
+  once before the measures; each run's actor start and model load count, as a user sees
+  them), taken in turn ``--repeat`` times, their clips/s and the Ray engine's share of the
+  local engine's.
 
 Videos made with ``--make-video WxH`` are 10 s at 25 fps of a textured scene panned by the
 camera, with moving objects and sensor-like grain, h264 (libx264, CRF 23): about 1 Mbit/s at
@@ -55,7 +60,7 @@ import torch
 from feat3d.io.clips import iter_clips
 from feat3d.io.decode import iter_frames
 from feat3d.model import load_model
-from feat3d.options import fill_clip_defaults
+from feat3d.options import ModelOptions, fill_clip_defaults
 from feat3d.precision import check_precision, cpu_has_native_bf16
 from feat3d.run.extract import extract
 from feat3d.run.pipeline import decode_options, resolve_workers
@@ -309,6 +314,38 @@ def bitrate(video: Path) -> float:
     return video.stat().st_size * 8 / duration / 1e6 if duration else float("nan")
 
 
+def bench_engines(videos: list[Path], args: argparse.Namespace, workdir: Path) -> None:
+    """Clips/s of the Ray engine against the local engine on the same videos, in turn."""
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    model = ModelOptions(arch=args.model, weights="none", device=args.device)
+    options = {"batch_size": args.batch_size, "workers": args.workers, "overwrite": True}
+    print(f"feat3d engines | model {args.model} | device {args.device} | batch "
+          f"{args.batch_size} | cores {os.cpu_count()} | ray {ray.__version__}")  # fmt: skip
+    for video in videos:
+        links = []
+        for index in range(args.copies):
+            link = workdir / f"engines_{video.stem}" / f"copy{index}{video.suffix}"
+            link.parent.mkdir(exist_ok=True)
+            if not link.exists():
+                os.symlink(video.absolute(), link)
+            links.append(link)
+        rates: dict[str, list[float]] = {"local": [], "ray": []}
+        for _ in range(args.repeat):
+            for engine in rates:
+                out = workdir / f"{video.stem}_{engine}.parquet"
+                report = extract(links, out, model=model, engine=engine, **options)
+                rates[engine].append(report.clips_per_second)
+        local, remote = (float(np.median(rates[e])) for e in ("local", "ray"))
+        print(
+            f"{video.name}: local {local:7.1f} clips/s{spread(rates['local'])}  ray "
+            f"{remote:7.1f} clips/s{spread(rates['ray'])}  ray/local {remote / local:6.1%}",
+            flush=True,
+        )
+    ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -336,6 +373,10 @@ def main() -> None:
     parser.add_argument("--jpeg", action="store_true", help="run the papers' JPEG pipeline")
     parser.add_argument("--long", action="store_true", help="peak memory of a 10x longer video")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--engine", choices=["local", "ray"], default="local",
+        help="ray: compare the Ray engine's clips/s with the local engine's (nothing else)",
+    )  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -368,6 +409,9 @@ def main() -> None:
         videos.append(make_video(workdir / f"scene_{width}x{height}.mp4", width, height))
     if not videos:
         parser.error("give VIDEO files or --make-video WxH")
+    if args.engine == "ray":
+        bench_engines(videos, args, workdir)
+        return
     compiled = [False, True] if args.compile else [False]
     cores = os.cpu_count() or 1
     print(

@@ -18,7 +18,7 @@ from rich.console import Console
 from . import __version__
 from .backbones import list_backbones
 from .backbones.hub import weight_names
-from .clikit import LazyGroup, LocationParam, SizeParam, WorkersParam
+from .clikit import LazyGroup, LocationParam, ShardParam, SizeParam, WorkersParam
 from .options import ClipOptions, ModelOptions, TwoStreamOptions
 from .precision import PRECISIONS
 
@@ -203,6 +203,46 @@ def workers_option(help: str = "Decoding processes (0: decode in the main proces
     return click.option(
         "--workers", "-j", type=WorkersParam(), default="auto", show_default=True, help=help
     )
+
+
+#: Parameters of the run's engine (RunOptions fields), handed to a command as ``engine``.
+ENGINE_FIELDS = _fields("engine", "address", "actors", "decode_cpus", "gpus_per_actor")
+
+
+def engine_options(func: F) -> F:
+    """Where the work runs: a shard of the inputs, this machine's devices or processes, or a
+    Ray cluster (extract). The engine's fields reach the command as ``engine`` (RunOptions
+    fields by name); ``shard`` and ``devices`` as themselves."""
+    return _stack(
+        click.option("--shard", type=ShardParam(), default=None, metavar="I/N",
+                     help="Process only shard I of N (0-based) of the inputs, chosen by a hash "
+                     "of each video's key: stable across runs and machines. Merge the parts "
+                     "with `feat3d merge`."),
+        click.option("--devices", default=None, metavar="DEV,DEV,...",
+                     help="One process per device (e.g. cuda:0,cuda:1), each on a shard; the "
+                     "parts are merged into OUTPUT (HDF5) at the end. Under torchrun, each rank "
+                     "does this on its own."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="local: decoding processes and the model on this machine; ray: a Ray "
+                     "Data pipeline (decoding tasks, one inference actor per GPU) on the cluster "
+                     "--address names (needs feat3d[ray]); the same outputs and resume."),
+        click.option("--address", default=None, metavar="auto|HOST:PORT",
+                     help="--engine ray: the cluster to join (auto: the one `ray start` or "
+                     "KubeRay made here). Default: a local Ray started for this run."),
+        click.option("--actors", type=click.IntRange(min=1), default=None,
+                     help="--engine ray: inference actors. Default: one per GPU of the cluster "
+                     "(one on the CPU with --device cpu)."),
+        click.option("--decode-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                     show_default=True, help="--engine ray: CPUs per decoding task (one video "
+                     "each; also its codec threads)."),
+        click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=None,
+                     help="--engine ray: GPUs per inference actor (fractions share a GPU). "
+                     "Default: 1 when the model runs on CUDA, else 0."),
+        click.option("--part-rows", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Parquet: clips per part file (default 10000); a killed run redoes "
+                     "at most the part it was filling."),
+    )(collect("engine", dict, ENGINE_FIELDS)(func))  # fmt: skip
 
 
 def quiet_option(help: str = "No progress output.") -> Decorator:

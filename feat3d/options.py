@@ -32,6 +32,7 @@ TAILS = ("pad", "drop")
 #: How a video's frames are grouped: consecutive clips, or one window centred on each frame.
 WINDOWS = ("clips", "centred")
 FEATURE_DTYPES = ("float32", "float16")
+ENGINES = ("local", "ray")
 
 
 class OptionsError(UsageError, ValueError):
@@ -300,9 +301,11 @@ class OutputOptions:
     """Where and how features are stored.
 
     Attributes:
-        path: HDF5 file, JSON Lines file or npy folder, or a URL (``s3://``, ``gs://``, ...:
-            written locally and uploaded when the output is closed); ``None``: in memory.
-        format: ``h5``, ``json`` or ``npy``; ``None``: from the path.
+        path: HDF5 file, JSON Lines file, npy or Parquet folder, or a URL (``s3://``,
+            ``gs://``, ...: Parquet parts are written there, the other formats locally and
+            uploaded when the output is closed); ``None``: in memory.
+        format: ``h5``, ``json``, ``npy`` or ``parquet``; ``None``: from the path.
+        part_rows: ``parquet``: clips per part file (``None``: the writer's default).
         layer: The stored layer; ``None``: the network's feature layer.
         pool: ``False`` keeps ``conv5`` unpooled.
         dtype: ``float32`` or ``float16``.
@@ -314,6 +317,8 @@ class OutputOptions:
             ``mean`` averages the views into ``(n_clips, D)``.
         retries: Tries again after a transient network error when an output at a URL is
             downloaded (to resume) or uploaded.
+        if self.part_rows is not None and self.part_rows < 1:
+            raise OptionsError(f"part rows must be at least 1: {self.part_rows}")
     """
 
     path: str | os.PathLike[str] | None = None
@@ -326,11 +331,14 @@ class OutputOptions:
     errors: str | os.PathLike[str] | None = None
     crop_reduce: str = "none"
     retries: int = DEFAULT_RETRIES
+    part_rows: int | None = None
 
     def __post_init__(self) -> None:
         _check_retries(self.retries)
         if self.crop_reduce not in CROP_REDUCTIONS:
             raise OptionsError(f"crop_reduce must be none or mean, not {self.crop_reduce!r}")
+        if self.part_rows is not None and self.part_rows < 1:
+            raise OptionsError(f"part rows must be at least 1: {self.part_rows}")
         if self.dtype not in FEATURE_DTYPES:
             raise OptionsError(f"dtype must be float32 or float16, not {self.dtype!r}")
         if not self.pool and self.layer != "conv5":
@@ -430,12 +438,22 @@ class RunOptions:
         workers: Decoding processes (0: in this process; ``"auto"``: as suits the device).
         shard: ``(i, n)``: only the inputs whose key hashes to shard ``i`` of ``n``.
         devices: One process per device, each on a shard, merged at the end.
+        engine: ``local`` (this machine's processes) or ``ray`` (a Ray Data pipeline).
+        address: Ray cluster to join: ``auto``, ``HOST:PORT``; ``None``: a local one.
+        actors: Ray inference actors (``None``: one per GPU, or one on the CPU).
+        decode_cpus: CPUs per Ray decoding task (one video each).
+        gpus_per_actor: GPUs per Ray actor (``None``: 1 when the model runs on CUDA).
     """
 
     batch_size: int = 8
     workers: int | str = 0
     shard: tuple[int, int] | None = None
     devices: tuple[str, ...] | None = None
+    engine: str = "local"
+    address: str | None = None
+    actors: int | None = None
+    decode_cpus: float = 1.0
+    gpus_per_actor: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -447,6 +465,17 @@ class RunOptions:
             raise OptionsError("--devices needs at least one device")
         if self.shard is not None and self.devices is not None:
             raise OptionsError("--shard and --devices/torchrun both split the inputs: use one")
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise OptionsError(f"engine must be local or ray, not {self.engine!r}")
+        if self.engine == "ray" and self.devices is not None:
+            raise OptionsError("--engine ray places the work itself: drop --devices")
+        if self.actors is not None and self.actors < 1:
+            raise OptionsError(f"actors must be at least 1: {self.actors}")
+        _positive("decode_cpus", self.decode_cpus)
+        _positive("gpus_per_actor", self.gpus_per_actor, strict=False)
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,23 @@
-"""``feat3d extract``: features of videos into HDF5, JSON Lines or npy."""
+"""``feat3d extract``: features of videos into HDF5, JSON Lines, npy or Parquet."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..cli import (
     clip_options,
+    engine_options,
     format_option,
     model_options,
     output_option,
     overwrite_option,
     two_stream_options,
 )  # fmt: skip
-from ..clikit import LocationParam, ShardParam
+from ..clikit import LocationParam
 from ..io.writers import FORMATS
 from ..model import LAYERS
 from ..options import ClipOptions, ModelOptions, OutputOptions, RunOptions, TwoStreamOptions
@@ -27,12 +29,14 @@ from .progress import CliEvents
 @click.command("extract")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
 @output_option(
-    "HDF5 file (.h5), JSON Lines file (.json/.jsonl) or a folder for npy; or a "
-    "URL (s3://, gs://, ...): written locally, uploaded at the end.",
+    "HDF5 file (.h5), JSON Lines file (.json/.jsonl), or a folder for npy or Parquet "
+    "(.parquet); or a URL (s3://, gs://, ...): Parquet parts are written there directly, "
+    "the other formats locally and uploaded at the end.",
     urls=True,
 )
 @format_option(list(FORMATS),
-               "Output format. Default: from the output's extension (a folder → npy).")  # fmt: skip
+               "Output format. Default: from the output's extension (.parquet → parquet, "
+               "another folder → npy).")  # fmt: skip
 @model_options
 @click.option("--layer", type=click.Choice(LAYERS), default=None,
               help="conv5 (last stage, pooled), pool5, fc6/fc7 (C3D), logits or probs. Default: "
@@ -47,18 +51,11 @@ from .progress import CliEvents
               show_default=True, help="Stored feature type.")  # fmt: skip
 @clip_options
 @overwrite_option("Replace the output. Without it, videos already complete are skipped (resume).")
-@click.option("--shard", type=ShardParam(), default=None, metavar="I/N",
-              help="Process only shard I of N (0-based) of the inputs, chosen by a hash of each "
-              "video's key: stable across runs and machines. Merge the parts with "
-              "`feat3d merge`.")  # fmt: skip
-@click.option("--devices", default=None, metavar="DEV,DEV,...",
-              help="One process per device (e.g. cuda:0,cuda:1), each on a shard; the parts are "
-              "merged into OUTPUT (HDF5) at the end. Under torchrun, each rank does this on "
-              "its own.")  # fmt: skip
 @click.option("--errors", type=LocationParam(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.jsonl",
               help="Append one JSON line per failed video (video, source, error); a URL is "
               "uploaded at the end.")  # fmt: skip
+@engine_options
 @two_stream_options
 def extract_command(
     inputs: tuple[str, ...], network: ModelOptions, clips: ClipOptions,
@@ -66,6 +63,7 @@ def extract_command(
     no_pool: bool, average_only: bool, crop_reduce: str, dtype: str, overwrite: bool,
     errors: Path | str | None, batch_size: int, workers: int | str,
     shard: tuple[int, int] | None, devices: str | None, quiet: bool, verbose: bool,
+    part_rows: int | None, engine: dict[str, Any],
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -76,17 +74,20 @@ def extract_command(
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
       feat3d extract videos/ -o frames.h5 --window centred   # one feature per frame
       feat3d extract videos/ -o feats.h5 --crops 10
+      feat3d extract videos/ -o feats.parquet --dtype float16
+      feat3d extract @s3_list.txt -o s3://bucket/feats.parquet --engine ray --address auto
     """
     out = OutputOptions(
         path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,
         average_only=average_only, overwrite=overwrite, errors=errors, crop_reduce=crop_reduce,
-        retries=clips.retries,
+        retries=clips.retries, part_rows=part_rows,
     )  # fmt: skip
     split = tuple(name.strip() for name in devices.split(",") if name.strip()) if devices else None
-    run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split)
+    run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split, **engine)
     ranked = rank_from_env()
     silent = quiet or (ranked is not None and ranked[0] > 0)  # torchrun: rank 0 speaks
-    model = network if run.devices else load(network, quiet=silent)  # devices: one load each
+    # --devices and Ray load the model in each process or actor
+    model = network if run.devices or run.engine == "ray" else load(network, quiet=silent)
     with CliEvents(quiet=silent, verbose=verbose, what="extract") as events:
         report = extract_distributed(
             inputs, out, model=model, clips=clips, run=run, two_stream=two_stream, events=events

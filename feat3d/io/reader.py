@@ -1,14 +1,17 @@
-"""The one reader of what ``feat3d extract`` writes: HDF5 files, JSON Lines files, npy folders.
+"""The one reader of what ``feat3d extract`` writes: HDF5 files, JSON Lines files, npy folders,
+Parquet folders.
 
 :func:`open_output` tells the format from the content (HDF5 signature, an npy folder's
-``index.jsonl``, a ``{"feat3d": ...}`` header line or a ``.json``/``.jsonl`` name) and gives an
-:class:`OutputReader`: the run's options, the complete videos (key, source, clips, seconds,
-fps), one video's arrays at a time, the failed videos and, for HDF5, groups a killed run left
-unfinished. :func:`pending_journal` reads what a killed HDF5 run left in ``OUT.h5.journal``.
+``index.jsonl``, a Parquet folder's ``videos/``, a ``{"feat3d": ...}`` header line or a
+``.json``/``.jsonl`` name) and gives an :class:`OutputReader`: the run's options, the complete
+videos (key, source, clips, seconds, fps), one video's arrays at a time, the failed videos
+and, for HDF5, groups a killed run left unfinished. :func:`pending_journal` reads what a
+killed HDF5 run left in ``OUT.h5.journal``.
 
 Nothing here holds a whole output in memory: HDF5 datasets and npy files are read per video,
 and a JSON Lines file is indexed once by line offset (its arrays dropped), then the one line a
-video's arrays are wanted from is parsed again. The JSON Lines rules are the writers': a line
+video's arrays are wanted from is parsed again; a Parquet folder is indexed from its videos
+tables and read one part file at a time. The JSON Lines rules are the writers': a line
 counts only when it ends in a newline and parses, reading stops at the first one that does
 not (resuming cuts it off there), and a key's last success wins over its errors.
 """
@@ -30,9 +33,11 @@ import numpy as np
 from ..errors import RunError
 from .h5store import ERRORS_GROUP, journal_path, jsonable, scan_groups
 from .journal import JournalEntry, JournalError, read_entries
+from .parquet import CLIPS, VIDEOS, folder_fs, read_index, read_metadata, read_part
 
 INDEX_NAME = "index.jsonl"
-FORMAT_NAMES = {"h5": "HDF5", "json": "JSON Lines", "npy": "npy folder"}
+FORMAT_NAMES = {"h5": "HDF5", "json": "JSON Lines", "npy": "npy folder",
+                "parquet": "Parquet folder"}  # fmt: skip
 # Fields of a JSON Lines record that hold arrays (not kept in the index of a file).
 ARRAY_FIELDS = ("features", "mean", "segments", "timestamps")
 _H5_SUFFIXES = (".h5", ".hdf5")
@@ -161,16 +166,20 @@ def _number(value: Any) -> float | None:
 
 
 def output_format(path: str | os.PathLike[str]) -> str:
-    """``"h5"``, ``"json"`` or ``"npy"`` for an existing output, told from its content (or an
-    ``.h5``/``.hdf5``/``.json``/``.jsonl`` name).
+    """``"h5"``, ``"json"``, ``"npy"`` or ``"parquet"`` for an existing output, told from its
+    content (or an ``.h5``/``.hdf5``/``.json``/``.jsonl`` name).
 
     Raises:
         ReadError: Missing, or not a feat3d output.
     """
     path = Path(path)
     if path.is_dir():
+        if (path / VIDEOS).is_dir() or path.suffix.lower() == ".parquet":
+            return "parquet"
         if not (path / INDEX_NAME).is_file():
-            raise ReadError(f"{path}: a folder without {INDEX_NAME} is not an npy feature output")
+            raise ReadError(
+                f"{path}: a folder without {INDEX_NAME} or {VIDEOS}/ parts is not a feature output"
+            )
         return "npy"
     if not path.exists():
         raise ReadError(f"{path}: no such file or folder")
@@ -200,6 +209,8 @@ def open_output(path: str | os.PathLike[str]) -> OutputReader:
         return H5Reader(path)
     if form == "json":
         return JsonLinesReader(path)
+    if form == "parquet":
+        return ParquetReader(path)
     return NpyReader(path)
 
 
@@ -212,7 +223,7 @@ class OutputReader(ABC):
 
     Attributes:
         path: The file or folder.
-        format: ``"h5"``, ``"json"`` or ``"npy"``.
+        format: ``"h5"``, ``"json"``, ``"npy"`` or ``"parquet"``.
         options: The run options it was made with (JSON types; empty when not recorded).
         incomplete: HDF5 groups a killed run left unfinished (deleted by the next run).
     """
@@ -529,6 +540,83 @@ class NpyReader(JsonLinesReader):
     def layout(self, key: str) -> Layout:
         shape, dtype = npy_header(self._file(key))
         return Layout(shape, dtype, self._per_clip(key, shape))
+
+
+class ParquetReader(OutputReader):
+    """A Parquet folder (:mod:`.parquet`): indexed from its committed videos tables; a
+    video's rows are read from its part, and the last part read is kept (videos are mostly
+    read in part order), so reading every video reads each part about once."""
+
+    format = "parquet"
+
+    def __init__(self, path: Path):
+        try:
+            self.fs, self.root = folder_fs(path)
+            index = read_index(self.fs, self.root)
+        except (OSError, ValueError) as error:
+            raise ReadError(f"{path}: cannot read as a Parquet output ({error})") from None
+        self._failures = [VideoFailure(k, s, m) for k, (s, m) in index.failures.items()]
+        videos = [StoredVideo.from_attrs(key, record) for key, record in index.videos.items()]
+        super().__init__(path, index.options, videos)
+        self._cached: dict[tuple[str, str], Any] = {}
+
+    def failures(self) -> list[VideoFailure]:
+        return list(self._failures)
+
+    def _table(self, kind: str, part: str) -> Any:
+        if (kind, part) not in self._cached:
+            columns = ("video", "mean", "error") if kind == VIDEOS else None
+            table = read_part(self.fs, self.root, kind, part, columns)
+            self._cached = {k: v for k, v in self._cached.items() if k[0] != kind}
+            self._cached[(kind, part)] = (table, _rows_of(table))
+        return self._cached[(kind, part)]
+
+    def _row_shape(self, table: Any) -> tuple[int, ...]:
+        shape = read_metadata(table.schema)[1]
+        return shape if shape is not None else (table.schema.field("features").type.list_size,)
+
+    def arrays(self, key: str) -> VideoArrays:
+        part = str(self.video(key).attrs["part"])
+        videos, rows = self._table(VIDEOS, part)
+        mean = videos.column("mean")[rows[key][-1]].values.to_numpy(zero_copy_only=False)
+        clips, clip_rows = self._table(CLIPS, part)
+        chosen = clips.take(clip_rows.get(key, [])).sort_by("clip")
+        features = None
+        if "features" in chosen.column_names:
+            flat = chosen.column("features").combine_chunks().flatten()
+            features = flat.to_numpy(zero_copy_only=False).reshape(
+                chosen.num_rows, *self._row_shape(clips)
+            )
+        return VideoArrays(
+            key, features, mean, _pairs(chosen, "start_frame", "end_frame", np.int64),
+            _pairs(chosen, "start_time", "end_time", np.float64),
+        )  # fmt: skip
+
+    def layout(self, key: str) -> Layout:
+        part = str(self.video(key).attrs["part"])
+        videos, rows = self._table(VIDEOS, part)
+        dtype = str(np.dtype(videos.schema.field("mean").type.value_type.to_pandas_dtype()))
+        clips, _ = self._table(CLIPS, part)
+        if "features" not in clips.column_names:
+            return Layout((len(videos.column("mean")[rows[key][-1]]),), dtype, False)
+        return Layout((self.video(key).n_clips, *self._row_shape(clips)), dtype, True)
+
+
+def _pairs(table: Any, first: str, second: str, dtype: type) -> np.ndarray:
+    """Two columns of a table as an ``(n, 2)`` array."""
+    columns = [table.column(first).to_numpy(), table.column(second).to_numpy()]
+    return np.stack(columns, axis=1).astype(dtype).reshape(-1, 2)
+
+
+def _rows_of(table: Any) -> dict[str, list[int]]:
+    """Row numbers of each key in a part's table (failure rows left out)."""
+    rows: dict[str, list[int]] = {}
+    keys = table.column("video").to_pylist()
+    errors = table.column("error").to_pylist() if "error" in table.column_names else []
+    for number, key in enumerate(keys):
+        if not errors or errors[number] is None:
+            rows.setdefault(key, []).append(number)
+    return rows
 
 
 # --------------------------------------------------------------------------- the journal

@@ -1,4 +1,5 @@
-"""Output formats of ``extract``: HDF5, JSON Lines and one ``.npy`` per video.
+"""Output formats of ``extract``: HDF5, JSON Lines, one ``.npy`` per video, and Parquet parts
+(:mod:`.parquet`).
 
 Every writer commits one video at a time, so a video is either complete in the output or
 absent, and a run that was stopped — killed, out of disk — resumes by skipping the complete
@@ -12,6 +13,9 @@ ones:
 - npy: ``<key>.npy`` is written to ``.<key>.npy.partial`` and renamed, then its line is
   appended to ``index.jsonl``; the index is the record of what is complete, and leftover
   ``.partial`` files are removed on reopening.
+- Parquet: videos buffered into parts; each part's clip file then its videos file is written
+  whole and renamed (one PUT on object stores), the videos file being the commit record
+  (:mod:`.parquet`).
 
 A write that fails for lack of disk raises :class:`OutputError` with one line saying what is
 safe; the run stops and the same command resumes it. Failed videos are recorded too (HDF5
@@ -43,9 +47,10 @@ from .h5store import (
     check_writable,
     jsonable,
 )
+from .parquet import ParquetWriter
 from .reader import INDEX_NAME, VideoFailure, read_h5_features, scan_json_lines
 
-FORMATS = ("h5", "json", "npy")
+FORMATS = ("h5", "json", "npy", "parquet")
 # Free space required to start a JSON Lines or npy output (they only ever append).
 MIN_FREE_APPEND_BYTES = 16 * 2**20
 
@@ -59,6 +64,7 @@ __all__ = [
     "JsonWriter",
     "NpyWriter",
     "OutputError",
+    "ParquetWriter",
     "VideoFailure",
     "VideoFeatures",
     "guess_format",
@@ -323,20 +329,25 @@ def open_writer(
     attrs: Mapping[str, Any],
     overwrite: bool = False,
     dtype: str = "float32",
+    part_rows: int | None = None,
 ) -> FeatureWriter:
     """Open (or create, or resume) an output.
 
     Args:
-        path: Output file (``h5``, ``json``) or folder (``npy``).
-        format: One of ``h5``, ``json``, ``npy``.
+        path: Output file (``h5``, ``json``) or folder (``npy``, ``parquet``).
+        format: One of ``h5``, ``json``, ``npy``, ``parquet``.
         attrs: Run options recorded in the output (see the README).
         overwrite: Start afresh instead of resuming.
         dtype: ``float32`` or ``float16`` for stored features.
+        part_rows: ``parquet``: clips per part file (default
+            :data:`.parquet.PART_ROWS`).
 
     Raises:
         OutputError: Unwritable location, or an existing output made with other options.
     """
     writers = {"h5": H5Writer, "json": JsonWriter, "npy": NpyWriter}
+    if format == "parquet":
+        return ParquetWriter(path, attrs, overwrite=overwrite, dtype=dtype, part_rows=part_rows)
     if format not in writers:
         raise OutputError(f"unknown output format {format!r}; choose one of {', '.join(FORMATS)}")
     return writers[format](Path(path), attrs, overwrite=overwrite, dtype=dtype)
@@ -344,8 +355,10 @@ def open_writer(
 
 def guess_format(path: str | os.PathLike[str]) -> str:
     """Output format implied by a path: ``.h5``/``.hdf5`` → h5, ``.json``/``.jsonl`` → json,
-    anything else (a folder) → npy."""
+    ``.parquet`` (a folder of parts) → parquet, anything else (a folder) → npy."""
     suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
     if suffix in {".h5", ".hdf5"}:
         return "h5"
     if suffix in {".json", ".jsonl"}:

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from ..model import VideoModel
 from ..options import (
     ClipOptions,
     ModelOptions,
+    OptionsError,
     OutputOptions,
     RunOptions,
     TwoStreamOptions,
@@ -31,6 +32,7 @@ from ..urls import DEFAULT_RETRIES, is_url
 from .events import RunEvents, VideosReport
 from .messages import VideoOutputs
 from .pipeline import run_network
+from .ray_engine import ray_videos
 from .two_stream import takes_flow, two_stream_attributes
 
 
@@ -174,8 +176,11 @@ def extract(
             ``end``, ``max_clips``, ``max_frames``, ``timeout``, ``window``,
             ``clips_per_video``, ``crops`` (clips); ``format``, ``layer``, ``pool``, ``dtype``,
             ``average_only``, ``overwrite``, ``errors``, ``crop_reduce`` (output);
-            ``batch_size``, ``workers``, ``shard`` (run); ``flow``, ``chunks``,
+            ``batch_size``, ``workers``, ``shard``, ``engine``, ``address``, ``actors``,
+            ``decode_cpus``, ``gpus_per_actor`` (run); ``flow``, ``chunks``,
             ``flow_method`` (two-stream).
+            ``engine="ray"`` runs the Ray Data pipeline (:mod:`feat3d.run.ray_engine`) and
+            needs ``model`` as a name or options.
 
     Returns:
         An ``ExtractReport``. Videos already complete in ``output`` are skipped.
@@ -191,7 +196,12 @@ def extract(
          "two_stream": two_stream}, **options,
     )  # fmt: skip
     out, run = groups["output"], groups["run"]
-    network = model if isinstance(model, VideoModel) else groups["model"].load()
+    network = model if isinstance(model, VideoModel) else _driver_model(groups["model"], run)
+    if run.engine == "ray" and (isinstance(model, VideoModel) or takes_flow(network)):
+        raise OptionsError(
+            "--engine ray loads the model in each actor from a name or ModelOptions, and does "
+            "not run two-stream networks"
+        )
     layer = out.layer or network.default_layer
     network.check_layer(layer)
     filled = fill_clip_defaults(groups["clips"], network.meta)
@@ -211,13 +221,25 @@ def extract(
         report.clips += count
         events.on_clips(count)
 
-    results = run_network(
-        network, sources, clips=filled, layers=(layer,), pool=out.pool, run=run,
-        two_stream=groups["two_stream"], on_clips=count_clips, crop_reduce=out.crop_reduce,
-    )  # fmt: skip
+    if run.engine == "ray":
+        results = ray_videos(groups["model"], sources, clips=filled, layer=layer, pool=out.pool,
+                             run=run, on_clips=count_clips)  # fmt: skip
+    else:
+        results = run_network(
+            network, sources, clips=filled, layers=(layer,), pool=out.pool, run=run,
+            two_stream=groups["two_stream"], on_clips=count_clips, crop_reduce=out.crop_reduce,
+        )  # fmt: skip
     error_log = ErrorLog(out.errors, retries=out.retries) if out.errors else None
     _store(results, layer, writer, error_log, report, events)
     return report
+
+
+def _driver_model(options: ModelOptions, run: RunOptions) -> VideoModel:
+    """The model this process loads: the one that runs (local engine), or, with Ray, a CPU
+    copy for the weights' metadata (the actors load their own)."""
+    if run.engine == "ray":
+        options = replace(options, device="cpu", precision="fp32", compile=False)
+    return options.load()
 
 
 def _open_output(
@@ -239,6 +261,8 @@ def _open_output(
         attrs["classes"] = list(model.categories)
     options = {"format": out.format or guess_format(out.path), "attrs": attrs,
                "overwrite": out.overwrite, "dtype": out.dtype}  # fmt: skip
+    if options["format"] == "parquet":  # parts are committed one by one, also to a URL
+        return open_writer(out.path, part_rows=out.part_rows, **options)
     if is_url(out.path):
         return open_staged_writer(str(out.path), retries=out.retries, **options)
     return open_writer(out.path, **options)

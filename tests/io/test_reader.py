@@ -20,7 +20,7 @@ from feat3d.io.reader import (
 from feat3d.io.writers import VideoFailure, open_writer
 from tests.io.test_writers import ATTRS, video
 
-NAMES = {"h5": "f.h5", "json": "f.jsonl", "npy": "f"}
+NAMES = {"h5": "f.h5", "json": "f.jsonl", "npy": "f", "parquet": "f.parquet"}
 KEYS = ["b.mp4", "a.mp4", "sub/c.mp4"]  # written in this order, read back sorted
 
 

@@ -121,11 +121,13 @@ def test_separable_features_score_far_above_chance_and_noise_near_chance(tmp_pat
 
 
 @pytest.mark.parametrize(("format", "average_only"), [("json", False), ("npy", False),
-                                                       ("npy", True), ("h5", True)])  # fmt: skip
+                                                       ("npy", True), ("h5", True),
+                                                       ("parquet", False)])  # fmt: skip
 def test_every_output_format_gives_the_same_result(tmp_path, separable, format, average_only):
     feats, labels_csv, _ = separable
     clips, _ = synthetic(separable=True)
-    name = "feats.json" if format == "json" else ("feats" if format == "npy" else "avg.h5")
+    names = {"json": "feats.json", "npy": "feats", "h5": "avg.h5", "parquet": "feats.parquet"}
+    name = names[format]
     other = write_features(tmp_path / name, clips, format=format, average_only=average_only)
     keys, _, features = load_video_features(other)
     assert len(keys) == N_VIDEOS and features.shape == (N_VIDEOS, DIM)

@@ -1,0 +1,284 @@
+"""The Ray Data engine of ``extract`` (``--engine ray``): the same clips, network and outputs
+as the local engine, spread over a Ray cluster.
+
+The pipeline: the list of videos → one decoding task per video (:func:`decode_video`: the
+local engine's :class:`~.stream.ClipStream` run in a child process, as the local decode pool
+does, so a video that crashes or hangs the decoder fails alone, with its reason) → inference
+in an actor pool (:class:`ClipNetwork`: the model loaded once per actor with
+:meth:`ModelOptions.load`, one actor per GPU, batches of clips spanning videos, the same
+``VideoModel.run`` as the local engine) → back in this process, clip rows regrouped per video
+and handed to the run's writer, so the summary, the exit status, the errors table and the
+commit protocol are the local engine's. Only features travel back (a clip's feature is about
+a thousandth of its frames).
+
+:func:`clip_features` is the middle of that pipeline for people who build their own: a Ray
+Dataset of video paths in, a Ray Dataset of clip features out.
+
+Ray is optional: ``pip install 'feat3d[ray]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from ..io.discover import VideoSource
+from ..io.writers import VideoFailure
+from ..options import ClipOptions, ModelOptions, OptionsError, RunOptions
+from ..urls import as_location, url_name
+from .messages import ClipItem, VideoOutputs
+from .stream import ClipStream
+from .workers import DEFAULT_HANG_AFTER, HANG_GRACE, DecodePool
+
+RAY_MISSING = "--engine ray needs Ray Data: pip install 'feat3d[ray]'"
+
+
+class RayUnavailable(UsageError):
+    """Ray (with Ray Data) is not installed."""
+
+
+def ray_module() -> Any:
+    """The ``ray`` module with ``ray.data``, or :class:`RayUnavailable` naming the pip line."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise RayUnavailable(RAY_MISSING) from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """Join the cluster at ``address`` (``auto``: the one ``ray start`` or KubeRay made here;
+    ``HOST:PORT``; ``None``: the one already joined, else a new local one)."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        local = {"include_dashboard": False} if address is None else {}
+        ray.init(address=address, log_to_driver=False, **local)
+    return ray
+
+
+# -------------------------------------------------------------------------------- decoding
+
+
+def _item_row(video: dict[str, Any], item: ClipItem, clip: int) -> dict[str, Any]:
+    frames = item.frames
+    if isinstance(frames, torch.Tensor):
+        frames = frames.numpy()
+    return {
+        "video": int(video["video"]), "key": str(video["key"]), "source": str(video["path"]),
+        "kind": item.kind, "clip": clip,
+        "frames": b"" if frames is None else np.ascontiguousarray(frames).tobytes(),
+        "shape": json.dumps(list(frames.shape) if frames is not None else []),
+        "start_frame": int(item.segment[0]), "end_frame": int(item.segment[1]),
+        "start_time": float(item.time[0]), "end_time": float(item.time[1]),
+        "info": json.dumps(item.info or {}), "message": item.message,
+    }  # fmt: skip
+
+
+def decode_video(video: dict[str, Any], clips: ClipOptions) -> Iterator[dict[str, Any]]:
+    """One row per clip of one video (frames as bytes), then its ``end`` or ``error`` row.
+
+    ``video`` is a row with ``path`` (and ``key``, ``video``: its number). The decoding runs
+    in a child process (:class:`~.workers.DecodePool` with one worker): a decoder that crashes
+    or hangs is killed and the video fails with the reason, instead of taking the Ray worker
+    (and its retries, then the whole dataset) with it.
+    """
+    location = as_location(str(video["path"]))  # a local path or a URL read through fsspec
+    video = {"video": 0, "key": url_name(str(location)) or "video", **video}
+    stream = ClipStream([VideoSource(location, str(video["key"]))], clips)
+    hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE
+    pool = DecodePool(stream, 1, slot_bytes=clips.clip_bytes(), hang_after=hang_after)
+    count = 0
+    for item in pool:
+        yield _item_row(video, item, count)
+        count += item.kind == "clip"
+
+
+# ------------------------------------------------------------------------------- inference
+
+
+class ClipNetwork:
+    """The inference stage: a callable class Ray Data runs in each actor of the pool, the
+    model loaded once per actor; clip rows get ``features`` (float32 bytes), other rows pass.
+    """
+
+    def __init__(self, model: ModelOptions, layer: str, pool: bool, threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = model.load()
+        self.layer = layer
+        self.pool = pool
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [i for i, kind in enumerate(batch["kind"]) if kind == "clip"]
+        features = np.full(len(batch["kind"]), b"", dtype=object)
+        shapes = np.full(len(batch["kind"]), "[]", dtype=object)
+        if rows:
+            frames = torch.stack([_frames(batch, i) for i in rows])
+            out = self.model.run(frames, (self.layer,), pool=self.pool)[self.layer]
+            for row, i in enumerate(rows):
+                features[i] = np.ascontiguousarray(out[row], dtype=np.float32).tobytes()
+                shapes[i] = json.dumps(list(out[row].shape))
+        kept = {name: column for name, column in batch.items() if name not in ("frames", "shape")}
+        return {**kept, "features": features, "feature_shape": shapes}
+
+
+def _frames(batch: dict[str, np.ndarray], row: int) -> torch.Tensor:
+    shape = json.loads(batch["shape"][row])
+    return torch.from_numpy(np.frombuffer(batch["frames"][row], np.uint8).reshape(shape))
+
+
+@dataclass(frozen=True)
+class RayResources:
+    """What the pipeline asks of the cluster.
+
+    Attributes:
+        decode_cpus: CPUs per decoding task (its codec threads).
+        actors: Inference actors.
+        gpus_per_actor: GPUs per actor (0: CPU actors).
+        batch_size: Clips per forward pass.
+    """
+
+    decode_cpus: float
+    actors: int
+    gpus_per_actor: float
+    batch_size: int
+
+
+def plan_resources(run: RunOptions, model: ModelOptions, cluster: dict[str, float]) -> RayResources:
+    """Resources from the run's options, the rest automatic: one actor per GPU of the cluster
+    when the model runs on CUDA (``--device auto`` with GPUs, or ``cuda``), else one CPU
+    actor; one CPU per decoding task."""
+    gpus = float(cluster.get("GPU", 0))
+    on_gpu = model.device.startswith("cuda") or (model.device == "auto" and gpus > 0)
+    if model.device.startswith("cuda") and gpus == 0:
+        raise OptionsError(f"--device {model.device}: the Ray cluster has no GPU")
+    per_actor = run.gpus_per_actor if run.gpus_per_actor is not None else (1.0 if on_gpu else 0)
+    actors = run.actors or (max(1, int(gpus // per_actor)) if per_actor else 1)
+    return RayResources(run.decode_cpus, actors, float(per_actor), run.batch_size)
+
+
+def clip_features(
+    videos: Any, model: ModelOptions, *, clips: ClipOptions, layer: str, pool: bool = True,
+    resources: RayResources | None = None,
+) -> Any:  # fmt: skip
+    """A Ray Dataset of videos → a Ray Dataset of clip features (lazy: nothing runs until it
+    is consumed or written).
+
+    Args:
+        videos: A Ray Dataset with a ``path`` column (local paths every node can read), and
+            optionally ``key`` (default: the file name) and ``video`` (a number).
+        model: The network; each actor loads it (with ``device="auto"``, on its GPU).
+        clips: Filled clip options (:func:`feat3d.options.fill_clip_defaults`).
+        layer: The layer kept (``pool5``, ``logits``, ...).
+        pool: ``False`` keeps ``conv5`` unpooled.
+        resources: Decoding CPUs, actors, GPUs per actor, batch size (default: one CPU
+            actor, batches of 8).
+
+    Returns:
+        Rows with ``key``, ``source``, ``kind`` (``clip``; once per video ``end``, whose
+        ``info`` is its attributes as JSON, or ``error``, whose ``message`` says why),
+        ``clip``, ``start_frame``, ``end_frame``, ``start_time``, ``end_time`` and
+        ``features`` (float32 bytes of shape ``feature_shape``, JSON). Rows come in no fixed
+        order; a failed video's clip rows may come before its error row.
+    """
+    resources = resources or RayResources(1.0, 1, 0.0, 8)
+    threads = max(1, int(resources.decode_cpus))
+    decode = clips if clips.threads else replace(clips, threads=threads)
+    decoded = videos.flat_map(decode_video, fn_kwargs={"clips": decode},
+                              num_cpus=resources.decode_cpus)  # fmt: skip
+    cpu_threads = 0 if resources.gpus_per_actor else (os.cpu_count() or 1)
+    return decoded.map_batches(
+        ClipNetwork, fn_constructor_kwargs={"model": model, "layer": layer, "pool": pool,
+                                            "threads": cpu_threads},
+        batch_size=resources.batch_size, concurrency=resources.actors,
+        num_gpus=resources.gpus_per_actor or None, num_cpus=None if resources.gpus_per_actor else 1,
+        batch_format="numpy",
+    )  # fmt: skip
+
+
+# -------------------------------------------------------------------------------- regroup
+
+
+@dataclass
+class _Video:
+    clips: dict[int, tuple[np.ndarray, tuple[int, int], tuple[float, float]]] = field(
+        default_factory=dict
+    )
+    info: dict[str, Any] | None = None
+
+
+class Regroup:
+    """Clip rows (in any order) back into whole videos, as the local engine hands them on."""
+
+    def __init__(self, sources: Sequence[VideoSource], layer: str):
+        self.sources = {source.key: source for source in sources}
+        self.layer = layer
+        self.pending: dict[str, _Video] = {}
+        self.done: set[str] = set()
+
+    def add(self, row: dict[str, Any]) -> Iterator[VideoOutputs | VideoFailure]:
+        key = str(row["key"])
+        if key in self.done:
+            return  # the late clips of a failed video
+        state = self.pending.setdefault(key, _Video())
+        if row["kind"] == "error":
+            self.done.add(key)
+            del self.pending[key]
+            yield VideoFailure(key, str(row["source"]), str(row["message"]))
+            return
+        if row["kind"] == "clip":
+            shape = json.loads(row["feature_shape"])
+            feature = np.frombuffer(row["features"], np.float32).reshape(shape)
+            segment = (int(row["start_frame"]), int(row["end_frame"]))
+            state.clips[int(row["clip"])] = (feature, segment, (row["start_time"], row["end_time"]))
+        else:
+            state.info = json.loads(row["info"])
+        if state.info is not None and len(state.clips) == state.info["n_clips"]:
+            self.done.add(key)
+            del self.pending[key]
+            yield self._finished(key, state)
+
+    def _finished(self, key: str, state: _Video) -> VideoOutputs:
+        ordered = [state.clips[i] for i in sorted(state.clips)]
+        return VideoOutputs(
+            source=self.sources.get(key) or VideoSource(Path(key), key),
+            outputs={self.layer: np.stack([clip[0] for clip in ordered])},
+            segments=np.asarray([clip[1] for clip in ordered], dtype=np.int64).reshape(-1, 2),
+            timestamps=np.asarray([clip[2] for clip in ordered], dtype=np.float64).reshape(-1, 2),
+            info=state.info or {},
+        )
+
+
+def ray_videos(
+    model: ModelOptions, sources: Sequence[VideoSource], *, clips: ClipOptions, layer: str,
+    pool: bool = True, run: RunOptions | None = None,
+    on_clips: Callable[[int], None] | None = None,
+) -> Iterator[VideoOutputs | VideoFailure]:  # fmt: skip
+    """The Ray engine's counterpart of :func:`~.pipeline.run_network`: each video's outputs
+    (or its failure) as it completes, computed on the cluster ``run.address`` names."""
+    run = run or RunOptions()
+    if not sources:
+        return
+    ray = connect(run.address)
+    resources = plan_resources(run, model, ray.cluster_resources())
+    items = [{"video": i, "key": s.key, "path": str(s.path)} for i, s in enumerate(sources)]
+    videos = ray.data.from_items(items, override_num_blocks=len(items))
+    features = clip_features(videos, model, clips=clips, layer=layer, pool=pool,
+                             resources=resources)  # fmt: skip
+    regroup = Regroup(sources, layer)
+    for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
+        columns = list(batch)
+        for values in zip(*(batch[name] for name in columns), strict=True):
+            row = dict(zip(columns, values, strict=True))
+            if row["kind"] == "clip" and on_clips is not None:
+                on_clips(1)
+            yield from regroup.add(row)
