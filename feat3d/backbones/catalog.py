@@ -243,8 +243,9 @@ def _hara_2020() -> list[CheckpointEntry]:
 
 
 def _manual(
-    filename: str, arch: str, fmt: str, classes: int, dataset: str, source: str, *, accuracy: str
-) -> CheckpointEntry:
+    filename: str, arch: str, fmt: str, classes: int, dataset: str, source: str, *, accuracy: str,
+    preset: str | None = None, metrics: Mapping[str, Mapping[str, float]] | None = None,
+) -> CheckpointEntry:  # fmt: skip
     """A published file fetched by hand; its ``--weights`` name is the file stem."""
     return CheckpointEntry(
         name=Path(filename).stem,
@@ -253,10 +254,36 @@ def _manual(
         classes=classes,
         filename=filename,
         source=source,
-        preset=FORMAT_PRESET[fmt],
+        preset=preset or FORMAT_PRESET[fmt],
         dataset=dataset,
         accuracy=accuracy,
+        metrics=metrics or {},
     )
+
+
+_PYTORCHVIDEO_ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics"
+
+
+def _pytorchvideo() -> list[CheckpointEntry]:
+    # File names and Kinetics-400 accuracy (30 views: 3 crops × 10 clips) from
+    # facebookresearch/pytorchvideo docs/source/model_zoo.md; no published SHA-256, so these
+    # are fetched by hand (`feat3d weights add FILE`) rather than downloaded by name.
+    rows = [
+        ("X3D_XS.pyth", "x3d-xs", 69.12, 88.63),
+        ("X3D_S.pyth", "x3d-s", 73.33, 91.27),
+        ("X3D_M.pyth", "x3d-m", 75.94, 92.72),
+        ("X3D_L.pyth", "x3d-l", 77.44, 93.31),
+        ("SLOW_8x8_R50.pyth", "slow-r50", 74.58, 91.63),
+        ("SLOWFAST_8x8_R50.pyth", "slowfast-r50", 76.94, 92.69),
+    ]
+    return [
+        _manual(
+            filename, arch, "pytorchvideo", 400, "Kinetics-400", f"{_PYTORCHVIDEO_ZOO}/{filename}",
+            accuracy=f"acc@1 {top1}, acc@5 {top5} (3 crops × 10 clips)", preset=arch,
+            metrics={"Kinetics-400": {"acc@1": top1, "acc@5": top5}},
+        )
+        for filename, arch, top1, top5 in rows
+    ]  # fmt: skip
 
 
 _C3D = _manual(
@@ -267,12 +294,13 @@ _C3D = _manual(
 
 #: The built-in rows by ``--weights`` name, in the order ``feat3d weights`` lists them.
 CATALOG: dict[str, CheckpointEntry] = {
-    entry.name: entry for entry in (*_torchvision(), *_hara_2017(), *_hara_2020(), _C3D)
+    entry.name: entry
+    for entry in (*_torchvision(), *_hara_2017(), *_hara_2020(), _C3D, *_pytorchvideo())
 }
 
 
 def catalog_entries() -> list[CheckpointEntry]:
-    """Every built-in row: torchvision, Hara 2017, Hara 2020, C3D."""
+    """Every built-in row: torchvision, Hara 2017, Hara 2020, C3D, PyTorchVideo."""
     return list(CATALOG.values())
 
 

@@ -196,7 +196,9 @@ def load_checkpoint(
       ``epoch``/``optimizer`` (kenshohara/video-classification-3d-cnn-pytorch);
     - ``hara2020``: ``{"epoch", "arch", "state_dict", "optimizer", "scheduler"}``
       (kenshohara/3D-ResNets-PyTorch);
-    - ``torchvision``: a plain state dict with ``stem.0.weight``.
+    - ``torchvision``: a plain state dict with ``stem.0.weight``;
+    - ``pytorchvideo``: the hub's ``.pyth`` files, ``{"model_state", ...}`` with keys
+      ``blocks.N...`` (X3D, Slow-R50, SlowFast-R50); the preset is the architecture's.
 
     ``.safetensors`` files (feat3d's own, with the metadata in the header, or a bare state
     dict) are read with safetensors; everything else with ``torch.load(weights_only=True)``,
@@ -242,6 +244,8 @@ def _unpack(obj: Any, path: Path) -> tuple[Mapping[str, Any], Mapping[str, Any]]
     """``(top-level mapping, raw state dict)`` of a file's contents."""
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         return obj, obj["state_dict"]
+    if isinstance(obj, Mapping) and isinstance(obj.get("model_state"), Mapping):
+        return obj, obj["model_state"]  # PyTorchVideo / PySlowFast
     if is_state_dict(obj):
         return {}, obj
     raise WeightsError(
@@ -273,8 +277,9 @@ def _feat3d_checkpoint(
 def _foreign_checkpoint(
     path: Path, top: Mapping[str, Any], sd: dict[str, torch.Tensor], fmt: str, depth: int, sha: str
 ) -> LoadedCheckpoint:
-    """A Hara, torchvision or C3D checkpoint: the layout and normalization are inferred."""
-    arch_hint = top.get("arch")
+    """A Hara, torchvision, C3D or PyTorchVideo checkpoint: the layout and normalization are
+    inferred (a PyTorchVideo file's name tells X3D-XS, -S and -M apart: same keys)."""
+    arch_hint = top.get("arch") or (path.stem if fmt == "pytorchvideo" else None)
     try:
         arch, kwargs = infer_layout(sd, arch_hint=arch_hint)
     except UnsupportedLayout as exc:
@@ -286,7 +291,7 @@ def _foreign_checkpoint(
         raise WeightsError(f"{path} ({FORMAT_TEXT[fmt]}): unsupported layout: {exc}") from None
 
     notes = []
-    assumed = fmt not in ("torchvision", "c3d") and "arch" not in top and "scheduler" not in top
+    assumed = fmt.startswith("hara") and "arch" not in top and "scheduler" not in top
     if depth:
         notes.append("'module.' prefix stripped" if depth == 1 else "'module.module.' stripped")
     hint_family, hint_depth = parse_hara_arch(arch_hint)
@@ -297,7 +302,7 @@ def _foreign_checkpoint(
         notes.append(note)
         warnings.warn(f"{path}: {note}; check the results", stacklevel=3)
     meta = preset_meta(
-        FORMAT_PRESET[fmt],
+        FORMAT_PRESET.get(fmt) or get_spec(arch).default_meta,
         name=path.stem,
         arch=arch,
         num_classes=kwargs["num_classes"],

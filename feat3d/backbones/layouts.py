@@ -242,6 +242,49 @@ def _infer_torchvision(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
     return f"{variant}_18", {"num_classes": int(sd["fc.weight"].shape[0])}
 
 
+_PTV_STAGE_KEY = re.compile(r"^blocks\.([1-4])\.(?:multipathway_blocks\.0\.)?res_blocks\.(\d+)\.")
+#: X3D stage depths → the variants with that layout (XS, S and M differ only in the input
+#: their head's pooling window was sized for, which no key shows).
+_X3D_DEPTHS = {(3, 5, 11, 7): ("x3d-xs", "x3d-s", "x3d-m"), (5, 10, 25, 15): ("x3d-l",)}
+
+
+def _ptv_depths(sd: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    counts = [0, 0, 0, 0]
+    for key in sd:
+        m = _PTV_STAGE_KEY.match(key)
+        if m:
+            stage = int(m.group(1)) - 1
+            counts[stage] = max(counts[stage], int(m.group(2)) + 1)
+    return tuple(counts)
+
+
+def _x3d_variant(candidates: tuple[str, ...], hint: Any) -> str:
+    """The X3D variant a file name such as ``X3D_S.pyth`` names; X3D-M when it names none."""
+    m = re.search(r"x3d[_-]?(xs|s|m|l)(?![a-z])", str(hint or "").lower())
+    name = f"x3d-{m.group(1)}" if m else "x3d-m"
+    return name if name in candidates else candidates[-1]
+
+
+def _infer_pytorchvideo(sd: Mapping[str, torch.Tensor], hint: Any) -> tuple[str, dict]:
+    """PyTorchVideo's hub layouts (keys ``blocks.N``): X3D, Slow-R50, SlowFast-R50."""
+    depths = _ptv_depths(sd)
+    if "blocks.0.conv.conv_t.weight" in sd:
+        _require(sd, ("blocks.5.proj.weight",), "an X3D")
+        variants = _X3D_DEPTHS.get(depths)
+        if variants is None:
+            raise LayoutError(f"an X3D with stage depths {list(depths)}")
+        name = _x3d_variant(variants, hint)
+        return name, {"num_classes": int(sd["blocks.5.proj.weight"].shape[0])}
+    slowfast = "blocks.0.multipathway_blocks.0.conv.weight" in sd
+    head = "blocks.6.proj.weight" if slowfast else "blocks.5.proj.weight"
+    family = "slowfast" if slowfast else "slow"
+    _require(sd, (head,), f"a PyTorchVideo {family} network")
+    depth = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}.get(depths)
+    name = f"{family}-r{depth}" if depth else None
+    name = _registered(name, f"a PyTorchVideo {family} ResNet with stage depths {list(depths)}")
+    return name, {"num_classes": int(sd[head].shape[0])}
+
+
 def infer_layout(sd: Mapping[str, torch.Tensor], *, arch_hint: Any = None) -> tuple[str, dict]:
     """Registry name and builder kwargs for a stripped state dict.
 
@@ -254,6 +297,12 @@ def infer_layout(sd: Mapping[str, torch.Tensor], *, arch_hint: Any = None) -> tu
         UnsupportedLayout: A known architecture that is not registered.
         LayoutError: Unrecognised keys (the message is the layout description only).
     """
+    if (
+        "blocks.0.conv.weight" in sd
+        or "blocks.0.conv.conv_t.weight" in sd
+        or ("blocks.0.multipathway_blocks.0.conv.weight" in sd)
+    ):
+        return _infer_pytorchvideo(sd, arch_hint)
     family, _ = parse_hara_arch(arch_hint)
     if "stem.0.weight" in sd:
         return _infer_torchvision(sd)
@@ -280,11 +329,13 @@ def detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) -> 
         depth: How many ``module.`` prefixes were stripped.
 
     Returns:
-        ``"feat3d"``, ``"torchvision"``, ``"c3d"``, ``"hara2017"``, ``"hara2020"`` or
-        ``"unknown"``.
+        ``"feat3d"``, ``"pytorchvideo"``, ``"torchvision"``, ``"c3d"``, ``"hara2017"``,
+        ``"hara2020"`` or ``"unknown"``.
     """
     if "feat3d_version" in obj:
         return "feat3d"
+    if "model_state" in obj or any(key.startswith("blocks.0.") for key in sd):
+        return "pytorchvideo"  # hub .pyth files: {"model_state": ..., maybe "epoch", "cfg"}
     if "stem.0.weight" in sd:
         return "torchvision"
     if "conv3a.weight" in sd and "fc8.weight" in sd:

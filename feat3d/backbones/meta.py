@@ -31,6 +31,7 @@ FORMAT_TEXT = {
     "hara2020": "Hara et al. 2020 checkpoint",
     "torchvision": "torchvision state dict",
     "c3d": "C3D Sports-1M state dict (the c3d.pickle of DavideA/c3d-pytorch)",
+    "pytorchvideo": "PyTorchVideo hub checkpoint",
 }
 
 

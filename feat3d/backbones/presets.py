@@ -165,6 +165,35 @@ PRESETS: dict[str, Preset] = {
         reference="pytorch/vision ImageClassification preset; Feichtenhofer et al. NIPS 2016",
         frame_stride=10,
     ),
+    # PyTorchVideo's Kinetics-400 hub checkpoints (pytorchvideo/models/hub, the torch hub
+    # tutorial's transforms): frames to 0-1, mean 0.45, std 0.225 per channel, RGB; clips of
+    # num_frames taken sampling_rate apart at 30 fps. Short side from the SlowFast configs'
+    # test scale (X3D_*.yaml TRAIN_JITTER_SCALES minimum, SLOWFAST_8x8_R50.yaml 256); the crop
+    # is the training crop, which configs/Kinetics/X3D_L.yaml gives as the test crop "if
+    # TEST.NUM_SPATIAL_CROPS: 1" and which the heads' pooling windows were sized for (their
+    # published 3-crop views take the full short side instead).
+    **{
+        name: Preset(
+            name=name,
+            mean=(0.45, 0.45, 0.45),
+            std=(0.225, 0.225, 0.225),
+            value_scale=1.0,
+            resize=side,
+            crop=crop,
+            clip_len=frames,
+            frame_rate=30.0,
+            reference="facebookresearch/pytorchvideo hub; facebookresearch/SlowFast configs",
+            frame_stride=rate,
+        )
+        for name, side, crop, frames, rate in (
+            ("x3d-xs", 182, 160, 4, 12),
+            ("x3d-s", 182, 160, 13, 6),
+            ("x3d-m", 256, 224, 16, 5),
+            ("x3d-l", 356, 312, 16, 5),
+            ("slow-r50", 256, 224, 8, 8),
+            ("slowfast-r50", 256, 224, 32, 2),
+        )
+    },
 }
 
 #: Checkpoint format → preset of the weights stored in it.

@@ -16,7 +16,7 @@ __all__ = ["describe_models", "published_checkpoints"]
 
 
 def published_checkpoints() -> list[CheckpointEntry]:
-    """Every published checkpoint feat3d reads: torchvision, Hara 2017, Hara 2020 and C3D."""
+    """Every published checkpoint feat3d reads: torchvision, Hara 2017/2020, C3D, PyTorchVideo."""
     return catalog_entries()
 
 

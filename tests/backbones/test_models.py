@@ -14,7 +14,11 @@ from feat3d.backbones.video_resnet import Bottleneck, Conv3DSimple, R2Plus1dStem
 
 # C3D needs its full 16×112×112 input and its feature (fc6) is not the trunk's width; ST-ResNet
 # takes 3 + 20 channels: they have their own checks (test_res3d_c3d.py, test_st_resnet.py).
-ALL = [name for name in list_backbones() if get_spec(name).family not in ("c3d", "st-resnet")]
+ALL = [
+    name
+    for name in list_backbones()
+    if get_spec(name).family not in ("c3d", "st-resnet", "x3d", "slowfast")
+]
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
