@@ -23,6 +23,7 @@ from feat3d.backbones import (
     hara_variants,
     res3d,
     resnet2p1d,
+    s3d,
     st_resnet,
     video_resnet,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "res3d",
     "resnet2p1d",
     "resolve_weights",
+    "s3d",
     "save_checkpoint",
     "st_resnet",
     "video_resnet",
