@@ -292,10 +292,57 @@ _C3D = _manual(
     accuracy="see Tran et al. 2015, arXiv:1412.0767",
 )  # fmt: skip
 
+_IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
+
+
+def _s3d_and_ig65m() -> list[CheckpointEntry]:
+    # S3D: pytorch/vision models/video/s3d.py S3D_Weights.KINETICS400_V1 (clip-level accuracy,
+    # frame_rate=15, clips_per_video=1, clip_len=128). IG-65M: the moabitcoin/ig65m-pytorch
+    # README table and ig65m/models.py (whose asserts give 359 classes for the 8-frame and 487
+    # for the 32-frame IG-65M files). The hex in those file names is not documented as a
+    # SHA-256 prefix, so they are fetched by hand (`feat3d weights add FILE`).
+    url = "https://download.pytorch.org/models/s3d-d76dad2f.pth"
+    metrics = {"acc@1": 68.368, "acc@5": 88.05}
+    rows = [
+        CheckpointEntry(
+            name="s3d.kinetics400_v1", arch="s3d", format="torchvision", classes=400,
+            filename="s3d-d76dad2f.pth", source=f"--weights s3d.kinetics400_v1 (downloads {url})",
+            url=url, sha256="d76dad2f", preset="s3d-kinetics400", dataset="Kinetics-400",
+            accuracy="acc@1 68.368, acc@5 88.05 (clip-level)",
+            metrics={"Kinetics-400": metrics}, default=True,
+        )
+    ]  # fmt: skip
+    ig65m = [
+        ("r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth", 359, "IG-65M", 8),
+        ("r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth", 400, "IG-65M + Kinetics-400", 8),
+        ("r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth", 487, "IG-65M", 32),
+        ("r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth", 400, "IG-65M + Kinetics-400",
+         32),
+    ]  # fmt: skip
+    for filename, classes, dataset, frames in ig65m:
+        rows.append(
+            CheckpointEntry(
+                name=Path(filename).stem, arch="r2plus1d-34", format="torchvision",
+                classes=classes, filename=filename,
+                source=f"GitHub release of moabitcoin/ig65m-pytorch: {_IG65M_RELEASE}{filename}",
+                preset=f"ig65m-{frames}", dataset=dataset,
+                accuracy="see Ghadiyaram et al. 2019, arXiv:1905.00561",
+            )
+        )  # fmt: skip
+    return rows
+
+
 #: The built-in rows by ``--weights`` name, in the order ``feat3d weights`` lists them.
 CATALOG: dict[str, CheckpointEntry] = {
     entry.name: entry
-    for entry in (*_torchvision(), *_hara_2017(), *_hara_2020(), _C3D, *_pytorchvideo())
+    for entry in (
+        *_torchvision(),
+        *_hara_2017(),
+        *_hara_2020(),
+        _C3D,
+        *_pytorchvideo(),
+        *_s3d_and_ig65m(),
+    )
 }
 
 

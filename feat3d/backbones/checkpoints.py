@@ -39,7 +39,7 @@ from feat3d.backbones.layouts import (
     parse_hara_arch,
 )
 from feat3d.backbones.meta import FORMAT_TEXT, WeightsMeta, arch_summary, preset_meta
-from feat3d.backbones.presets import FORMAT_PRESET
+from feat3d.backbones.presets import FILE_PRESETS, FORMAT_PRESET
 from feat3d.backbones.registry import Backbone, get_spec, is_registered, list_backbones
 from feat3d.backbones.safetensors_io import (
     SafetensorsError,
@@ -302,7 +302,7 @@ def _foreign_checkpoint(
         notes.append(note)
         warnings.warn(f"{path}: {note}; check the results", stacklevel=3)
     meta = preset_meta(
-        FORMAT_PRESET.get(fmt) or get_spec(arch).default_meta,
+        _preset_of(fmt, arch, kwargs["num_classes"], path),
         name=path.stem,
         arch=arch,
         num_classes=kwargs["num_classes"],
@@ -313,6 +313,21 @@ def _foreign_checkpoint(
     )
     head = FORMAT_TEXT[fmt] + (f", {', '.join(notes)}" if notes else "")
     return LoadedCheckpoint(arch, sd, meta, f"{head}: {arch_summary(arch, kwargs)}")
+
+
+def _preset_of(fmt: str, arch: str, num_classes: int, path: Path) -> str:
+    """The preset of a published file: the format's (for a format whose files each name their
+    architecture, such as PyTorchVideo's, that architecture's), except for torchvision's
+    layout, which several publishers share (torchvision, IG-65M): there it is the
+    architecture's, refined by :data:`~feat3d.backbones.presets.FILE_PRESETS` (a file-name
+    part or a class count)."""
+    if fmt != "torchvision":
+        return FORMAT_PRESET.get(fmt) or get_spec(arch).default_meta
+    for name, marker, preset in FILE_PRESETS:
+        hit = marker == num_classes if isinstance(marker, int) else marker in path.name
+        if name == arch and hit:
+            return preset
+    return get_spec(arch).default_meta
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "detect_format",
     "infer_layout",
     "is_state_dict",
+    "is_torchvision_s3d",
     "parse_hara_arch",
 ]
 
@@ -236,10 +237,22 @@ def _infer_torchvision(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
         variant = "mc3" if conv is not None and conv.ndim == 5 and conv.shape[2] == 1 else "r3d"
     layers = _blocks_per_layer(sd)
     bottleneck = "layer1.0.conv3.0.weight" in sd
+    kwargs = {"num_classes": int(sd["fc.weight"].shape[0])}
+    if variant == "r2plus1d" and not bottleneck and layers == (3, 4, 6, 3):
+        # IG-65M's R(2+1)D-34 (Caffe2): layer2.0's conv2 is 128 → 288 → 128, not → 230 →.
+        mid = sd.get("layer2.0.conv2.0.0.weight")
+        if mid is None or mid.shape[0] != 288:
+            raise UnsupportedLayout("r2plus1d-34 with torchvision's middle widths")
+        return "r2plus1d-34", kwargs
     if bottleneck or layers != (2, 2, 2, 2):
         kind = "bottleneck" if bottleneck else "basic"
         raise UnsupportedLayout(f"torchvision {variant} with {kind} blocks {list(layers)}")
-    return f"{variant}_18", {"num_classes": int(sd["fc.weight"].shape[0])}
+    return f"{variant}_18", kwargs
+
+
+def is_torchvision_s3d(sd: Mapping[str, Any]) -> bool:
+    """Whether the keys are torchvision's S3D (``features.0.0.0.weight``, ``classifier.1``)."""
+    return "features.0.0.0.weight" in sd and "classifier.1.weight" in sd
 
 
 _PTV_STAGE_KEY = re.compile(r"^blocks\.([1-4])\.(?:multipathway_blocks\.0\.)?res_blocks\.(\d+)\.")
@@ -306,6 +319,8 @@ def infer_layout(sd: Mapping[str, torch.Tensor], *, arch_hint: Any = None) -> tu
     family, _ = parse_hara_arch(arch_hint)
     if "stem.0.weight" in sd:
         return _infer_torchvision(sd)
+    if is_torchvision_s3d(sd):
+        return _registered("s3d", "S3D"), {"num_classes": int(sd["classifier.1.weight"].shape[0])}
     if "conv3a.weight" in sd and "fc8.weight" in sd:
         return "c3d", {"num_classes": int(sd["fc8.weight"].shape[0])}
     if family == "densenet" or "features.conv0.weight" in sd or "features.conv1.weight" in sd:
@@ -336,7 +351,7 @@ def detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) -> 
         return "feat3d"
     if "model_state" in obj or any(key.startswith("blocks.0.") for key in sd):
         return "pytorchvideo"  # hub .pyth files: {"model_state": ..., maybe "epoch", "cfg"}
-    if "stem.0.weight" in sd:
+    if "stem.0.weight" in sd or is_torchvision_s3d(sd):
         return "torchvision"
     if "conv3a.weight" in sd and "fc8.weight" in sd:
         return "c3d"  # DavideA/c3d-pytorch's c3d.pickle: a flat state dict

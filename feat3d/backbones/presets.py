@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 
 __all__ = [
+    "FILE_PRESETS",
     "FORMAT_PRESET",
     "PRESETS",
     "Preset",
@@ -62,6 +63,18 @@ class Preset:
             frames = f"{self.clip_len} frames {self.frame_stride} apart"
         rate = f"{self.frame_rate:g} fps" if self.frame_rate else "the native rate"
         return f"{frames} at {rate}"
+
+
+def _ig65m(frames: int) -> Preset:
+    # moabitcoin/ig65m-pytorch ig65m/cli/extract.py: ToTensor() (/255), Resize(128) (short
+    # side, bilinear), Normalize(mean [0.43216, 0.394666, 0.37645], std [0.22803, 0.22145,
+    # 0.216989]), CenterCrop(112), RGB frames; README: input 8×112×112 or 32×112×112 by file.
+    return Preset(
+        name=f"ig65m-{frames}", mean=(0.43216, 0.394666, 0.37645),
+        std=(0.22803, 0.22145, 0.216989), value_scale=1.0, resize=128, crop=112,
+        clip_len=frames, frame_rate=None,
+        reference=f"moabitcoin/ig65m-pytorch ig65m/cli/extract.py, README ({frames}×112×112)",
+    )  # fmt: skip
 
 
 PRESETS: dict[str, Preset] = {
@@ -194,7 +207,35 @@ PRESETS: dict[str, Preset] = {
             ("slowfast-r50", 256, 224, 32, 2),
         )
     },
+    # moabitcoin/ig65m-pytorch (R(2+1)D-34 converted from facebookresearch/VMZ's Caffe2
+    # IG-65M models): see _ig65m.
+    "ig65m-8": _ig65m(8),
+    "ig65m-32": _ig65m(32),
+    # pytorch/vision models/video/s3d.py S3D_Weights.KINETICS400_V1: VideoClassification
+    # (mean/std above, 0-1) with resize_size=(256, 256), crop_size=(224, 224); "accuracies
+    # are estimated on clip-level with parameters frame_rate=15, clips_per_video=1, and
+    # clip_len=128"; min_temporal_size 14.
+    "s3d-kinetics400": Preset(
+        name="s3d-kinetics400",
+        mean=(0.43216, 0.394666, 0.37645),
+        std=(0.22803, 0.22145, 0.216989),
+        value_scale=1.0,
+        resize=(256, 256),
+        crop=224,
+        clip_len=128,
+        frame_rate=15.0,
+        reference="pytorch/vision models/video/s3d.py S3D_Weights.KINETICS400_V1",
+    ),
 }
+
+#: Published files that share a key layout but not a clip protocol: ``(arch, marker,
+#: preset)``, the marker a part of the file name or the classifier's row count.
+#: :func:`feat3d.backbones.checkpoints.load_checkpoint` applies the first that matches.
+FILE_PRESETS: tuple[tuple[str, str | int, str], ...] = (
+    ("r2plus1d-34", "clip8", "ig65m-8"),
+    ("r2plus1d-34", 359, "ig65m-8"),  # only the 8-frame IG-65M file has 359 classes
+    ("r2plus1d-34", "clip32", "ig65m-32"),
+)
 
 #: Checkpoint format → preset of the weights stored in it.
 FORMAT_PRESET = {

@@ -8,7 +8,10 @@ Layout follows ``torchvision/models/video/resnet.py``, so torchvision's Kinetics
 There is one network class, :class:`VideoResNet`; the variants are data. A conv maker
 (:class:`Conv3DSimple`, :class:`Conv3DNoTemporal`, :class:`Conv2Plus1D`) builds the 3×3×3 (or
 factorised) convolution of a block and says, through ``get_downsample_stride``, how the 1×1×1
-shortcut must stride to match it, so a single ``_make_layer`` builds every variant::
+shortcut must stride to match it, so a single ``_make_layer`` builds every variant, including
+R(2+1)D-34 in the layout of the IG-65M files of moabitcoin/ig65m-pytorch (converted from
+Caffe2, whose first block of stages 2–4 computes ``conv2``'s middle width from its own input,
+not from the block's: ``caffe2_mid=True``)::
 
     stem ─ layer1 ─ layer2 /2 ─ layer3 /2 ─ layer4 /2 ─ avgpool (global) ─ fc
     (N, 3, T, H, W)                        (N, 512·e, t, h, w)    (N, 512·e)   (N, classes)
@@ -35,6 +38,7 @@ __all__ = [
     "VideoResNet",
     "mc3_18",
     "r2plus1d_18",
+    "r2plus1d_34",
     "r3d_18",
 ]
 
@@ -140,17 +144,27 @@ class BasicBlock(ResidualBlock):
 
     conv_maker: ConvMaker = Conv3DSimple  # type: ignore[assignment]
 
-    def build_branch(self, in_planes: int, planes: int, stride: int) -> None:
-        """``conv1`` (conv, BN, ReLU; strided) and ``conv2`` (conv, BN)."""
-        # torchvision computes midplanes once from the block's input width and uses it for
-        # both convs (layer2.0: 230 and 230).
+    def build_branch(
+        self, in_planes: int, planes: int, stride: int, *, caffe2_mid: bool = False
+    ) -> None:
+        """``conv1`` (conv, BN, ReLU; strided) and ``conv2`` (conv, BN).
+
+        Args:
+            in_planes: Input channels.
+            planes: Output channels.
+            stride: Stride of ``conv1``.
+            caffe2_mid: Give ``conv2`` the middle width of its own ``planes → planes`` conv
+                (Caffe2's R(2+1)D, layer2.0: 230 and 288) instead of torchvision's one width
+                for both convs, computed from the block's input (230 and 230).
+        """
         mid = mid_planes(in_planes, planes)
+        mid2 = mid_planes(planes, planes) if caffe2_mid else mid
         self.conv1 = nn.Sequential(
             self.conv_maker(in_planes, planes, mid, stride),
             nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
-        self.conv2 = nn.Sequential(self.conv_maker(planes, planes, mid), nn.BatchNorm3d(planes))
+        self.conv2 = nn.Sequential(self.conv_maker(planes, planes, mid2), nn.BatchNorm3d(planes))
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         """``conv2(conv1(x))``."""
@@ -234,6 +248,9 @@ class VideoResNet(Backbone):
         stem: Stem class (:class:`BasicStem` or :class:`R2Plus1dStem`).
         num_classes: Rows of ``fc``.
         zero_init_residual: Zero the last BN of each bottleneck.
+        caffe2_mid: Caffe2's middle widths in the first block of each stage (basic blocks
+            only; see :meth:`BasicBlock.build_branch`).
+        bn_eps: ``eps`` of every batch norm (Caffe2's models: 1e-3).
     """
 
     def __init__(
@@ -245,10 +262,15 @@ class VideoResNet(Backbone):
         num_classes: int = 400,
         *,
         zero_init_residual: bool = False,
+        caffe2_mid: bool = False,
+        bn_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if len(conv_makers) != 4 or len(layers) != 4:
             raise ValueError("conv_makers and layers need one entry per stage (4)")
+        if caffe2_mid and block is not BasicBlock:
+            raise ValueError("caffe2_mid applies to basic blocks only")
+        self._first_options = {"caffe2_mid": True} if caffe2_mid else {}
         self.arch_kwargs = {"num_classes": num_classes}
         self.num_classes = num_classes
         self.feature_dim = 512 * block.expansion
@@ -269,6 +291,9 @@ class VideoResNet(Backbone):
             for m in self.modules():
                 if isinstance(m, Bottleneck):
                     nn.init.zeros_(m.conv3[1].weight)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.eps = bn_eps
 
     def _make_layer(
         self, block: Block, conv_maker: ConvMaker, planes: int, blocks: int, *, stride: int
@@ -292,6 +317,7 @@ class VideoResNet(Backbone):
             stride=stride,
             downsample=downsample,
             conv_maker=conv_maker,
+            **self._first_options,
         )
         self._in_planes = out_planes
         rest = [
@@ -348,6 +374,22 @@ def r2plus1d_18(*, num_classes: int = 400) -> VideoResNet:
     return VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [2, 2, 2, 2], R2Plus1dStem, num_classes)
 
 
+def r2plus1d_34(*, num_classes: int = 400) -> VideoResNet:
+    """R(2+1)D-34 in the layout of the IG-65M weights (Ghadiyaram et al., CVPR 2019).
+
+    Stages (3, 4, 6, 3) of (2+1)D basic blocks; the first block of stages 2–4 has Caffe2's
+    middle widths in ``conv2`` (288, 576, 1152), and every batch norm Caffe2's ``eps`` 1e-3,
+    as in moabitcoin/ig65m-pytorch's ``r2plus1d_34``, whose files load strictly.
+
+    A randomly initialized CPU model with ``num_classes`` rows in ``fc`` (the 32-frame IG-65M
+    weights have 487, the 8-frame ones 359, the Kinetics fine-tuned ones 400).
+    """
+    return VideoResNet(
+        BasicBlock, [Conv2Plus1D] * 4, [3, 4, 6, 3], R2Plus1dStem, num_classes,
+        caffe2_mid=True, bn_eps=1e-3,
+    )  # fmt: skip
+
+
 _STEM_3D = "conv 3×7×7 /(1,2,2), BN, ReLU"
 _STEM_2PLUS1D = "conv 1×7×7 /(1,2,2) to 45, BN, ReLU, conv 3×1×1 to 64, BN, ReLU"
 for _builder, _stem, _params, _gmacs in (
@@ -358,3 +400,20 @@ for _builder, _stem, _params, _gmacs in (
     register_backbone(_builder.__name__, stem=_stem, num_params=_params, gmacs=_gmacs, **_COMMON)(
         _builder
     )
+
+# R(2+1)D-34: parameters counted with 400 classes (the closed form in
+# tests/backbones/test_r2plus1d34_s3d.py); gmacs per 32×112×112 clip (the ig65m-32 preset),
+# torch.utils.flop_counter.
+register_backbone(
+    "r2plus1d-34",
+    stem=_STEM_2PLUS1D,
+    num_params=63697175,
+    gmacs=152.356,
+    **{
+        **_COMMON,
+        "layers": (3, 4, 6, 3),
+        "default_meta": "ig65m-32",
+        "paper": "Tran et al., CVPR 2018, arXiv:1711.11248; IG-65M weights: Ghadiyaram et al., "
+        "CVPR 2019, arXiv:1905.00561",
+    },
+)(r2plus1d_34)

@@ -43,8 +43,9 @@ def test_forward_shapes_and_round_trip(name: str) -> None:
     assert model.feature_dim == spec.feature_dim
     if spec.block in ("basic", "bottleneck"):
         assert spec.feature_dim == (512 if spec.block == "basic" else 2048)
-    # DenseNet's three 2×2×2 average pools need at least 15 frames; the others take 4.
-    x = torch.randn(1, 3, 16 if spec.family == "hara-densenet" else 4, 32, 32)
+    # DenseNet's three 2×2×2 average pools need at least 15 frames, S3D's halvings of time 8;
+    # the others take 4.
+    x = torch.randn(1, 3, {"hara-densenet": 16, "s3d": 8}.get(spec.family, 4), 32, 32)
     with torch.no_grad():
         logits = model(x)
         feats = model.forward_features(x)

@@ -247,7 +247,9 @@ def _fake_r3d_18_file(path: Path) -> tuple[dict, str]:
 
 def test_named_weights_table() -> None:
     names = [w.name for w in list_weights()]
-    assert names == ["mc3_18.kinetics400_v1", "r2plus1d_18.kinetics400_v1", NAME]
+    assert names == [
+        "mc3_18.kinetics400_v1", "r2plus1d_18.kinetics400_v1", NAME, "s3d.kinetics400_v1",
+    ]  # fmt: skip
     w = list_weights("r3d_18")[0]
     assert w.url == "https://download.pytorch.org/models/r3d_18-b3b3357e.pth"
     assert w.filename.startswith("r3d_18-" + w.sha256)
