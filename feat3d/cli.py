@@ -88,7 +88,7 @@ def _fields(*names: str, **renamed: str) -> dict[str, str]:
 MODEL_FIELDS = _fields("weights", "device", "precision", "num_classes", "trust_checkpoint",
                        model="arch", compile_model="compile")  # fmt: skip
 #: Parameters that make up a TwoStreamOptions.
-TWO_STREAM_FIELDS = _fields("flow", "chunks", flow_method="method")
+TWO_STREAM_FIELDS = _fields("flow", "chunks", "streams", "flow_weights", flow_method="method")
 #: Parameters that make up a ClipOptions.
 CLIP_FIELDS = _fields("clip_len", "frame_stride", "fps", "start", "end", "max_clips", "stride",
                       "max_frames", "timeout", "tail", "size", "crop")  # fmt: skip
@@ -324,6 +324,12 @@ def two_stream_options(func: F) -> F:
                            "not given."),
         click.option("--chunks", type=click.IntRange(min=1), default=25, show_default=True,
                      help="st-resnet-50: chunks evenly spaced over each video (the paper's 25)."),
+        click.option("--streams", default="rgb", show_default=True, metavar="rgb|flow|rgb,flow",
+                     help="i3d: the streams to run; rgb,flow stores pool5 of both and their "
+                     "2048-d concatenation (flow: TV-L1 at the clips' rate, ±20 px, /20)."),
+        click.option("--flow-weights", default=None, metavar="NAME|PATH",
+                     help="i3d --streams rgb,flow: the flow network's weights "
+                     "(flow_imagenet.pt); --weights are the RGB network's."),
     )(collect("two_stream", TwoStreamOptions, TWO_STREAM_FIELDS)(func))  # fmt: skip
 
 

@@ -39,7 +39,7 @@ from feat3d.backbones.layouts import (
     parse_hara_arch,
 )
 from feat3d.backbones.meta import FORMAT_TEXT, WeightsMeta, arch_summary, preset_meta
-from feat3d.backbones.presets import FORMAT_PRESET
+from feat3d.backbones.presets import preset_for
 from feat3d.backbones.registry import Backbone, get_spec, is_registered, list_backbones
 from feat3d.backbones.safetensors_io import (
     SafetensorsError,
@@ -230,7 +230,7 @@ def load_checkpoint(
     if fmt == "unknown":
         raise WeightsError(
             f"{path}: unrecognised checkpoint layout (keys {', '.join(list(sd)[:3])}, ...); "
-            "feat3d reads feat3d, Hara et al. 2017/2020 and torchvision checkpoints"
+            "feat3d reads feat3d, Hara et al. 2017/2020, torchvision, C3D and I3D checkpoints"
         )
     sha = sha256 or compute_sha256(path)
     if fmt == "feat3d":
@@ -286,7 +286,9 @@ def _foreign_checkpoint(
         raise WeightsError(f"{path} ({FORMAT_TEXT[fmt]}): unsupported layout: {exc}") from None
 
     notes = []
-    assumed = fmt not in ("torchvision", "c3d") and "arch" not in top and "scheduler" not in top
+    assumed = (
+        fmt not in ("torchvision", "c3d", "i3d") and "arch" not in top and "scheduler" not in top
+    )
     if depth:
         notes.append("'module.' prefix stripped" if depth == 1 else "'module.module.' stripped")
     hint_family, hint_depth = parse_hara_arch(arch_hint)
@@ -296,8 +298,11 @@ def _foreign_checkpoint(
         note = f"no 'arch' recorded, normalization assumed to be {fmt}'s"
         notes.append(note)
         warnings.warn(f"{path}: {note}; check the results", stacklevel=3)
+    preset = preset_for(
+        fmt, in_channels=kwargs.get("in_channels", 3), num_classes=kwargs["num_classes"]
+    )
     meta = preset_meta(
-        FORMAT_PRESET[fmt],
+        preset,
         name=path.stem,
         arch=arch,
         num_classes=kwargs["num_classes"],

@@ -175,16 +175,17 @@ class BackboneSpec:
     Attributes:
         name: Registry name (``"resnet-18"``, ``"r3d_18"``).
         family: ``"hara-resnet"``, ``"hara-densenet"``, ``"torchvision"``, ``"res3d"``,
-            ``"c3d"`` or ``"st-resnet"``.
+            ``"c3d"``, ``"st-resnet"`` or ``"i3d"``.
         block: ``"basic"``, ``"bottleneck"`` or a family-specific variant
             (``"preact-bottleneck"``, ``"resnext-bottleneck"``, ``"basic-2+1d"``, ...).
-        layers: Residual blocks per stage (conv2_x .. conv5_x).
+        layers: Residual blocks per stage (conv2_x .. conv5_x); for other families the
+            units per stage their builder names (I3D: Inception modules per stage).
         feature_dim: Width of the pooled features.
         default_meta: Name of the preset of the published weights, used without weights too.
         formats: Checkpoint formats :func:`~feat3d.backbones.checkpoints.load_checkpoint` can
             read into this layout.
         builder: Keyword-only callable returning a CPU :class:`Backbone`.
-        widths: Channels of the 3×3×3 convs per stage.
+        widths: Channels of the 3×3×3 convs per stage (I3D: each stage's output width).
         stem: One-line description of the stem.
         num_params: Parameter count with 400 classes.
         gmacs: Multiply-accumulates (×1e9) for one :attr:`default_input` clip, torchvision's
@@ -197,12 +198,12 @@ class BackboneSpec:
     name: str
     family: str
     block: str
-    layers: tuple[int, int, int, int]
+    layers: tuple[int, ...]
     feature_dim: int
     default_meta: str
     formats: tuple[str, ...]
     builder: Builder
-    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
     stem: str = ""
     num_params: int | None = None
     gmacs: float | None = None

@@ -31,10 +31,15 @@ from .progress import CliEvents
                "Output format. Default: from the output's extension (a folder → npy).")  # fmt: skip
 @model_options
 @click.option("--layer", type=click.Choice(LAYERS), default=None,
-              help="conv5 (last stage, pooled), pool5, fc6/fc7 (C3D), logits or probs. Default: "
+              help="conv5 (last stage, pooled; mixed_5c for i3d), pool5, fc6/fc7 (C3D), logits "
+              "or probs; pool5_rgb/pool5_flow with i3d --streams rgb,flow. Default: "
               "the network's feature layer (pool5; fc6 for C3D). `feat3d models` lists each "
               "one's width.")  # fmt: skip
-@click.option("--no-pool", is_flag=True, help="With --layer conv5: keep the (D, t, h, w) map.")
+@click.option(
+    "--no-pool",
+    is_flag=True,
+    help="With --layer conv5 (mixed_5c for i3d): keep the (D, t, h, w) map.",
+)
 @click.option("--average-only", is_flag=True, help="Store only the per-video mean, not each clip.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
               show_default=True, help="Stored feature type.")  # fmt: skip

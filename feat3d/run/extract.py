@@ -27,6 +27,7 @@ from ..options import (
     group_options,
 )
 from .events import RunEvents, VideosReport
+from .i3d_streams import check_stream_layer, i3d_stream_attributes
 from .messages import VideoOutputs
 from .pipeline import run_network
 from .two_stream import takes_flow, two_stream_attributes
@@ -158,7 +159,8 @@ def extract(
         clips: How videos become clips; what it leaves out comes from the weights.
         run: Batch size, decoding workers, shard (``--devices`` and torchrun:
             :func:`feat3d.run.distribute.extract_distributed`).
-        two_stream: For backbones that take optical flow (``st-resnet-50``).
+        two_stream: For backbones that take optical flow (``st-resnet-50``) and I3D's
+            streams (``streams``, ``flow_weights``).
         events: Progress hooks.
         **options: Any field of those groups by name, as a shortcut: ``weights``, ``device``,
             ``precision``, ``trust_checkpoint``, ``num_classes`` (model); ``clip_len``,
@@ -166,7 +168,7 @@ def extract(
             ``end``, ``max_clips``, ``max_frames``, ``timeout`` (clips); ``format``,
             ``layer``, ``pool``, ``dtype``, ``average_only``, ``overwrite``, ``errors``
             (output); ``batch_size``, ``workers``, ``shard`` (run); ``flow``, ``chunks``,
-            ``flow_method`` (two-stream).
+            ``flow_method``, ``streams``, ``flow_weights`` (two-stream).
 
     Returns:
         An ``ExtractReport``. Videos already complete in ``output`` are skipped.
@@ -184,7 +186,7 @@ def extract(
     out, run = groups["output"], groups["run"]
     network = model if isinstance(model, VideoModel) else groups["model"].load()
     layer = out.layer or network.default_layer
-    network.check_layer(layer)
+    check_stream_layer(network, layer, groups["two_stream"])
     filled = fill_clip_defaults(groups["clips"], network.meta)
     sources = sources_of(inputs)
     if run.shard is not None:
@@ -223,6 +225,7 @@ def _open_output(
     )
     if takes_flow(model):
         attrs.update(two_stream_attributes(two_stream))
+    attrs.update(i3d_stream_attributes(model, two_stream))
     if layer in ("logits", "probs"):
         attrs["classes"] = list(model.categories)
     return open_writer(

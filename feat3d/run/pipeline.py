@@ -27,6 +27,7 @@ from ..options import (
     fill_clip_defaults,
     parse_workers,
 )
+from .i3d_streams import i3d_stream_videos, stream_networks
 from .messages import ClipItem, VideoOutputs
 from .stream import ClipStream
 from .two_stream import takes_flow, two_stream_videos
@@ -256,9 +257,17 @@ def run_network(
     pool: bool = True,
     on_clips: Callable[[int], None] | None = None,
 ) -> Iterator[VideoOutputs | VideoFailure]:
-    """The network's outputs for every video: :func:`run_videos`, or the two-stream runner
-    for a backbone whose spec takes optical flow (``streams``), which reads ``two_stream``."""
+    """The network's outputs for every video: :func:`run_videos`, the two-stream runner
+    for a backbone whose spec takes optical flow (``streams``), which reads ``two_stream``,
+    or I3D's streams runner (``two_stream.streams``, an ``i3d-flow`` model)."""
     run = run or RunOptions()
+    networks = stream_networks(model, two_stream)
+    if networks is not None:  # I3D's flow stream, alone or beside its RGB stream
+        return i3d_stream_videos(
+            networks, sources, clips=fill_clip_defaults(clips, model.meta),
+            options=two_stream or TwoStreamOptions(), layers=layers, run=run, pool=pool,
+            on_clips=on_clips,
+        )  # fmt: skip
     if takes_flow(model):
         return two_stream_videos(
             model, sources, options=two_stream or TwoStreamOptions(), layers=layers,

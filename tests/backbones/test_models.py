@@ -40,7 +40,9 @@ def test_forward_shapes_and_round_trip(name: str) -> None:
     if spec.block in ("basic", "bottleneck"):
         assert spec.feature_dim == (512 if spec.block == "basic" else 2048)
     # DenseNet's three 2×2×2 average pools need at least 15 frames; the others take 4.
-    x = torch.randn(1, 3, 16 if spec.family == "hara-densenet" else 4, 32, 32)
+    # I3D's flow network takes 2 channels (dx, dy).
+    channels = getattr(model, "in_channels", 3)
+    x = torch.randn(1, channels, 16 if spec.family == "hara-densenet" else 4, 32, 32)
     with torch.no_grad():
         logits = model(x)
         feats = model.forward_features(x)
@@ -69,7 +71,7 @@ def test_registered_gmacs(name: str) -> None:
     frames, size = spec.default_input
     with torch.device("meta"):
         model = spec.builder(num_classes=400)
-        x = torch.empty(1, 3, frames, size, size)
+        x = torch.empty(1, getattr(model, "in_channels", 3), frames, size, size)
     counter = FlopCounterMode(display=False)
     with counter:
         model(x)
