@@ -207,11 +207,7 @@ class I3D(Backbone):
         self, x: torch.Tensor, layers: tuple[str, ...], *, pool: bool = True
     ) -> dict[str, torch.Tensor]:
         """Several layers in one pass; ``mixed_5c`` unpooled with ``pool=False``."""
-        unknown = [name for name in layers if name not in self.feature_layers()]
-        if unknown:
-            raise ValueError(
-                f"i3d has no layer {unknown[0]!r}; choose from {', '.join(self.feature_layers())}"
-            )
+        self.check_layers(layers)
         trunk = self.forward_trunk(x)
         pooled = torch.flatten(self.avgpool(trunk), 1)
         out: dict[str, torch.Tensor] = {}

@@ -121,6 +121,15 @@ class Backbone(nn.Module, abc.ABC):
         """
         return {"conv5": self.feature_dim, "pool5": self.feature_dim, "logits": self.num_classes}
 
+    def check_layers(self, layers: tuple[str, ...]) -> None:
+        """Raise ``ValueError`` naming the choices for a layer not in :meth:`feature_layers`."""
+        unknown = [name for name in layers if name not in self.feature_layers()]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no layer {unknown[0]!r}; "
+                f"choose from {', '.join(self.feature_layers())}"
+            )
+
     def forward_layers(
         self, x: torch.Tensor, layers: tuple[str, ...], *, pool: bool = True
     ) -> dict[str, torch.Tensor]:
@@ -137,12 +146,7 @@ class Backbone(nn.Module, abc.ABC):
         Raises:
             ValueError: A layer this network does not have.
         """
-        unknown = [name for name in layers if name not in self.feature_layers()]
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__} has no layer {unknown[0]!r}; "
-                f"choose from {', '.join(self.feature_layers())}"
-            )
+        self.check_layers(layers)
         trunk = self.forward_trunk(x)
         pooled = torch.flatten(self.avgpool(trunk), 1)
         out: dict[str, torch.Tensor] = {}
