@@ -19,6 +19,7 @@ from . import __version__
 from .backbones import list_backbones
 from .backbones.hub import weight_names
 from .clikit import LazyGroup, LocationParam, ShardParam, SizeParam, WorkersParam
+from .model import LAYERS
 from .options import ClipOptions, ModelOptions, TwoStreamOptions
 from .precision import PRECISIONS
 
@@ -88,7 +89,7 @@ def _fields(*names: str, **renamed: str) -> dict[str, str]:
 MODEL_FIELDS = _fields("weights", "device", "precision", "num_classes", "trust_checkpoint",
                        model="arch", compile_model="compile")  # fmt: skip
 #: Parameters that make up a TwoStreamOptions.
-TWO_STREAM_FIELDS = _fields("flow", "chunks", flow_method="method")
+TWO_STREAM_FIELDS = _fields("flow", "chunks", "streams", "flow_weights", flow_method="method")
 #: Parameters that make up a ClipOptions.
 CLIP_FIELDS = _fields("clip_len", "frame_stride", "fps", "start", "end", "max_clips", "stride",
                       "max_frames", "timeout", "tail", "size", "crop", "window",
@@ -207,6 +208,26 @@ def workers_option(help: str = "Decoding processes (0: decode in the main proces
 
 #: Parameters of the run's engine (RunOptions fields), handed to a command as ``engine``.
 ENGINE_FIELDS = _fields("engine", "address", "actors", "decode_cpus", "gpus_per_actor")
+
+
+def feature_options(func: F) -> F:
+    """What ``extract`` stores of each clip: the layer, pooled or not, its views, its type."""
+    return _stack(
+        click.option("--layer", type=click.Choice(LAYERS), default=None,
+                     help="conv5 (last stage, pooled; mixed_5c for i3d), pool5, fc6/fc7 (C3D), "
+                     "logits or probs; pool5_rgb/pool5_flow with i3d --streams rgb,flow. "
+                     "Default: the network's feature layer (pool5; fc6 for C3D). `feat3d "
+                     "models` lists each one's width."),
+        click.option("--no-pool", is_flag=True,
+                     help="With --layer conv5 (mixed_5c for i3d): keep the (D, t, h, w) map."),
+        click.option("--average-only", is_flag=True,
+                     help="Store only the per-video mean, not each clip."),
+        click.option("--crop-reduce", type=click.Choice(["none", "mean"]), default="none",
+                     show_default=True, help="With --crops 3/5/10: none stores (clips, crops, "
+                     "D) per video; mean averages the views into (clips, D)."),
+        click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
+                     show_default=True, help="Stored feature type."),
+    )(func)  # fmt: skip
 
 
 def engine_options(func: F) -> F:
@@ -430,6 +451,12 @@ def two_stream_options(func: F) -> F:
                            "not given."),
         click.option("--chunks", type=click.IntRange(min=1), default=25, show_default=True,
                      help="st-resnet-50: chunks evenly spaced over each video (the paper's 25)."),
+        click.option("--streams", default="rgb", show_default=True, metavar="rgb|flow|rgb,flow",
+                     help="i3d: the streams to run; rgb,flow stores pool5 of both and their "
+                     "2048-d concatenation (flow: TV-L1 at the clips' rate, ±20 px, /20)."),
+        click.option("--flow-weights", default=None, metavar="NAME|PATH",
+                     help="i3d --streams rgb,flow: the flow network's weights "
+                     "(flow_imagenet.pt); --weights are the RGB network's."),
     )(collect("two_stream", TwoStreamOptions, TWO_STREAM_FIELDS)(func))  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from .precision import Precision, resolve_precision
 #: Every layer name some network provides; each network lists its own in ``VideoModel.layers``.
 LAYERS: tuple[str, ...] = (
     "conv5", "pool5", "fc6", "fc7", "logits", "probs", "pool5_appearance", "pool5_motion",
+    "mixed_5c", "pool5_rgb", "pool5_flow",
 )  # fmt: skip
 #: Layers without a bf16 CPU kernel in torch (``avg_pool3d``: DenseNet's transitions); they
 #: run in fp32 inside a bf16 network.
@@ -182,8 +183,11 @@ class VideoModel:
         # two-stream networks take RGB + flow stacks, not the clips the example is made of
         if self.fold_bn and get_spec(self.meta.arch).streams == ("rgb",):
             parameter = next(source.parameters(), None)
+            # Folding only needs to see which conv feeds which batch norm: an example no
+            # larger than 16×112² (I3D's 64×224² would cost three full passes).
+            frames, side = min(self.meta.clip_len, 16), min(self.meta.crop, 112)
             example = torch.randn(
-                1, 3, self.meta.clip_len, self.meta.crop, self.meta.crop,
+                1, 3, frames, side, side,
                 device=parameter.device if parameter is not None else "cpu",
             )  # fmt: skip
             folded = fold_batchnorm(source, example)  # folded in fp32, then cast
@@ -232,9 +236,11 @@ class VideoModel:
 
     def normalize(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 RGB ``(N, T, H, W, 3)`` clips → normalized float ``(N, 3, T, H, W)`` on the
-        device, in the channel order the weights were trained with."""
+        device, in the channel order the weights were trained with. Inputs of fewer channels
+        (I3D's flow, ``(N, T, H, W, 2)`` float pixels) take the first entries of mean/std."""
         clips = clips.to(self.device, non_blocking=True)
-        x = clips.permute(0, 4, 1, 2, 3).float() * self._mul + self._add
+        channels = clips.shape[-1]
+        x = clips.permute(0, 4, 1, 2, 3).float() * self._mul[:, :channels] + self._add[:, :channels]
         return x.flip(1) if self.meta.channel_order == "BGR" else x
 
     @property

@@ -33,6 +33,10 @@ TAILS = ("pad", "drop")
 WINDOWS = ("clips", "centred")
 FEATURE_DTYPES = ("float32", "float16")
 ENGINES = ("local", "ray")
+#: Layers ``--no-pool`` keeps as maps: the last stage (``mixed_5c``: I3D's).
+UNPOOLED_LAYERS = ("conv5", "mixed_5c")
+#: What ``--streams`` accepts (I3D's RGB and flow networks).
+STREAMS = ("rgb", "flow")
 
 
 class OptionsError(UsageError, ValueError):
@@ -341,8 +345,10 @@ class OutputOptions:
             raise OptionsError(f"part rows must be at least 1: {self.part_rows}")
         if self.dtype not in FEATURE_DTYPES:
             raise OptionsError(f"dtype must be float32 or float16, not {self.dtype!r}")
-        if not self.pool and self.layer != "conv5":
-            raise OptionsError("unpooled output (--no-pool) applies to --layer conv5 only")
+        if not self.pool and self.layer not in UNPOOLED_LAYERS:
+            raise OptionsError(
+                "unpooled output (--no-pool) applies to --layer conv5 (mixed_5c for I3D) only"
+            )
 
     @property
     def target(self) -> Path | None:
@@ -488,16 +494,34 @@ class TwoStreamOptions:
         short_side: Frames resized to this short side (256), no cropping; with ``flow``, the
             flow file's.
         method: Flow method when computing it (``tvl1`` as in the paper, ``dis``, ...).
+        streams: I3D: the streams to run, ``("rgb",)`` (default), ``("flow",)`` or
+            ``("rgb", "flow")``: the model's weights are the RGB stream's, ``flow_weights``
+            the flow stream's.
+        flow_weights: I3D: the flow network's weights (``flow_imagenet.pt``, a name).
     """
 
     flow: str | os.PathLike[str] | None = None
     chunks: int = 25
     short_side: int = 256
     method: str = "tvl1"
+    streams: tuple[str, ...] = ("rgb",)
+    flow_weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.chunks < 1:
             raise OptionsError(f"chunks must be at least 1: {self.chunks}")
+        streams = self.streams
+        if isinstance(streams, str):
+            streams = tuple(part.strip() for part in streams.split(",") if part.strip())
+        if (
+            not streams
+            or any(s not in STREAMS for s in streams)
+            or len(set(streams)) != len(streams)
+        ):
+            raise OptionsError(f"streams must be rgb, flow or rgb,flow, not {self.streams!r}")
+        object.__setattr__(self, "streams", tuple(s for s in STREAMS if s in streams))
+        if self.streams == ("rgb", "flow") and not self.flow_weights:
+            raise OptionsError("--streams rgb,flow needs the flow network's --flow-weights")
 
 
 #: Keyword shortcuts of the API functions that are not a field name of their group.

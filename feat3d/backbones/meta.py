@@ -32,6 +32,7 @@ FORMAT_TEXT = {
     "torchvision": "torchvision state dict",
     "c3d": "C3D Sports-1M state dict (the c3d.pickle of DavideA/c3d-pytorch)",
     "pytorchvideo": "PyTorchVideo hub checkpoint",
+    "i3d": "I3D state dict (piergiaj/pytorch-i3d layout)",
 }
 
 
@@ -207,5 +208,7 @@ def arch_summary(arch: str, kwargs: Mapping[str, Any]) -> str:
         parts.append(f"shortcut {kwargs['shortcut_type']}")
     if kwargs.get("conv1_t_size", 7) != 7:
         parts.append(f"conv1 temporal kernel {kwargs['conv1_t_size']}")
+    if kwargs.get("in_channels", 3) != 3:
+        parts.append(f"{kwargs['in_channels']} input channels")
     parts.append(f"{kwargs.get('num_classes')} classes")
     return ", ".join(parts)

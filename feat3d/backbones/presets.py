@@ -15,10 +15,12 @@ from importlib import resources
 __all__ = [
     "FILE_PRESETS",
     "FORMAT_PRESET",
+    "LAYOUT_PRESET",
     "PRESETS",
     "Preset",
     "categories_for",
     "kinetics400_categories",
+    "preset_for",
 ]
 
 
@@ -226,6 +228,51 @@ PRESETS: dict[str, Preset] = {
         frame_rate=15.0,
         reference="pytorch/vision models/video/s3d.py S3D_Weights.KINETICS400_V1",
     ),
+    # I3D (Carreira & Zisserman, CVPR 2017, Sec. 3.3 and 4; deepmind/kinetics-i3d README):
+    # Kinetics at 25 fps, short side 256, 224 crops of 64-frame clips; RGB rescaled to
+    # [-1, 1]. piergiaj/pytorch-i3d charades_dataset.py load_rgb_frames: (img / 255) * 2 - 1,
+    # i.e. (x - 127.5) / 127.5 on 0-255 values; test: CenterCrop(224).
+    "i3d-rgb": Preset(
+        name="i3d-rgb",
+        mean=(127.5, 127.5, 127.5),
+        std=(127.5, 127.5, 127.5),
+        value_scale=255.0,
+        resize=256,
+        crop=224,
+        clip_len=64,
+        frame_rate=25.0,
+        reference="Carreira & Zisserman 2017; piergiaj/pytorch-i3d charades_dataset.py",
+    ),
+    # The flow stream: TV-L1 flow clipped to ±20 px and divided by 20 (deepmind/kinetics-i3d
+    # README: "truncated to [-20, 20], then rescaled between -1 and 1"). Two channels (dx, dy);
+    # mean/std are in pixels (value_scale 255: values are used as they come) and apply to
+    # the first two entries; the run layer normalizes flow itself (feat3d.run.i3d_streams).
+    "i3d-flow": Preset(
+        name="i3d-flow",
+        mean=(0.0, 0.0, 0.0),
+        std=(20.0, 20.0, 20.0),
+        value_scale=255.0,
+        resize=256,
+        crop=224,
+        clip_len=64,
+        frame_rate=25.0,
+        reference="deepmind/kinetics-i3d README (flow preprocessing); Carreira & Zisserman 2017",
+    ),
+    # piergiaj/pytorch-i3d rgb_charades.pt: fine-tuned on Charades (157 classes) from the
+    # Charades_v1_rgb frames (24 fps), 64-frame clips, CenterCrop(224) at test, values
+    # (img / 255) * 2 - 1. load_rgb_frames keeps the stored frame size (upscaling only a side
+    # below 226), so no resize is exact; 256, the Kinetics rule, is this preset's choice.
+    "i3d-charades": Preset(
+        name="i3d-charades",
+        mean=(127.5, 127.5, 127.5),
+        std=(127.5, 127.5, 127.5),
+        value_scale=255.0,
+        resize=256,
+        crop=224,
+        clip_len=64,
+        frame_rate=24.0,
+        reference="piergiaj/pytorch-i3d train_i3d.py, charades_dataset.py",
+    ),
 }
 
 #: Published files that share a key layout but not a clip protocol: ``(arch, marker,
@@ -243,7 +290,19 @@ FORMAT_PRESET = {
     "hara2020": "hara2020",
     "torchvision": "torchvision",
     "c3d": "c3d-sports1m",
+    "i3d": "i3d-rgb",
 }
+
+#: ``(format, input channels, classes)`` → preset, where one format holds several (the
+#: I3D port's files: RGB and flow Kinetics streams, the Charades RGB stream).
+LAYOUT_PRESET = {("i3d", 3, 157): "i3d-charades"}
+
+
+def preset_for(fmt: str, *, in_channels: int = 3, num_classes: int = 400) -> str:
+    """The preset of weights in checkpoint format ``fmt`` with this input and classifier."""
+    if fmt == "i3d" and in_channels == 2:
+        return "i3d-flow"
+    return LAYOUT_PRESET.get((fmt, in_channels, num_classes), FORMAT_PRESET[fmt])
 
 
 @cache

@@ -121,6 +121,15 @@ class Backbone(nn.Module, abc.ABC):
         """
         return {"conv5": self.feature_dim, "pool5": self.feature_dim, "logits": self.num_classes}
 
+    def check_layers(self, layers: tuple[str, ...]) -> None:
+        """Raise ``ValueError`` naming the choices for a layer not in :meth:`feature_layers`."""
+        unknown = [name for name in layers if name not in self.feature_layers()]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no layer {unknown[0]!r}; "
+                f"choose from {', '.join(self.feature_layers())}"
+            )
+
     def forward_layers(
         self, x: torch.Tensor, layers: tuple[str, ...], *, pool: bool = True
     ) -> dict[str, torch.Tensor]:
@@ -137,12 +146,7 @@ class Backbone(nn.Module, abc.ABC):
         Raises:
             ValueError: A layer this network does not have.
         """
-        unknown = [name for name in layers if name not in self.feature_layers()]
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__} has no layer {unknown[0]!r}; "
-                f"choose from {', '.join(self.feature_layers())}"
-            )
+        self.check_layers(layers)
         trunk = self.forward_trunk(x)
         pooled = torch.flatten(self.avgpool(trunk), 1)
         out: dict[str, torch.Tensor] = {}
@@ -175,16 +179,17 @@ class BackboneSpec:
     Attributes:
         name: Registry name (``"resnet-18"``, ``"r3d_18"``).
         family: ``"hara-resnet"``, ``"hara-densenet"``, ``"torchvision"``, ``"res3d"``,
-            ``"c3d"`` or ``"st-resnet"``.
+            ``"c3d"``, ``"st-resnet"`` or ``"i3d"``.
         block: ``"basic"``, ``"bottleneck"`` or a family-specific variant
             (``"preact-bottleneck"``, ``"resnext-bottleneck"``, ``"basic-2+1d"``, ...).
-        layers: Residual blocks per stage (conv2_x .. conv5_x).
+        layers: Residual blocks per stage (conv2_x .. conv5_x); for other families the
+            units per stage their builder names (I3D: Inception modules per stage).
         feature_dim: Width of the pooled features.
         default_meta: Name of the preset of the published weights, used without weights too.
         formats: Checkpoint formats :func:`~feat3d.backbones.checkpoints.load_checkpoint` can
             read into this layout.
         builder: Keyword-only callable returning a CPU :class:`Backbone`.
-        widths: Channels of the 3×3×3 convs per stage.
+        widths: Channels of the 3×3×3 convs per stage (I3D: each stage's output width).
         stem: One-line description of the stem.
         num_params: Parameter count with 400 classes.
         gmacs: Multiply-accumulates (×1e9) for one :attr:`default_input` clip, torchvision's
@@ -197,12 +202,12 @@ class BackboneSpec:
     name: str
     family: str
     block: str
-    layers: tuple[int, int, int, int]
+    layers: tuple[int, ...]
     feature_dim: int
     default_meta: str
     formats: tuple[str, ...]
     builder: Builder
-    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
     stem: str = ""
     num_params: int | None = None
     gmacs: float | None = None

@@ -11,6 +11,7 @@ import click
 from ..cli import (
     clip_options,
     engine_options,
+    feature_options,
     format_option,
     model_options,
     output_option,
@@ -19,7 +20,6 @@ from ..cli import (
 )  # fmt: skip
 from ..clikit import LocationParam
 from ..io.writers import FORMATS
-from ..model import LAYERS
 from ..options import ClipOptions, ModelOptions, OutputOptions, RunOptions, TwoStreamOptions
 from ..run.distribute import extract_distributed, rank_from_env
 from .common import load
@@ -38,17 +38,7 @@ from .progress import CliEvents
                "Output format. Default: from the output's extension (.parquet → parquet, "
                "another folder → npy).")  # fmt: skip
 @model_options
-@click.option("--layer", type=click.Choice(LAYERS), default=None,
-              help="conv5 (last stage, pooled), pool5, fc6/fc7 (C3D), logits or probs. Default: "
-              "the network's feature layer (pool5; fc6 for C3D). `feat3d models` lists each "
-              "one's width.")  # fmt: skip
-@click.option("--no-pool", is_flag=True, help="With --layer conv5: keep the (D, t, h, w) map.")
-@click.option("--average-only", is_flag=True, help="Store only the per-video mean, not each clip.")
-@click.option("--crop-reduce", type=click.Choice(["none", "mean"]), default="none",
-              show_default=True, help="With --crops 3/5/10: none stores (clips, crops, D) per "
-              "video; mean averages the views into (clips, D).")  # fmt: skip
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
-              show_default=True, help="Stored feature type.")  # fmt: skip
+@feature_options
 @clip_options
 @overwrite_option("Replace the output. Without it, videos already complete are skipped (resume).")
 @click.option("--errors", type=LocationParam(dir_okay=False, path_type=Path), default=None,

@@ -142,6 +142,7 @@ def iter_frames_and_flow(
     needed: set[int] | None = None,
     threads: int = 0,
     info_out: list[VideoInfo] | None = None,
+    fps: float | None = None,
 ) -> Iterator[tuple[Frame, np.ndarray | None]]:
     """Each decoded frame with the flow field that ends at it.
 
@@ -159,6 +160,8 @@ def iter_frames_and_flow(
         needed: Field indices to compute (default: all).
         threads: FFmpeg decoding threads (0: FFmpeg's choice).
         info_out: Receives the video's :class:`VideoInfo` when the first frame is decoded.
+        fps: Sample frames at this rate (``iter_frames``' ``fps``); flow then goes from one
+            sampled frame to the next. ``None``: every frame.
 
     Raises:
         VideoDecodeError: The video cannot be decoded completely.
@@ -167,7 +170,7 @@ def iter_frames_and_flow(
     compute = make_flow_method(method)
     previous: np.ndarray | None = None
     for frame in iter_frames(
-        Path(path), size=short_side, crop=None, threads=threads, info_out=info_out
+        Path(path), size=short_side, crop=None, threads=threads, info_out=info_out, fps=fps
     ):
         i = frame.index
         field: np.ndarray | None = None

@@ -30,6 +30,7 @@ from ..options import (
 )
 from ..urls import DEFAULT_RETRIES, is_url
 from .events import RunEvents, VideosReport
+from .i3d_streams import check_stream_layer, i3d_stream_attributes, uses_streams
 from .messages import VideoOutputs
 from .pipeline import run_network
 from .ray_engine import ray_videos
@@ -168,7 +169,8 @@ def extract(
         clips: How videos become clips; what it leaves out comes from the weights.
         run: Batch size, decoding workers, shard (``--devices`` and torchrun:
             :func:`feat3d.run.distribute.extract_distributed`).
-        two_stream: For backbones that take optical flow (``st-resnet-50``).
+        two_stream: For backbones that take optical flow (``st-resnet-50``) and I3D's
+            streams (``streams``, ``flow_weights``).
         events: Progress hooks.
         **options: Any field of those groups by name, as a shortcut: ``weights``, ``device``,
             ``precision``, ``trust_checkpoint``, ``num_classes`` (model); ``clip_len``,
@@ -178,7 +180,7 @@ def extract(
             ``average_only``, ``overwrite``, ``errors``, ``crop_reduce`` (output);
             ``batch_size``, ``workers``, ``shard``, ``engine``, ``address``, ``actors``,
             ``decode_cpus``, ``gpus_per_actor`` (run); ``flow``, ``chunks``,
-            ``flow_method`` (two-stream).
+            ``flow_method``, ``streams``, ``flow_weights`` (two-stream).
             ``engine="ray"`` runs the Ray Data pipeline (:mod:`feat3d.run.ray_engine`) and
             needs ``model`` as a name or options.
 
@@ -197,13 +199,14 @@ def extract(
     )  # fmt: skip
     out, run = groups["output"], groups["run"]
     network = model if isinstance(model, VideoModel) else _driver_model(groups["model"], run)
-    if run.engine == "ray" and (isinstance(model, VideoModel) or takes_flow(network)):
+    streams = uses_streams(network, groups["two_stream"])
+    if run.engine == "ray" and (isinstance(model, VideoModel) or takes_flow(network) or streams):
         raise OptionsError(
             "--engine ray loads the model in each actor from a name or ModelOptions, and does "
-            "not run two-stream networks"
+            "not run two-stream networks or I3D's flow stream"
         )
     layer = out.layer or network.default_layer
-    network.check_layer(layer)
+    check_stream_layer(network, layer, groups["two_stream"])
     filled = fill_clip_defaults(groups["clips"], network.meta)
     sources = sources_of(inputs, frame_rate=filled.frame_rate)
     if run.shard is not None:
@@ -257,6 +260,7 @@ def _open_output(
         attrs["crop_reduce"] = out.crop_reduce
     if takes_flow(model):
         attrs.update(two_stream_attributes(two_stream))
+    attrs.update(i3d_stream_attributes(model, two_stream))
     if layer in ("logits", "probs"):
         attrs["classes"] = list(model.categories)
     options = {"format": out.format or guess_format(out.path), "attrs": attrs,

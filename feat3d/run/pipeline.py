@@ -29,6 +29,7 @@ from ..options import (
     fill_clip_defaults,
     parse_workers,
 )
+from .i3d_streams import i3d_stream_videos, stream_networks
 from .messages import ClipItem, VideoOutputs
 from .stream import ClipStream
 from .two_stream import takes_flow, two_stream_videos
@@ -272,12 +273,24 @@ def run_network(
     on_clips: Callable[[int], None] | None = None,
     crop_reduce: str = "none",
 ) -> Iterator[VideoOutputs | VideoFailure]:
-    """The network's outputs for every video: :func:`run_videos`, or the two-stream runner
-    for a backbone whose spec takes optical flow (``streams``), which reads ``two_stream``
-    (and takes no ``--crops``, ``--window centred`` or ``--clips-per-video``)."""
+    """The network's outputs for every video: :func:`run_videos`, the two-stream runner
+    for a backbone whose spec takes optical flow (``streams``), which reads ``two_stream``,
+    or I3D's streams runner (``two_stream.streams``, an ``i3d-flow`` model). The stream
+    runners take no ``--crops``, ``--window centred`` or ``--clips-per-video``."""
     run = run or RunOptions()
+    networks = stream_networks(model, two_stream)
+    if networks is not None:  # I3D's flow stream, alone or beside its RGB stream
+        _refuse_views("I3D's flow stream reads consecutive windows", clips)
+        return i3d_stream_videos(
+            networks, sources, clips=fill_clip_defaults(clips, model.meta),
+            options=two_stream or TwoStreamOptions(), layers=layers, run=run, pool=pool,
+            on_clips=on_clips,
+        )  # fmt: skip
     if takes_flow(model):
-        _refuse_views(model.meta.arch, clips)
+        _refuse_views(
+            f"{model.meta.arch} is a two-stream network with its own test protocol (--chunks)",
+            clips,
+        )
         return two_stream_videos(
             model, sources, options=two_stream or TwoStreamOptions(), layers=layers,
             on_clips=on_clips,
@@ -288,8 +301,8 @@ def run_network(
     )  # fmt: skip
 
 
-def _refuse_views(arch: str, clips: ClipOptions | None) -> None:
-    """A two-stream network samples its own chunks (``--chunks``): refuse the view options."""
+def _refuse_views(why: str, clips: ClipOptions | None) -> None:
+    """The stream runners sample their own clips: refuse the view options, saying ``why``."""
     if clips is None:
         return
     given = [
@@ -302,7 +315,4 @@ def _refuse_views(arch: str, clips: ClipOptions | None) -> None:
         if used
     ]
     if given:
-        raise OptionsError(
-            f"{arch} is a two-stream network with its own test protocol (--chunks): "
-            f"{', '.join(given)} applies to single-stream networks only"
-        )
+        raise OptionsError(f"{why}: {', '.join(given)} applies to single-stream networks only")

@@ -32,8 +32,9 @@ TWO_STREAM_LAYERS = ("pool5", "pool5_appearance", "pool5_motion", "logits", "pro
 
 
 def takes_flow(model: VideoModel) -> bool:
-    """Whether the model's backbone takes optical flow beside RGB (its spec's ``streams``)."""
-    return "flow" in get_spec(model.meta.arch).streams
+    """Whether the model's backbone takes optical flow beside RGB in one input (its spec's
+    ``streams``: ST-ResNet's ``("rgb", "flow")``; I3D's flow network is a stream of its own)."""
+    return get_spec(model.meta.arch).streams == ("rgb", "flow")
 
 
 def two_stream_attributes(options: TwoStreamOptions) -> dict[str, object]:

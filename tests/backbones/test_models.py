@@ -44,8 +44,10 @@ def test_forward_shapes_and_round_trip(name: str) -> None:
     if spec.block in ("basic", "bottleneck"):
         assert spec.feature_dim == (512 if spec.block == "basic" else 2048)
     # DenseNet's three 2×2×2 average pools need at least 15 frames, S3D's halvings of time 8;
-    # the others take 4.
-    x = torch.randn(1, 3, {"hara-densenet": 16, "s3d": 8}.get(spec.family, 4), 32, 32)
+    # the others take 4. I3D's flow network takes 2 channels (dx, dy).
+    channels = getattr(model, "in_channels", 3)
+    frames = {"hara-densenet": 16, "s3d": 8}.get(spec.family, 4)
+    x = torch.randn(1, channels, frames, 32, 32)
     with torch.no_grad():
         logits = model(x)
         feats = model.forward_features(x)
@@ -74,7 +76,7 @@ def test_registered_gmacs(name: str) -> None:
     frames, size = spec.default_input
     with torch.device("meta"):
         model = spec.builder(num_classes=400)
-        x = torch.empty(1, 3, frames, size, size)
+        x = torch.empty(1, getattr(model, "in_channels", 3), frames, size, size)
     counter = FlopCounterMode(display=False)
     with counter:
         model(x)

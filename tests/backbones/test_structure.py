@@ -129,9 +129,11 @@ def test_a_registration_contradicting_its_preset_is_refused(
 
 
 def test_streams_say_which_networks_take_optical_flow() -> None:
-    two_stream = [name for name in backbones.list_backbones() if "flow" in get_spec(name).streams]
-    assert two_stream == ["st-resnet-50"]
-    assert get_spec("r3d_18").streams == ("rgb",)
+    takes_flow = [name for name in backbones.list_backbones() if "flow" in get_spec(name).streams]
+    assert takes_flow == ["i3d-flow", "st-resnet-50"]
+    assert get_spec("st-resnet-50").streams == ("rgb", "flow")  # both in one input
+    assert get_spec("i3d-flow").streams == ("flow",)  # I3D's flow network, a stream of its own
+    assert get_spec("r3d_18").streams == ("rgb",) == get_spec("i3d").streams
 
 
 def test_one_catalog_row_per_published_checkpoint(tmp_path: Path, monkeypatch) -> None:
