@@ -292,8 +292,9 @@ def _crop_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not isinstance(crops, int) or crops < 2:
         return []
     views = ", ".join(map(str, options.get("crop_views") or []))
-    kept = ("averaged into one row per clip" if options.get("crop_reduce") == "mean"
-            else "one row per view (clips × crops × D)")  # fmt: skip
+    rows = "rows" if options.get("pool_mode") in _POOLED_ROWS else "clips"
+    kept = (f"averaged into one row per {rows[:-1]}" if options.get("crop_reduce") == "mean"
+            else f"one row per view ({rows} × crops × D)")  # fmt: skip
     return [("crops", f"{crops} views ({views}), {kept}")]
 
 
