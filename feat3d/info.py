@@ -283,7 +283,7 @@ def _pooling_rows(options: Mapping[str, Any], videos: list[StoredVideo]) -> list
     clips = sum(int(count) for count in counts if isinstance(count, (int, float)))
     origin = options.get("pooled_from")
     where = f"pooled from {origin}" if origin else "pooled at extraction"
-    return [("pooling", f"{how}; {where} ({clips} clips)")]
+    return [("pooling", f"{how}; {where} ({clips} clip{'' if clips == 1 else 's'})")]
 
 
 def _crop_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
