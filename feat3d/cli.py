@@ -20,7 +20,7 @@ from .backbones import list_backbones
 from .backbones.hub import weight_names
 from .clikit import LazyGroup, LocationParam, ShardParam, SizeParam, WorkersParam
 from .model import LAYERS
-from .options import ClipOptions, ModelOptions, TwoStreamOptions
+from .options import ClipOptions, ModelOptions, PoolOptions, TwoStreamOptions
 from .precision import PRECISIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -228,6 +228,25 @@ def feature_options(func: F) -> F:
         click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
                      show_default=True, help="Stored feature type."),
     )(func)  # fmt: skip
+
+
+def time_pool_options(func: F) -> F:
+    """How clip features are pooled in time (extract, pool), handed to the command as
+    ``pooling: PoolOptions | None`` (``None``: none of them given)."""
+    return _stack(
+        click.option("--segments", type=click.IntRange(min=1), default=None, metavar="K",
+                     help="K rows per video instead of one per clip: K equal time segments, "
+                     "each the mean of the clips centred in it (an empty one: the nearest "
+                     "clip); the UCF-Crime rule."),
+        click.option("--every", type=click.FloatRange(min=0, min_open=True), default=None,
+                     metavar="SECONDS", help="One row per interval [0, s), [s, 2s), ... of "
+                     "each video, same rule (--every 1: one vector per second)."),
+        click.option("--per-frame", is_flag=True,
+                     help="One row per frame: the feature of the clip covering its time."),
+        click.option("--interpolate", is_flag=True,
+                     help="With --per-frame: interpolate linearly between clip centres."),
+    )(collect("pooling", PoolOptions.chosen, _fields("segments", "every", "per_frame",
+                                                     "interpolate"))(func))  # fmt: skip
 
 
 def engine_options(func: F) -> F:

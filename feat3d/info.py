@@ -187,6 +187,7 @@ class OutputInfo:
         every one with ``all_videos``."""
         rows = self._head_rows()
         rows += _option_rows(self.options)
+        rows += _pooling_rows(self.options, self.videos)
         if self.incomplete:
             rows.append(("unfinished", f"{self.incomplete} group(s), deleted on the next run"))
         if self.journal_records is not None and not self.pending_only:
@@ -203,7 +204,10 @@ class OutputInfo:
             rows.append(("failed", f"{failure.key}: {failure.message}"))
         if len(self.failures) > _SHOWN_FAILURES:
             rows.append(("failed", f"... and {len(self.failures) - _SHOWN_FAILURES} more"))
-        listing = _video_listing(self.videos, all_videos=all_videos, pending=self.pending_only)
+        listing = _video_listing(
+            self.videos, all_videos=all_videos, pending=self.pending_only,
+            unit="rows" if self.options.get("pool_mode") in _POOLED_ROWS else "clips",
+        )  # fmt: skip
         return "\n".join([_aligned(rows), *listing])
 
     def _head_rows(self) -> list[tuple[str, str]]:
@@ -226,10 +230,11 @@ class OutputInfo:
                 ("videos", f"{self.n_videos} complete, {len(self.failures)} failed"),
             ]
         clips = str(self.n_clips) if not self.average_only else "– (--average-only)"
-        rows.append(("clips", clips))
+        pooled = _POOLED_ROWS.get(str(self.options.get("pool_mode", "")))
+        rows.append(("rows", f"{clips} (pooled {pooled}s)") if pooled else ("clips", clips))
         if self.feature_shape:
             shape = "×".join(map(str, self.feature_shape))
-            per = "per video (mean)" if self.average_only else "per clip"
+            per = "per video (mean)" if self.average_only else f"per {pooled or 'clip'}"
             layer = self.options.get("layer")
             rows.append(("features", f"{shape} {self.dtype} {per}, layer {layer}"))
         return rows
@@ -255,20 +260,49 @@ def _option_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+# What one row of an output pooled in time stands for, by ``pool_mode``.
+_POOLED_ROWS = {"segments": "segment", "every": "interval", "per_frame": "frame"}
+
+
+def _pooling_rows(options: Mapping[str, Any], videos: list[StoredVideo]) -> list[tuple[str, str]]:
+    """``pooling``: how the rows of an output pooled in time (``feat3d pool``, or
+    ``extract --segments/--every/--per-frame``) were made, and from how many clips."""
+    mode = options.get("pool_mode")
+    if mode not in _POOLED_ROWS:
+        return []
+    if mode == "segments":
+        how = f"{_option_text(options.get('pool_segments'))} equal segments per video"
+    elif mode == "every":
+        how = f"one row every {_option_text(options.get('pool_every'))} s"
+    else:
+        how = "one row per frame, " + (
+            "interpolated between clip centres" if options.get("pool_interpolate")
+            else "the clip covering it"
+        )  # fmt: skip
+    counts = [video.attrs.get("pooled_clips") for video in videos]
+    clips = sum(int(count) for count in counts if isinstance(count, (int, float)))
+    origin = options.get("pooled_from")
+    where = f"pooled from {origin}" if origin else "pooled at extraction"
+    return [("pooling", f"{how}; {where} ({clips} clip{'' if clips == 1 else 's'})")]
+
+
 def _crop_rows(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``crops``: the views of a multi-crop output and what was done with them."""
     crops = options.get("crops")
     if not isinstance(crops, int) or crops < 2:
         return []
     views = ", ".join(map(str, options.get("crop_views") or []))
-    kept = ("averaged into one row per clip" if options.get("crop_reduce") == "mean"
-            else "one row per view (clips × crops × D)")  # fmt: skip
+    rows = "rows" if options.get("pool_mode") in _POOLED_ROWS else "clips"
+    kept = (f"averaged into one row per {rows[:-1]}" if options.get("crop_reduce") == "mean"
+            else f"one row per view ({rows} × crops × D)")  # fmt: skip
     return [("crops", f"{crops} views ({views}), {kept}")]
 
 
-def _video_listing(videos: list[StoredVideo], *, all_videos: bool, pending: bool) -> list[str]:
-    """Lines listing the videos (clips, seconds, key), the first :data:`SHOWN_VIDEOS` unless
-    ``all_videos``, then how many more there are."""
+def _video_listing(
+    videos: list[StoredVideo], *, all_videos: bool, pending: bool, unit: str = "clips"
+) -> list[str]:
+    """Lines listing the videos (clips — ``unit``: rows of a pooled output —, seconds, key),
+    the first :data:`SHOWN_VIDEOS` unless ``all_videos``, then how many more there are."""
     if not videos:
         return []
     shown = videos if all_videos else videos[:SHOWN_VIDEOS]
@@ -276,7 +310,7 @@ def _video_listing(videos: list[StoredVideo], *, all_videos: bool, pending: bool
     title = f"{what} (all {len(videos)})" if len(shown) == len(videos) else (
         f"{what} (first {len(shown)} of {len(videos)})"
     )  # fmt: skip
-    table = [("clips", "seconds", "key")] + [
+    table = [(unit, "seconds", "key")] + [
         (str(v.n_clips), "–" if v.seconds is None else f"{v.seconds:.2f}", v.key) for v in shown
     ]
     widths = [max(len(row[i]) for row in table) for i in range(2)]

@@ -321,8 +321,9 @@ class OutputOptions:
             ``mean`` averages the views into ``(n_clips, D)``.
         retries: Tries again after a transient network error when an output at a URL is
             downloaded (to resume) or uploaded.
-        if self.part_rows is not None and self.part_rows < 1:
-            raise OptionsError(f"part rows must be at least 1: {self.part_rows}")
+        pooling: Pool each video's clip features in time before they are stored (K segments,
+            intervals of seconds, per frame), exactly as ``feat3d pool`` does on a stored
+            output; ``None``: one row per clip.
     """
 
     path: str | os.PathLike[str] | None = None
@@ -336,9 +337,11 @@ class OutputOptions:
     crop_reduce: str = "none"
     retries: int = DEFAULT_RETRIES
     part_rows: int | None = None
+    pooling: PoolOptions | None = None
 
     def __post_init__(self) -> None:
         _check_retries(self.retries)
+        _check_pooling(self)
         if self.crop_reduce not in CROP_REDUCTIONS:
             raise OptionsError(f"crop_reduce must be none or mean, not {self.crop_reduce!r}")
         if self.part_rows is not None and self.part_rows < 1:
@@ -366,10 +369,23 @@ class OutputOptions:
         return self.target
 
 
+def _check_pooling(out: OutputOptions) -> None:
+    """Refuse pooling in time with what leaves no per-clip rows to pool."""
+    if out.pooling is None:
+        return
+    if not isinstance(out.pooling, PoolOptions):
+        raise OptionsError(f"pooling must be PoolOptions or None, not {out.pooling!r}")
+    flag = f"--{out.pooling.mode.replace('_', '-')}"
+    if out.average_only:
+        raise OptionsError(f"{flag} pools the clip rows in time; --average-only stores none")
+    if not out.pool:
+        raise OptionsError(f"{flag} pools one vector per clip; --no-pool keeps conv5 maps")
+
+
 @dataclass(frozen=True)
 class PoolOptions:
-    """How ``feat3d pool`` re-pools stored clip features in time: exactly one of ``segments``,
-    ``every`` and ``per_frame``.
+    """How clip features are pooled in time (by ``feat3d pool``, or by ``extract`` before it
+    stores them): exactly one of ``segments``, ``every`` and ``per_frame``.
 
     Attributes:
         segments: K equal time segments per video (the UCF-Crime rule).
@@ -384,14 +400,14 @@ class PoolOptions:
     interpolate: bool = False
 
     def __post_init__(self) -> None:
+        if self.interpolate and not self.per_frame:
+            raise OptionsError("--interpolate applies to --per-frame only")
         chosen = [self.segments is not None, self.every is not None, self.per_frame]
         if sum(chosen) != 1:
             raise OptionsError("choose exactly one of --segments, --every and --per-frame")
         if self.segments is not None and (not isinstance(self.segments, int) or self.segments < 1):
             raise OptionsError(f"segments must be at least 1: {self.segments!r}")
         _positive("every", self.every)
-        if self.interpolate and not self.per_frame:
-            raise OptionsError("--interpolate applies to --per-frame only")
 
     @property
     def mode(self) -> str:
@@ -399,6 +415,17 @@ class PoolOptions:
         if self.segments is not None:
             return "segments"
         return "every" if self.every is not None else "per_frame"
+
+    @classmethod
+    def chosen(
+        cls, segments: int | None = None, every: float | None = None, per_frame: bool = False,
+        interpolate: bool = False,
+    ) -> PoolOptions | None:  # fmt: skip
+        """The options these values choose, or ``None`` when they choose no pooling (none
+        given: ``extract`` keeps one row per clip)."""
+        if segments is None and every is None and not per_frame and not interpolate:
+            return None
+        return cls(segments=segments, every=every, per_frame=per_frame, interpolate=interpolate)
 
     def attributes(self) -> dict[str, Any]:
         """The pooling options as outputs record them."""
@@ -527,6 +554,8 @@ class TwoStreamOptions:
 #: Keyword shortcuts of the API functions that are not a field name of their group.
 _ALIASES = {"model": ("model", "arch"), "flow_method": ("two_stream", "method"),
             "output": ("output", "path"), "format": ("output", "format")}  # fmt: skip
+#: Keyword shortcuts that make up the output group's ``pooling`` (``segments=32``).
+_POOLING_FIELDS = ("segments", "every", "per_frame", "interpolate")
 _GROUPS: dict[str, type] = {
     "model": ModelOptions,
     "clips": ClipOptions,
@@ -538,7 +567,8 @@ _GROUPS: dict[str, type] = {
 
 def group_options(given: Mapping[str, Any], **keywords: Any) -> dict[str, Any]:
     """The option objects of an API call: each group in ``given`` (an object, or ``None``)
-    updated with the keyword shortcuts that name one of its fields.
+    updated with the keyword shortcuts that name one of its fields; ``segments``, ``every``,
+    ``per_frame`` and ``interpolate`` make up the output group's ``pooling``.
 
     >>> group_options({"clips": None}, clip_len=8)["clips"].clip_len
     8
@@ -547,6 +577,11 @@ def group_options(given: Mapping[str, Any], **keywords: Any) -> dict[str, Any]:
         TypeError: A keyword that is no option of these groups.
     """
     updates: dict[str, dict[str, Any]] = {group: {} for group in given}
+    pooling = {name: keywords.pop(name) for name in _POOLING_FIELDS if name in keywords}
+    if pooling and "output" in given:
+        updates["output"]["pooling"] = PoolOptions(**pooling)
+    elif pooling:
+        raise TypeError(f"unexpected keyword argument {next(iter(pooling))!r}")
     for name, value in keywords.items():
         group, field_name = _ALIASES[name] if name in _ALIASES else (_group_of(name, given), name)
         if group not in updates:

@@ -16,11 +16,19 @@ from ..cli import (
     model_options,
     output_option,
     overwrite_option,
+    time_pool_options,
     two_stream_options,
 )  # fmt: skip
 from ..clikit import LocationParam
 from ..io.writers import FORMATS
-from ..options import ClipOptions, ModelOptions, OutputOptions, RunOptions, TwoStreamOptions
+from ..options import (
+    ClipOptions,
+    ModelOptions,
+    OutputOptions,
+    PoolOptions,
+    RunOptions,
+    TwoStreamOptions,
+)
 from ..run.distribute import extract_distributed, rank_from_env
 from .common import load
 from .progress import CliEvents
@@ -39,6 +47,7 @@ from .progress import CliEvents
                "another folder → npy).")  # fmt: skip
 @model_options
 @feature_options
+@time_pool_options
 @clip_options
 @overwrite_option("Replace the output. Without it, videos already complete are skipped (resume).")
 @click.option("--errors", type=LocationParam(dir_okay=False, path_type=Path), default=None,
@@ -53,7 +62,7 @@ def extract_command(
     no_pool: bool, average_only: bool, crop_reduce: str, dtype: str, overwrite: bool,
     errors: Path | str | None, batch_size: int, workers: int | str,
     shard: tuple[int, int] | None, devices: str | None, quiet: bool, verbose: bool,
-    part_rows: int | None, engine: dict[str, Any],
+    part_rows: int | None, engine: dict[str, Any], pooling: PoolOptions | None,
 ) -> None:  # fmt: skip
     """Extract per-clip and per-video features of INPUTS (files, folders, @list.txt).
 
@@ -64,13 +73,14 @@ def extract_command(
       feat3d extract @todo.txt -o feats.h5 -m resnet-34 -w resnet-34-kinetics.pth
       feat3d extract videos/ -o frames.h5 --window centred   # one feature per frame
       feat3d extract videos/ -o feats.h5 --crops 10
+      feat3d extract videos/ -o ucf_crime.h5 --segments 32   # 32 rows per video
       feat3d extract videos/ -o feats.parquet --dtype float16
       feat3d extract @s3_list.txt -o s3://bucket/feats.parquet --engine ray --address auto
     """
     out = OutputOptions(
         path=output, format=output_format, layer=layer, pool=not no_pool, dtype=dtype,
         average_only=average_only, overwrite=overwrite, errors=errors, crop_reduce=crop_reduce,
-        retries=clips.retries, part_rows=part_rows,
+        retries=clips.retries, part_rows=part_rows, pooling=pooling,
     )  # fmt: skip
     split = tuple(name.strip() for name in devices.split(",") if name.strip()) if devices else None
     run = RunOptions(batch_size=batch_size, workers=workers, shard=shard, devices=split, **engine)

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..cli import format_option, output_option, overwrite_option, quiet_option
+from ..cli import (
+    format_option,
+    output_option,
+    overwrite_option,
+    quiet_option,
+    time_pool_options,
+)
 from ..io.writers import FORMATS
 from ..options import OutputOptions, PoolOptions
 from ..run.pool import pool_features
@@ -18,22 +24,12 @@ from ..run.pool import pool_features
 @output_option("HDF5 file (.h5), JSON Lines file (.json/.jsonl) or a folder for npy.")
 @format_option(list(FORMATS),
                "Output format. Default: from the output's extension (a folder → npy).")  # fmt: skip
-@click.option("--segments", type=click.IntRange(min=1), default=None, metavar="K",
-              help="K equal time segments per video, each the mean of the clips centred in it "
-              "(an empty one: the nearest clip); the UCF-Crime rule.")  # fmt: skip
-@click.option("--every", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS",
-              help="One row per interval [0, s), [s, 2s), ... of each video, same rule."
-              )  # fmt: skip
-@click.option("--per-frame", is_flag=True,
-              help="One row per frame: the feature of the clip covering its time.")  # fmt: skip
-@click.option("--interpolate", is_flag=True,
-              help="With --per-frame: interpolate linearly between clip centres.")  # fmt: skip
+@time_pool_options
 @overwrite_option("Replace the output. Without it, videos already complete are skipped (resume).")
 @quiet_option("No summary line.")
 def pool_command(
-    feats: Path, output: Path, output_format: str | None, segments: int | None,
-    every: float | None, per_frame: bool, interpolate: bool, overwrite: bool, quiet: bool,
+    feats: Path, output: Path, output_format: str | None, pooling: PoolOptions | None,
+    overwrite: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Re-pool the per-clip features stored in FEATS (an extract output) in time.
 
@@ -46,9 +42,7 @@ def pool_command(
       feat3d pool feats.h5 -o per_second.jsonl --every 1
       feat3d pool feats/ -o frames/ --per-frame --interpolate
     """
-    options = PoolOptions(
-        segments=segments, every=every, per_frame=per_frame, interpolate=interpolate
-    )
+    options = pooling or PoolOptions()  # none chosen: refused, naming the three options
     out = OutputOptions(path=output, format=output_format, overwrite=overwrite)
     report = pool_features(feats, out, options)
     for failure in report.failures:

@@ -58,7 +58,7 @@ ADDED_DEFAULTS = {"window": "clips"}
 
 #: Options recorded only when they differ from these values (``--crops 1`` writes no ``crops``):
 #: absent from an output, they had this value.
-UNSET_VALUES: dict[str, Any] = {"crops": 1, "crop_reduce": "none"}
+UNSET_VALUES: dict[str, Any] = {"crops": 1, "crop_reduce": "none", "pool_mode": ""}
 
 # Free space required beyond what consolidating needs, checked when an output is opened.
 MIN_FREE_BYTES = 16 * 2**20

@@ -33,6 +33,7 @@ from .events import RunEvents, VideosReport
 from .i3d_streams import check_stream_layer, i3d_stream_attributes, uses_streams
 from .messages import VideoOutputs
 from .pipeline import run_network
+from .pool import pool_in_time
 from .ray_engine import ray_videos
 from .two_stream import takes_flow, two_stream_attributes
 
@@ -177,7 +178,9 @@ def extract(
             ``stride``, ``frame_stride``, ``fps``, ``size``, ``crop``, ``tail``, ``start``,
             ``end``, ``max_clips``, ``max_frames``, ``timeout``, ``window``,
             ``clips_per_video``, ``crops`` (clips); ``format``, ``layer``, ``pool``, ``dtype``,
-            ``average_only``, ``overwrite``, ``errors``, ``crop_reduce`` (output);
+            ``average_only``, ``overwrite``, ``errors``, ``crop_reduce``, ``pooling``
+            (output) and its shortcuts ``segments``, ``every``, ``per_frame``,
+            ``interpolate`` (each video's clips pooled in time before they are stored);
             ``batch_size``, ``workers``, ``shard``, ``engine``, ``address``, ``actors``,
             ``decode_cpus``, ``gpus_per_actor`` (run); ``flow``, ``chunks``,
             ``flow_method``, ``streams``, ``flow_weights`` (two-stream).
@@ -233,7 +236,7 @@ def extract(
             two_stream=groups["two_stream"], on_clips=count_clips, crop_reduce=out.crop_reduce,
         )  # fmt: skip
     error_log = ErrorLog(out.errors, retries=out.retries) if out.errors else None
-    _store(results, layer, writer, error_log, report, events)
+    _store(results, _Storing(layer, out), writer, error_log, report, events)
     return report
 
 
@@ -263,6 +266,8 @@ def _open_output(
     attrs.update(i3d_stream_attributes(model, two_stream))
     if layer in ("logits", "probs"):
         attrs["classes"] = list(model.categories)
+    if out.pooling is not None:
+        attrs.update(out.pooling.attributes())
     options = {"format": out.format or guess_format(out.path), "attrs": attrs,
                "overwrite": out.overwrite, "dtype": out.dtype}  # fmt: skip
     if options["format"] == "parquet":  # parts are committed one by one, also to a URL
@@ -272,15 +277,38 @@ def _open_output(
     return open_writer(out.path, **options)
 
 
+@dataclass(frozen=True)
+class _Storing:
+    """What is stored of each video's outputs: the layer, pooled in time or not."""
+
+    layer: str
+    out: OutputOptions
+
+    def features(self, result: VideoOutputs) -> VideoFeatures | VideoFailure:
+        """The video as stored; with ``out.pooling``, its clips (in the stored type, as
+        ``feat3d pool`` reads them) pooled, or the failure to pool them."""
+        video = result.to_features(self.layer)
+        if self.out.pooling is None:
+            return video
+        stored = replace(video, features=video.features.astype(self.out.dtype, copy=False))
+        try:
+            return pool_in_time(stored, self.out.pooling)
+        except ValueError as error:
+            return VideoFailure(video.key, video.source, f"cannot pool: {error}")
+
+
 def _store(
-    results: Iterator[VideoOutputs | VideoFailure], layer: str, writer: FeatureWriter | None,
-    error_log: ErrorLog | None, report: ExtractReport, events: RunEvents,
+    results: Iterator[VideoOutputs | VideoFailure], storing: _Storing,
+    writer: FeatureWriter | None, error_log: ErrorLog | None, report: ExtractReport,
+    events: RunEvents,
 ) -> None:  # fmt: skip
     """Write (or keep) each result as it comes; failures go to the output, the error log and
     the report. Closes the writer and the log, also when the run is interrupted."""
     started = time.perf_counter()
     try:
         for result in results:
+            if isinstance(result, VideoOutputs):
+                result = storing.features(result)
             if isinstance(result, VideoFailure):
                 report.failures.append(result)
                 if writer is not None:
@@ -289,13 +317,12 @@ def _store(
                     error_log.write(result)
                 events.on_failure(result)
                 continue
-            video = result.to_features(layer)
             if writer is not None:
-                writer.write(video)
+                writer.write(result)
             else:
-                report.videos[video.key] = video
-            report.written.append(video.key)
-            events.on_video(video.key, video.n_clips)
+                report.videos[result.key] = result
+            report.written.append(result.key)
+            events.on_video(result.key, int(result.extra.get("pooled_clips", result.n_clips)))
     finally:
         report.elapsed = time.perf_counter() - started
         if writer is not None:

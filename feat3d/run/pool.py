@@ -4,7 +4,7 @@ fixed intervals, per frame) into a new output, without decoding a video again.""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,20 +90,35 @@ def pool_video(video: StoredVideo, arrays: VideoArrays, options: PoolOptions) ->
     if arrays.features is None:
         raise ValueError("no per-clip features stored")
     attrs = video.attrs
-    n_frames = int(attrs.get("n_frames", 0) or 0)
+    stored = VideoFeatures(
+        key=video.key, source=video.source, features=arrays.features, segments=arrays.segments,
+        timestamps=arrays.timestamps, fps=float(video.fps or 0.0),
+        n_frames=int(attrs.get("n_frames", 0) or 0), duration=float(video.seconds or 0.0),
+        width=int(attrs.get("width", 0) or 0), height=int(attrs.get("height", 0) or 0),
+        padded_frames=int(attrs.get("padded_frames", 0) or 0),
+        extra={k: v for k, v in attrs.items() if k not in _OWN_ATTRIBUTES},
+    )  # fmt: skip
+    return pool_in_time(stored, options)
+
+
+def pool_in_time(video: VideoFeatures, options: PoolOptions) -> VideoFeatures:
+    """``video``'s clip features pooled as ``options`` say: its rows become the pooled spans
+    (``segments``, ``timestamps``), its other attributes stay, ``pooled_clips`` records how
+    many clips were pooled. The one pooling step of ``feat3d pool`` and of ``extract``'s
+    ``--segments``/``--every``/``--per-frame``.
+
+    Raises:
+        ValueError: No clips, arrays that don't match, or per-frame pooling without a frame
+            rate.
+    """
     pooled = pool_clips(
-        arrays.features, arrays.timestamps, duration=video.seconds, fps=video.fps,
-        n_frames=n_frames, segments=options.segments, every=options.every,
+        video.features, video.timestamps, duration=video.duration, fps=video.fps,
+        n_frames=video.n_frames, segments=options.segments, every=options.every,
         interpolate=options.interpolate,
     )  # fmt: skip
-    extra = {k: v for k, v in attrs.items() if k not in _OWN_ATTRIBUTES}
-    extra["pooled_clips"] = int(arrays.features.shape[0])
-    return VideoFeatures(
-        key=video.key, source=video.source, features=pooled.features, segments=pooled.segments,
-        timestamps=pooled.timestamps, fps=float(video.fps or 0.0), n_frames=n_frames,
-        duration=float(video.seconds or 0.0), width=int(attrs.get("width", 0) or 0),
-        height=int(attrs.get("height", 0) or 0),
-        padded_frames=int(attrs.get("padded_frames", 0) or 0), extra=extra,
+    return replace(
+        video, features=pooled.features, segments=pooled.segments, timestamps=pooled.timestamps,
+        extra={**video.extra, "pooled_clips": video.n_clips},
     )  # fmt: skip
 
 
