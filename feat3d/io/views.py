@@ -73,11 +73,12 @@ def crop_boxes(height: int, width: int, crop: int | tuple[int, int], n: int) -> 
     """The ``n`` boxes (1, 3, 5 or 10) of size ``crop`` (a side, or ``(h, w)``) in a
     ``height × width`` frame, in the protocols' order (see the module docstring).
 
-    >>> [(box.y0, box.x0) for box in crop_boxes(4, 7, 4, 3)]
-    [(0, 0), (0, 2), (0, 3)]
-
     Raises:
         ViewError: A count other than 1, 3, 5, 10, or a box larger than the frame.
+
+    Example:
+        >>> [(box.y0, box.x0) for box in crop_boxes(4, 7, 4, 3)]
+        [(0, 0), (0, 2), (0, 3)]
     """
     check_crops(n)
     h, w = _hw(crop)
