@@ -345,15 +345,9 @@ def train_stage(
         model, optimizer, accumulate=accumulate, partial_step=False, max_steps=max_steps
     )
     clips = TwoStreamClips(
-        videos,
-        flow_path=flow_path,
-        chunks=recipe.chunks,
-        stride_range=recipe.stride_range,
-        flow_frames=model.flow_frames,
-        crop=crop,
-        seed=seed,
-        frame_rate=frame_rate,
-    )
+        videos, flow_path=flow_path, chunks=recipe.chunks, stride_range=recipe.stride_range,
+        flow_frames=model.flow_frames, crop=crop, seed=seed, frame_rate=frame_rate,
+    )  # fmt: skip
     try:
         run = _StageRun(
             recipe, loop, clips, batch=batch, num_workers=num_workers, seed=seed,
