@@ -9,6 +9,7 @@ import click
 
 from ..cli import (
     flow_method_option,
+    frame_rate_option,
     output_option,
     overwrite_option,
     quiet_option,
@@ -30,11 +31,12 @@ from .progress import CliEvents
               help="Clip displacements to ±B pixels; uint8 spans ±B.")  # fmt: skip
 @overwrite_option("Replace the output. Without it, videos already complete are skipped.")
 @workers_option("Processes, one video each (0: this process; auto: one per core).")
+@frame_rate_option()
 @quiet_option()
 @verbose_option()
 def flow_command(
     inputs: tuple[str, ...], output: Path, method: str, short_side: int, bound: float,
-    overwrite: bool, workers: int | str, quiet: bool, verbose: bool,
+    overwrite: bool, workers: int | str, frame_rate: float | None, quiet: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Optical flow of VIDEOS (files, folders, @list.txt) into an HDF5 file, for two-stream
     networks (st-resnet-50): TV-L1 at short side 256 clipped to ±20 px, stored as uint8.
@@ -43,11 +45,12 @@ def flow_command(
     Examples:
       feat3d flow videos/ -o flow.h5
       feat3d flow a.mp4 b.mkv -o flow.h5 --method dis -j 4
+      feat3d flow jpg/ -o flow.h5 --frame-rate 25   # folders of frame images
     """
     with CliEvents(quiet=quiet, verbose=verbose, what="flow", unit="fields") as events:
         report = extract_flow(
             inputs, output, method=method, short_side=short_side, bound=bound,
-            overwrite=overwrite, events=events, workers=workers,
+            overwrite=overwrite, events=events, workers=workers, frame_rate=frame_rate,
         )  # fmt: skip
     if not quiet:
         click.echo(

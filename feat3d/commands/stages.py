@@ -55,7 +55,8 @@ def train_stage(
     report, checkpoint = run_stage(
         split, output, stage=stage, flow_path=flow, init_2d=init_2d,
         pretrained=recipe["pretrained"], num_workers=resolve_workers(recipe["workers"], device),
-        device=device, on_step=on_step, max_steps=max_steps, seed=seed, resume=resume, **given,
+        device=device, on_step=on_step, max_steps=max_steps, seed=seed, resume=resume,
+        frame_rate=recipe["frame_rate"], **given,
     )  # fmt: skip
     last = report.losses[-1] if report.losses else float("nan")
     click.echo(f"stage {stage}: {report.steps} step(s), last loss {last:.4f} → {checkpoint}",

@@ -17,6 +17,10 @@ is computed as the video decodes, only for the fields the clips use, and passed 
 same clipping and uint8 quantization as a stored file so both give the same input. Frames are
 counted first with a cheap decoding pass (the chunk positions depend on the count), then
 decoded once more; only the clips being filled are in memory.
+
+A video is a file or a folder of frame images (:mod:`feat3d.io.frames`, at ``frame_rate``).
+With ``frames=(a, b)`` (an annotated segment) the chunks are placed over frames ``a .. b - 1``
+only, as over a video of ``b - a`` frames; their indices stay those of the whole video.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..io.decode import iter_frames
+from ..io.decode import VideoDecodeError
+from ..io.sources import iter_source_frames
 from .compute import FlowError, dequantize, iter_frames_and_flow, quantize
 from .store import FlowFile
 
@@ -81,9 +86,9 @@ class _Pending:
     times: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
 
-def _count_frames(path: Path) -> int:
+def _count_frames(path: Path, frame_rate: float | None) -> int:
     count = 0
-    for _ in iter_frames(path, size=(2, 2), crop=None):
+    for _ in iter_source_frames(path, frame_rate=frame_rate, size=(2, 2), crop=None):
         count += 1
     return count
 
@@ -99,11 +104,13 @@ def iter_two_stream_clips(
     short_side: int = 256,
     method: str = "tvl1",
     bound: float = 20.0,
+    frame_rate: float | None = None,
+    frames: tuple[int, int] | None = None,
 ) -> Iterator[TwoStreamClip]:
     """Two-stream clips of a video (see the module docstring for layout and sampling).
 
     Args:
-        path: Video file.
+        path: Video file or frame folder.
         flow_file: A ``feat3d flow`` HDF5 file (path or open :class:`FlowFile`) holding this
             video's flow; ``None`` computes it.
         key: The video's key in ``flow_file`` (default: the file name).
@@ -113,12 +120,16 @@ def iter_two_stream_clips(
             frames between chunks (consecutive clips).
         short_side: Frames are resized so their short side has this many pixels.
         method, bound: Flow method and clipping bound when computing flow.
+        frame_rate: Frames per second of a frame folder (``None``: its ``fps`` file's, else
+            30).
+        frames: ``[first, end)``: place the chunks over these frames only (an annotated
+            segment); ``None``: the whole video.
 
     Yields:
         :class:`TwoStreamClip` ``(array, segment, time)``.
 
     Raises:
-        VideoDecodeError: The video cannot be decoded.
+        VideoDecodeError: The video cannot be decoded, or ``frames`` starts past its end.
         FlowError: No OpenCV, or ``flow_file`` lacks the video or does not match it.
 
     Example:
@@ -141,36 +152,65 @@ def iter_two_stream_clips(
             n_frames = flows.n_fields(key) + 1
             bound = flows.bound
         else:
-            n_frames = _count_frames(path)
+            n_frames = _count_frames(path, frame_rate)
         yield from _assemble(
             path, n_frames, flows=flows, key=key, chunks=chunks, flow_frames=flow_frames,
             spacing=spacing, short_side=short_side, method=method, bound=bound,
+            frame_rate=frame_rate, span=_span(frames, n_frames),
         )  # fmt: skip
     finally:
         if owned and flows is not None:
             flows.close()
 
 
-def _assemble(
-    path: Path, n_frames: int, *, flows: FlowFile | None, key: str | None, chunks: int,
-    flow_frames: int, spacing: int | None, short_side: int, method: str, bound: float,
-) -> Iterator[TwoStreamClip]:  # fmt: skip
-    n_fields = n_frames - 1
-    plans = chunk_starts(n_frames, chunks=chunks, flow_frames=flow_frames, spacing=spacing)
-    # Which clip slots each frame and each field fills: rgb[i] -> (clip, chunk),
-    # fields[j] -> (clip, chunk, l). Fields past the end repeat the last one.
+def _span(frames: tuple[int, int] | None, n_frames: int) -> tuple[int, int]:
+    """``[first, end)`` of the frames the chunks are placed over, within the video."""
+    if frames is None:
+        return 0, n_frames
+    first, end = int(frames[0]), min(int(frames[1]), n_frames)
+    if first < 0 or first >= end:
+        raise VideoDecodeError(
+            f"segment frames [{frames[0]}, {frames[1]}) is empty or past the video's "
+            f"{n_frames} frames"
+        )
+    return first, end
+
+
+_Slots = tuple[
+    dict[int, list[tuple[int, int]]], dict[int, list[tuple[int, int, int]]], list[_Pending]
+]
+
+
+def _slots(span: tuple[int, int], *, chunks: int, flow_frames: int, spacing: int | None) -> _Slots:
+    """Which clip slots each frame and each field fills: ``rgb[i] -> [(clip, chunk)]``,
+    ``fields[j] -> [(clip, chunk, l)]``, and the clips to fill, for chunks placed over the
+    frames ``span``. Fields stay inside the span: stacks reaching past its end repeat its
+    last field (a segment's stacks never read past the segment)."""
+    last_field = span[1] - 2
+    has_fields = span[1] - span[0] > 1
+    plans = chunk_starts(span[1] - span[0], chunks=chunks, flow_frames=flow_frames, spacing=spacing)
     rgb: dict[int, list[tuple[int, int]]] = {}
     fields: dict[int, list[tuple[int, int, int]]] = {}
     pending: list[_Pending] = []
-    for c, starts in enumerate(plans):
+    for c, relative in enumerate(plans):
+        starts = [span[0] + s for s in relative]
         for k, s in enumerate(starts):
             rgb.setdefault(s, []).append((c, k))
-            if n_fields > 0:
+            if has_fields:
                 for offset in range(flow_frames):
-                    fields.setdefault(min(s + offset, n_fields - 1), []).append((c, k, offset))
-        end = min(n_frames, max(starts) + flow_frames + 1)
-        slots = len(starts) * (1 + (flow_frames if n_fields > 0 else 0))
+                    fields.setdefault(min(s + offset, last_field), []).append((c, k, offset))
+        end = min(span[1], max(starts) + flow_frames + 1)
+        slots = len(starts) * (1 + (flow_frames if has_fields else 0))
         pending.append(_Pending(starts, (starts[0], end), slots))
+    return rgb, fields, pending
+
+
+def _assemble(
+    path: Path, n_frames: int, *, flows: FlowFile | None, key: str | None, chunks: int,
+    flow_frames: int, spacing: int | None, short_side: int, method: str, bound: float,
+    frame_rate: float | None, span: tuple[int, int],
+) -> Iterator[TwoStreamClip]:  # fmt: skip
+    rgb, fields, pending = _slots(span, chunks=chunks, flow_frames=flow_frames, spacing=spacing)
     next_clip = 0
 
     def slot(c: int, image: np.ndarray) -> np.ndarray:
@@ -182,10 +222,14 @@ def _assemble(
 
     if flows is None:
         stream = iter_frames_and_flow(
-            path, method=method, short_side=short_side, bound=bound, needed=set(fields)
-        )
+            path, method=method, short_side=short_side, bound=bound, needed=set(fields),
+            frame_rate=frame_rate,
+        )  # fmt: skip
     else:
-        stream = ((frame, None) for frame in iter_frames(path, size=short_side, crop=None))
+        stream = (
+            (frame, None)
+            for frame in iter_source_frames(path, frame_rate=frame_rate, size=short_side, crop=None)
+        )
     for frame, computed in stream:
         i = frame.index
         if i >= n_frames:

@@ -1,7 +1,8 @@
 """Dense optical flow of a video, computed frame pair by frame pair as the video decodes.
 
-Frames come from :func:`feat3d.io.decode.iter_frames` (RGB, resized in libswscale so the short
-side is ``short_side``, not cropped) and are turned grey; only the previous grey frame is kept,
+Frames come from :func:`feat3d.io.sources.iter_source_frames` (a video file, or a folder of
+frame images at ``frame_rate``; RGB, resized in libswscale so the short side is
+``short_side``, not cropped) and are turned grey; only the previous grey frame is kept,
 so memory does not grow with the video's length.
 
 Conventions (those of OpenCV and of Feichtenhofer, Pinz & Wildes, NIPS 2016):
@@ -33,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
-from ..io.decode import Frame, VideoInfo, iter_frames
+from ..io.decode import Frame, VideoInfo
+from ..io.sources import iter_source_frames
 
 __all__ = [
     "METHODS",
@@ -143,6 +145,7 @@ def iter_frames_and_flow(
     threads: int = 0,
     info_out: list[VideoInfo] | None = None,
     fps: float | None = None,
+    frame_rate: float | None = None,
 ) -> Iterator[tuple[Frame, np.ndarray | None]]:
     """Each decoded frame with the flow field that ends at it.
 
@@ -152,7 +155,7 @@ def iter_frames_and_flow(
     field indices are computed, the rest are skipped without cost).
 
     Args:
-        path: Video file.
+        path: Video file or frame folder (:mod:`feat3d.io.frames`).
         method: ``tvl1``, ``dis`` or ``farneback``.
         short_side: Resize so the short side has this many pixels (aspect kept); ``None``
             keeps the decoded size.
@@ -162,6 +165,8 @@ def iter_frames_and_flow(
         info_out: Receives the video's :class:`VideoInfo` when the first frame is decoded.
         fps: Sample frames at this rate (``iter_frames``' ``fps``); flow then goes from one
             sampled frame to the next. ``None``: every frame.
+        frame_rate: Frames per second of a frame folder (``--frame-rate``; ``None``: its
+            ``fps`` file's, else 30).
 
     Raises:
         VideoDecodeError: The video cannot be decoded completely.
@@ -169,9 +174,10 @@ def iter_frames_and_flow(
     """
     compute = make_flow_method(method)
     previous: np.ndarray | None = None
-    for frame in iter_frames(
-        Path(path), size=short_side, crop=None, threads=threads, info_out=info_out, fps=fps
-    ):
+    for frame in iter_source_frames(
+        Path(path), frame_rate=frame_rate, size=short_side, crop=None, threads=threads,
+        info_out=info_out, fps=fps,
+    ):  # fmt: skip
         i = frame.index
         field: np.ndarray | None = None
         wanted_now = needed is None or (i - 1) in needed
@@ -193,6 +199,7 @@ def iter_flow(
     bound: float | None = 20.0,
     threads: int = 0,
     info_out: list[VideoInfo] | None = None,
+    frame_rate: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Dense flow of consecutive frame pairs: ``N - 1`` arrays ``(2, H, W)`` float32 (pixels,
     ``dx`` then ``dy``, clipped to ``±bound``) for a video of ``N`` frames.
@@ -203,7 +210,7 @@ def iter_flow(
     """
     for _frame, field in iter_frames_and_flow(
         path, method=method, short_side=short_side, bound=bound, threads=threads,
-        info_out=info_out,
+        info_out=info_out, frame_rate=frame_rate,
     ):  # fmt: skip
         if field is not None:
             yield field

@@ -14,7 +14,9 @@ Layout (plain h5py can read it):
 - ``/_errors/<quoted key>`` groups with ``video``, ``source``, ``message`` for videos that
   failed.
 
-Fields are appended as they are computed, so a long video's flow is never held in memory.
+A video is a file or a folder of frame images (:mod:`feat3d.io.frames`, ``--frame-rate``),
+found as ``feat3d extract`` finds them. Fields are appended as they are computed, so a long
+video's flow is never held in memory.
 Crash safety and resume work like ``extract``'s HDF5 output: while a run works, each video
 goes to its own file in ``OUT.h5.pending/`` (renamed into place when complete); at the end
 they are merged into a copy of ``OUT.h5`` that is renamed over it. After a kill, ``OUT.h5``
@@ -268,8 +270,9 @@ _Message = tuple[str, str, Any]
 
 
 def _video_messages(
-    source: VideoSource, *, method: str, short_side: int, bound: float, threads: int
-) -> Iterator[_Message]:
+    source: VideoSource, *, method: str, short_side: int, bound: float, threads: int,
+    frame_rate: float | None = None,
+) -> Iterator[_Message]:  # fmt: skip
     """Compute one video's flow, as writer messages (quantized fields in batches)."""
     info: list[VideoInfo] = []
     batch: list[np.ndarray] = []
@@ -278,7 +281,7 @@ def _video_messages(
     try:
         for frame, flow in iter_frames_and_flow(
             source.path, method=method, short_side=short_side, bound=bound, threads=threads,
-            info_out=info,
+            info_out=info, frame_rate=frame_rate,
         ):  # fmt: skip
             if not times:
                 yield ("begin", source.key, frame.image.shape[:2])
@@ -303,15 +306,17 @@ def _video_messages(
 
 
 def _worker(
-    tasks: Any, results: Any, method: str, short_side: int, bound: float, threads: int
-) -> None:
+    tasks: Any, results: Any, method: str, short_side: int, bound: float, threads: int,
+    frame_rate: float | None = None,
+) -> None:  # fmt: skip
     """Worker process: compute flow for videos from ``tasks`` until it gets ``None``."""
     flow_threads(threads)
     while (source := tasks.get()) is not None:
         try:
             for message in _video_messages(
-                source, method=method, short_side=short_side, bound=bound, threads=1
-            ):
+                source, method=method, short_side=short_side, bound=bound, threads=1,
+                frame_rate=frame_rate,
+            ):  # fmt: skip
                 results.put(message)
         except Exception as error:  # the writer must hear about it, or it waits forever
             results.put(("error", source.key, f"{type(error).__name__}: {error}"))
@@ -319,8 +324,9 @@ def _worker(
 
 
 def _messages_in_workers(
-    sources: list[VideoSource], *, processes: int, method: str, short_side: int, bound: float
-) -> Iterator[_Message]:
+    sources: list[VideoSource], *, processes: int, method: str, short_side: int, bound: float,
+    frame_rate: float | None = None,
+) -> Iterator[_Message]:  # fmt: skip
     """Flow messages of ``sources`` computed in ``processes`` spawned workers."""
     context = multiprocessing.get_context("spawn")
     tasks = context.Queue()
@@ -329,7 +335,9 @@ def _messages_in_workers(
     threads = max(1, (os.cpu_count() or 1) // processes)
     workers = [
         context.Process(
-            target=_worker, args=(tasks, results, method, short_side, bound, threads), daemon=True
+            target=_worker,
+            args=(tasks, results, method, short_side, bound, threads, frame_rate),
+            daemon=True,
         )
         for _ in range(processes)
     ]
@@ -370,6 +378,7 @@ def extract_flow(
     events: Any = None,
     workers: int | str = 0,
     compression: str = COMPRESSION,
+    frame_rate: float | None = None,
 ) -> FlowReport:
     """Compute the optical flow of every video and store it quantized in an HDF5 file.
 
@@ -388,6 +397,9 @@ def extract_flow(
             OpenCV's threads; ``"auto"``: one per core); each gets ``cores // processes``
             OpenCV threads.
         compression: ``gzip`` (level 4), ``lzf`` or ``""`` (none) for the ``flow`` datasets.
+        frame_rate: ``--frame-rate``: every folder of frame images is a video at this rate
+            (without it, only folders with Hara et al.'s ``n_frames``/``fps`` file are, at the
+            ``fps`` file's rate, else 30). Frame times and ``fps`` are recorded at this rate.
 
     Returns:
         A :class:`FlowReport`; videos already complete in ``output`` are skipped.
@@ -414,7 +426,7 @@ def extract_flow(
     if inputs and all(isinstance(item, VideoSource) for item in inputs):
         sources: list[VideoSource] = inputs  # type: ignore[assignment]
     else:
-        sources = discover_videos(inputs)  # type: ignore[arg-type]
+        sources = discover_videos(inputs, frame_rate=frame_rate)  # type: ignore[arg-type]
     attrs = {
         "feat3d_version": __version__, "method": method, "short_side": int(short_side),
         "bound": float(bound), "encoding": ENCODING, "compression": compression,
@@ -431,14 +443,20 @@ def extract_flow(
         processes = min(workers, len(sources))
         if processes > 0:
             messages = _messages_in_workers(
-                sources, processes=processes, method=method, short_side=short_side, bound=bound
-            )
+                sources, processes=processes, method=method, short_side=short_side, bound=bound,
+                frame_rate=frame_rate,
+            )  # fmt: skip
         else:
             messages = (
                 message
                 for source in sources
                 for message in _video_messages(
-                    source, method=method, short_side=short_side, bound=bound, threads=0
+                    source,
+                    method=method,
+                    short_side=short_side,
+                    bound=bound,
+                    threads=0,
+                    frame_rate=frame_rate,
                 )
             )
         _write_messages(messages, store, by_key, report, events)

@@ -67,10 +67,16 @@ class VideoSource:
     Attributes:
         path: Absolute path of the file, or its URL (a ``str``, credentials included).
         key: Its name in the output (posix, relative to the input root it was found under).
+        frames: ``[first, end)`` source frames (0-based) to read, ``None`` for the whole
+            video: one labelled segment of a longer video (ActivityNet's ``v_<id>#k``
+            items). Frame ``i`` is at ``i / rate`` seconds (a frame folder's rate; a video
+            file's average rate, exact for constant-rate video), so decoding seeks to the
+            segment and stops after it (:func:`feat3d.io.sources.segment_window`).
     """
 
     path: Path | str
     key: str
+    frames: tuple[int, int] | None = None
 
     @property
     def display(self) -> str:

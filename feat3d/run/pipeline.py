@@ -293,7 +293,7 @@ def run_network(
         )
         return two_stream_videos(
             model, sources, options=two_stream or TwoStreamOptions(), layers=layers,
-            on_clips=on_clips,
+            on_clips=on_clips, frame_rate=clips.frame_rate if clips is not None else None,
         )  # fmt: skip
     return run_videos(
         model, sources, clips=clips, layers=layers, pool=pool, batch_size=run.batch_size,

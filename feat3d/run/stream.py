@@ -8,13 +8,14 @@ decoding time only (a :class:`~.workers.Stopwatch` paused while clips wait for t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ..io.decode import Frame, VideoDecodeError, VideoInfo
 from ..io.discover import VideoSource
-from ..io.sources import iter_source_frames
+from ..io.sources import iter_source_frames, segment_window
 from ..io.views import ClipViews
 from ..options import ClipOptions
 from .messages import ClipItem
@@ -48,9 +49,15 @@ class ClipStream:
 
     def video_items(self, index: int, watch: Stopwatch) -> Iterator[ClipItem]:
         """The clips of video ``index`` then its ``end`` (or ``error``) item. ``watch`` times
-        the decoding for ``--timeout``; the caller pauses it while a clip waits for room."""
+        the decoding for ``--timeout``; the caller pauses it while a clip waits for room.
+        A source with a frame window (:attr:`~feat3d.io.VideoSource.frames`) gives the clips
+        of that span only."""
         source = self.sources[index]
-        opts = self.options
+        try:
+            opts = segment_options(self.options, source)
+        except VideoDecodeError as error:
+            yield ClipItem("error", index, message=_describe(error))
+            return
         infos: list[VideoInfo] = []
         damage: list[str] = []
         # --crops: frames resized but uncropped; the views are cut from each clip below.
@@ -114,6 +121,31 @@ class ClipStream:
                 **(views.attributes() if views is not None else {}),
             },
         )
+
+
+def segment_options(options: ClipOptions, source: VideoSource) -> ClipOptions:
+    """``options`` for ``source``: with a frame window (:attr:`VideoSource.frames`), its
+    seconds (:func:`~feat3d.io.sources.segment_window`) as ``start``/``end``, within the
+    ``start``/``end`` already given, so every sampler (consecutive clips, uniform views,
+    centred windows) sees that span only and decoding seeks to it.
+
+    Raises:
+        VideoDecodeError: The segment cannot be placed, or lies outside ``start``/``end``.
+    """
+    if source.frames is None:
+        return options
+    low, high = segment_window(
+        source.path, source.frames, frame_rate=options.frame_rate, retries=options.retries
+    )
+    start = max(float(low), options.start or 0.0)
+    end = float(high) if options.end is None else min(float(high), options.end)
+    if end <= start:
+        first, last = source.frames
+        raise VideoDecodeError(
+            f"segment frames [{first}, {last}) ({float(low):.3f}-{float(high):.3f} s) lies "
+            "outside --start/--end"
+        )
+    return replace(options, start=start or None, end=end)
 
 
 class _FrameCounter:

@@ -5,7 +5,10 @@ evenly spaced over its length, frames at short side 256 with no cropping, each c
 frame and its stack of 10 flow fields through both streams at once, fully convolutionally:
 the fc scores every spatio-temporal position and the scores are averaged, then the two
 streams' averages are averaged. Flow comes from a ``feat3d flow`` file or is computed on the
-fly. Each video gives one "clip" (the 25 chunks) in the outputs.
+fly. Each video gives one "clip" (the 25 chunks) in the outputs. A video is a file or a folder
+of frame images (at ``frame_rate``); a source with a frame window
+(:attr:`~feat3d.io.VideoSource.frames`, an annotated segment) spreads its chunks over that
+window only.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from ..backbones.st_resnet import fully_convolutional_logits, normalize_two_stre
 from ..flow.clips import iter_two_stream_clips
 from ..flow.compute import FlowError
 from ..flow.store import FlowFile
-from ..io.decode import VideoDecodeError, open_video
+from ..io.decode import VideoDecodeError
 from ..io.discover import VideoSource
+from ..io.sources import open_source
 from ..io.writers import VideoFailure
 from ..model import VideoModel
 from ..options import TwoStreamOptions
@@ -53,7 +57,7 @@ def two_stream_attributes(options: TwoStreamOptions) -> dict[str, object]:
 
 def _video_outputs(
     model: VideoModel, source: VideoSource, options: TwoStreamOptions, flows: object,
-    layers: tuple[str, ...],
+    layers: tuple[str, ...], frame_rate: float | None,
 ) -> VideoOutputs:  # fmt: skip
     network = model.backbone
     short_side, key = options.short_side, source.key
@@ -62,6 +66,7 @@ def _video_outputs(
     clips = iter_two_stream_clips(
         source.path, flow_file=flows, key=key, chunks=options.chunks,  # type: ignore[arg-type]
         flow_frames=network.flow_frames, short_side=short_side, method=options.method,
+        frame_rate=frame_rate, frames=source.frames,
     )  # fmt: skip
     clip = next(clips)
     clips.close()
@@ -75,7 +80,7 @@ def _video_outputs(
         if "logits" in layers or "probs" in layers:
             outputs["logits"] = fully_convolutional_logits(network, x)["fused"]
             outputs["probs"] = torch.softmax(outputs["logits"].float(), dim=1)
-    info = open_video(source.path)
+    info = open_source(source.path, frame_rate=frame_rate)
     n_frames = info.n_frames_declared or int(clip.segment[1])
     return VideoOutputs(
         source=source,
@@ -101,8 +106,10 @@ def two_stream_videos(
     options: TwoStreamOptions,
     layers: tuple[str, ...],
     on_clips: object = None,
+    frame_rate: float | None = None,
 ) -> Iterator[VideoOutputs | VideoFailure]:
-    """``run_videos`` for a two-stream network: one output row per video (its chunks)."""
+    """``run_videos`` for a two-stream network: one output row per video (its chunks).
+    ``frame_rate``: frames per second of frame folders (``--frame-rate``)."""
     unknown = [layer for layer in layers if layer not in TWO_STREAM_LAYERS]
     if unknown:
         raise ValueError(
@@ -113,7 +120,7 @@ def two_stream_videos(
     try:
         for source in sources:
             try:
-                yield _video_outputs(model, source, options, flows, layers)
+                yield _video_outputs(model, source, options, flows, layers, frame_rate)
             except (VideoDecodeError, FlowError, KeyError, ValueError) as error:
                 message = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 yield VideoFailure(source.key, source.display, message or type(error).__name__)

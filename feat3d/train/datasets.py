@@ -43,7 +43,7 @@ from typing import TypeVar
 
 from ..errors import RunError
 from ..io.decode import VideoDecodeError
-from ..io.discover import holds_images, is_frame_folder, is_video_file, safe_key
+from ..io.discover import VideoSource, holds_images, is_frame_folder, is_video_file, safe_key
 from ..io.sources import iter_source_frames, open_source
 
 __all__ = [
@@ -78,13 +78,18 @@ class VideoItem:
         key: Path relative to the dataset root, posix form (the video's name in outputs).
         frames: ``[first, end)`` source frames (0-based) the label covers, ``None`` for the
             whole video: an annotated segment (Hara et al.'s annotation JSON); training
-            clips start inside it.
+            clips start inside it, and evaluation decodes only it.
     """
 
     path: Path
     label: int
     key: str
     frames: tuple[int, int] | None = None
+
+    @property
+    def source(self) -> VideoSource:
+        """The item as the clip stream reads it: its path, key and segment."""
+        return VideoSource(self.path, self.key, self.frames)
 
 
 @dataclass

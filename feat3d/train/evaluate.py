@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ..io.discover import VideoSource
 from ..io.writers import VideoFailure
 from ..model import VideoModel
 from ..options import ClipOptions, RunOptions, TwoStreamOptions
@@ -114,7 +113,8 @@ def evaluate_videos(
 
     Args:
         model: The network, its metadata and device.
-        items: Labelled videos.
+        items: Labelled videos; an item with a segment (:attr:`VideoItem.frames`, several
+            per ActivityNet video) is scored on the clips of that segment only.
         classes: Class names, index = label.
         clips: Clip options (non-overlapping, centre crop: the papers' protocol; with
             ``clips_per_video``, that many views spread uniformly over each video); with
@@ -138,7 +138,7 @@ def evaluate_videos(
             f"dataset has {list(classes)[:3]}…: they must be the same, in the same order"
         )
     by_key = {item.key: item for item in items}
-    sources = [VideoSource(item.path, item.key) for item in items]
+    sources = [item.source for item in items]  # a segment's clips come from it alone
     sums = _Sums()
     failures: list[VideoFailure] = []
     n_classes = len(classes)

@@ -24,12 +24,12 @@ one large batch (``virtual_batch``). SGD with momentum 0.9 and weight decay 5e-4
 (MatConvNet's defaults).
 
 Sampling: a clip of ``chunks`` chunks ``τ`` frames apart (``τ`` uniform in the stage's range)
-starts uniformly at random; chunk ``t`` is RGB frame ``s_t`` and flow fields ``s_t …
-s_t + L - 1`` (``L = 10``). Spatial jitter: a square crop of scale ``1, 0.875, 0.75`` or
-``0.66`` of the short side at the centre or a corner, resized to ``crop``, and a horizontal
-flip with probability 1/2 (which negates the flow's x component). The authors' ``f25noCtr``
-and ``multiScaleRegular`` augmentations were not readable here; this is the multi-scale
-corner cropping of two-stream training.
+starts uniformly at random (inside the item's annotated segment, when it has one); chunk ``t``
+is RGB frame ``s_t`` and flow fields ``s_t … s_t + L - 1`` (``L = 10``). Spatial jitter: a
+square crop of scale ``1, 0.875, 0.75`` or ``0.66`` of the short side at the centre or a
+corner, resized to ``crop``, and a horizontal flip with probability 1/2 (which negates the
+flow's x component). The authors' ``f25noCtr`` and ``multiScaleRegular`` augmentations were not
+readable here; this is the multi-scale corner cropping of two-stream training.
 
 Example:
     >>> split = load_dataset("ucf101/")  # doctest: +SKIP
@@ -56,7 +56,7 @@ from ..backbones import get_backbone, resolve_weights, save_checkpoint
 from ..backbones.ghost_bn import use_ghost_batch_norm
 from ..backbones.st_resnet import STResNet, load_st_resnet_from_2d, normalize_two_stream
 from ..flow.store import FlowFile
-from ..io.decode import iter_frames
+from ..io.sources import iter_source_frames
 from .datasets import DatasetSplit, VideoItem
 from .loop import EpochTotals, LoopHooks, StepOutput, TrainLoop, warn_few_steps
 
@@ -120,16 +120,20 @@ STAGES: dict[str, Stage] = {
 class TwoStreamClips(torch.utils.data.Dataset):
     """Random training clips ``(3 + 2L, T, crop, crop)`` float32 (RGB 0-255, flow pixels).
 
-    RGB frames are decoded at the flow file's short side, so frames and fields align.
+    RGB frames are decoded at the flow file's short side, so frames and fields align. A video
+    is a file or a folder of frame images; an item's segment
+    (:attr:`~feat3d.train.VideoItem.frames`) holds its chunk starts.
 
     Args:
-        videos: Labelled videos; ``key`` must name their group in the flow file.
+        videos: Labelled videos; ``key`` names their group in the flow file, else their
+            path its recorded source (segments of one video share its flow).
         flow_path: A ``feat3d flow`` HDF5 file.
         chunks: Chunks per clip.
         stride_range: Inclusive range of τ.
         flow_frames: ``L``.
         crop: Output side.
         seed: Base of the per-sample random generator (with ``epoch`` and the index).
+        frame_rate: Frames per second of frame folders (``--frame-rate``).
     """
 
     def __init__(
@@ -142,8 +146,10 @@ class TwoStreamClips(torch.utils.data.Dataset):
         flow_frames: int = 10,
         crop: int = 224,
         seed: int = 0,
+        frame_rate: float | None = None,
     ) -> None:
         self.videos = list(videos)
+        self.frame_rate = frame_rate
         self.flow_path = Path(flow_path)
         self.chunks = chunks
         self.stride_range = stride_range
@@ -153,32 +159,42 @@ class TwoStreamClips(torch.utils.data.Dataset):
         self.epoch = 0
         with FlowFile(self.flow_path) as flows:
             self.short_side = flows.short_side
-            self.n_fields = [flows.n_fields(v.key) for v in self.videos]
+            # By key, else by source path: the segments of one video (``v_<id>#k``) share
+            # that video's flow.
+            self.flow_keys = [flows.key_for(v.path, v.key) for v in self.videos]
+            self.n_fields = [flows.n_fields(key) for key in self.flow_keys]
 
     def __len__(self) -> int:
         return len(self.videos)
 
-    def starts(self, n_frames: int, rng: random.Random) -> list[int]:
-        """Chunk starts of one random clip of a video with ``n_frames`` frames."""
+    def starts(
+        self, n_frames: int, rng: random.Random, span: tuple[int, int] | None = None
+    ) -> list[int]:
+        """Chunk starts of one random clip of a video with ``n_frames`` frames, inside the
+        frames ``span`` (``[first, end)``; ``None``: the whole video)."""
+        low, high = (0, n_frames) if span is None else (span[0], min(span[1], n_frames))
+        low = max(0, min(low, n_frames - 1))
         stride = rng.randint(*self.stride_range)
-        last = max(0, n_frames - 1 - self.flow_frames)  # the last start with L fields after it
-        first = rng.randint(0, max(0, last - (self.chunks - 1) * stride))
+        last = max(low, high - 1 - self.flow_frames)  # the last start with L fields after it
+        first = rng.randint(low, max(low, last - (self.chunks - 1) * stride))
         return [min(first + t * stride, last) for t in range(self.chunks)]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         item = self.videos[index]
         rng = random.Random(hash((self.seed, self.epoch, index)))
         n_frames = self.n_fields[index] + 1
-        starts = self.starts(n_frames, rng)
+        starts = self.starts(n_frames, rng, item.frames)
         wanted = set(starts)
         frames: dict[int, np.ndarray] = {}
-        for frame in iter_frames(item.path, size=self.short_side, crop=None):
+        for frame in iter_source_frames(
+            item.path, frame_rate=self.frame_rate, size=self.short_side, crop=None
+        ):
             if frame.index in wanted:
                 frames[frame.index] = frame.image
             if frame.index >= max(starts):
                 break
         with FlowFile(self.flow_path) as flows:
-            stacks = [self._flow_stack(flows, item.key, s) for s in starts]
+            stacks = [self._flow_stack(flows, self.flow_keys[index], s) for s in starts]
         height, width = stacks[0].shape[-2:]
         rgb = np.stack([frames.get(s, frames[max(frames)]) for s in starts])  # (T, h, w, 3)
         rgb_t = torch.from_numpy(rgb).permute(3, 0, 1, 2).float()  # (3, T, h, w)
@@ -273,6 +289,7 @@ def train_stage(
     on_step: Callable[[int, float], None] | None = None,
     state_path: str | Path | None = None,
     resume: bool = False,
+    frame_rate: float | None = None,
 ) -> StageReport:
     """Train ``model`` in place through one stage of Table 2.
 
@@ -302,6 +319,8 @@ def train_stage(
         state_path: Commit the training state (weights, optimizer, random state, the
             report so far) to this file after every epoch.
         resume: Continue from ``state_path`` when it exists (written by the same stage).
+        frame_rate: Frames per second of frame folders (``--frame-rate``; ``None``: their
+            ``fps`` file's, else 30).
 
     Returns:
         A :class:`StageReport`.
@@ -326,14 +345,9 @@ def train_stage(
         model, optimizer, accumulate=accumulate, partial_step=False, max_steps=max_steps
     )
     clips = TwoStreamClips(
-        videos,
-        flow_path=flow_path,
-        chunks=recipe.chunks,
-        stride_range=recipe.stride_range,
-        flow_frames=model.flow_frames,
-        crop=crop,
-        seed=seed,
-    )
+        videos, flow_path=flow_path, chunks=recipe.chunks, stride_range=recipe.stride_range,
+        flow_frames=model.flow_frames, crop=crop, seed=seed, frame_rate=frame_rate,
+    )  # fmt: skip
     try:
         run = _StageRun(
             recipe, loop, clips, batch=batch, num_workers=num_workers, seed=seed,
