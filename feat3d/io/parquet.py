@@ -365,12 +365,20 @@ def read_metadata(schema: Any) -> tuple[dict[str, Any], tuple[int, ...] | None]:
     return options, (tuple(shape) if shape is not None else None)
 
 
-def read_part(folder: Folder, kind: str, name: str, columns: Iterable[str] | None = None) -> Any:
-    """One part file as a pyarrow table (``columns``: only those), fetched whole (retried
-    after transient network errors)."""
+def part_bytes(folder: Folder, kind: str, name: str) -> bytes:
+    """One part file's bytes, fetched whole (retried after transient network errors)."""
+    return folder.run(lambda: folder.fs.cat_file(folder.path(kind, name)), f"read of {kind}/{name}")
+
+
+def bytes_table(data: bytes, columns: Iterable[str] | None = None) -> Any:
+    """The bytes of a Parquet file as a pyarrow table (``columns``: only those)."""
     pa, pq = pyarrow_modules()
-    data = folder.run(lambda: folder.fs.cat_file(folder.path(kind, name)), f"read of {kind}/{name}")
     return pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
+
+
+def read_part(folder: Folder, kind: str, name: str, columns: Iterable[str] | None = None) -> Any:
+    """One part file as a pyarrow table (``columns``: only those)."""
+    return bytes_table(part_bytes(folder, kind, name), columns)
 
 
 def _record(row: Mapping[str, Any], part: str) -> dict[str, Any]:

@@ -238,3 +238,23 @@ def test_a_clip_part_deleted_under_a_writer_is_put_again(tmp_path, monkeypatch):
     with open_output(out) as output:
         assert output.arrays("a").features.shape == (2, 4)
     assert len(pd.read_parquet(out / "clips")) == 2
+
+
+def test_merge_copies_local_shards_into_a_folder_on_s3(bucket, tmp_path, s3_calls):
+    shards = []
+    for index, keys in enumerate((["a", "b"], ["c"])):
+        shard = tmp_path / f"shard{index}.parquet"
+        writer = open_writer(shard, format="parquet", attrs=ATTRS)
+        for key in keys:
+            writer.write(video(key, n_clips=2, seed=ord(key)))
+        writer.close()
+        shards.append(str(shard))
+    result = CliRunner().invoke(cli, ["merge", OUT, *shards])
+    assert result.exit_code == 0, result.output
+    assert f"{OUT}: 3 videos, 0 duplicates skipped" in result.output
+    assert not [op for op, _ in s3_calls if "multipart" in op]
+    assert sorted(_pandas_clips().video) == ["a", "a", "b", "b", "c", "c"]
+    with open_output(OUT) as output:
+        np.testing.assert_array_equal(
+            output.arrays("c").features, video("c", 2, seed=ord("c")).features
+        )
