@@ -35,6 +35,7 @@ from .io.reader import (
     open_output,
     pending_journal,
 )
+from .urls import filesystem, is_url, mask_url
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".safetensors", ".pickle", ".pkl", ".ckpt")
 JOURNAL_SUFFIX = ".journal"
@@ -59,7 +60,11 @@ def _human_bytes(size: int) -> str:
     return f"{value:.1f} TiB"  # pragma: no cover - unreachable
 
 
-def _disk_size(path: Path) -> int:
+def _disk_size(path: Path | str) -> int:
+    if isinstance(path, str) and is_url(path):
+        fs, location = filesystem(path)
+        return int(fs.du(location, total=True))
+    path = Path(path)
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -338,7 +343,7 @@ def _summary(output: OutputReader) -> OutputInfo:
         shape = layout.row
         dtype = dtype if output.format == "json" else layout.dtype
     return OutputInfo(
-        path=str(output.path),
+        path=mask_url(output.path),
         format=output.format,
         options=output.options,
         n_videos=len(videos),
@@ -376,9 +381,9 @@ def describe_output(path: str | os.PathLike[str]) -> OutputInfo:
     """Summarise an ``extract`` output without loading its features.
 
     Args:
-        path: An HDF5 file, a JSON Lines file or an npy folder written by ``feat3d extract``,
-            or an HDF5 output of which only the journal exists (a run stopped before it first
-            wrote the file).
+        path: An HDF5 file, a JSON Lines file, an npy or Parquet folder written by
+            ``feat3d extract`` (a Parquet folder may be at a URL), or an HDF5 output of which
+            only the journal exists (a run stopped before it first wrote the file).
 
     Returns:
         An :class:`OutputInfo`.
@@ -389,6 +394,12 @@ def describe_output(path: str | os.PathLike[str]) -> OutputInfo:
     Example:
         >>> print(describe_output("feats.h5").to_text())  # doctest: +SKIP
     """
+    if is_url(path):
+        try:
+            with open_output(path) as output:
+                return _summary(output)
+        except ReadError as error:
+            raise InfoError(str(error)) from None
     path = Path(path)
     journal, note = _journal_state(path)
     if not path.exists() and journal is not None:
@@ -469,11 +480,12 @@ def _clips(segments: np.ndarray, timestamps: np.ndarray) -> list[ClipInfo]:
 def _missing_video(output: OutputReader, key: str) -> InfoError:
     failed = {f.key: f for f in output.failures()}
     if key in failed:
-        return InfoError(f"{output.path}: video {key!r} failed: {failed[key].message}")
+        return InfoError(f"{mask_url(output.path)}: video {key!r} failed: {failed[key].message}")
     keys = output.video_keys()
     examples = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
     return InfoError(
-        f"{output.path}: no complete video {key!r} (it holds {len(keys)}: {examples or 'none'})"
+        f"{mask_url(output.path)}: no complete video {key!r} "
+        f"(it holds {len(keys)}: {examples or 'none'})"
     )
 
 
@@ -696,6 +708,8 @@ def describe(
     Raises:
         InfoError: ``video`` given for a checkpoint, or a path that is neither.
     """
+    if is_url(path):  # outputs at URLs: Parquet folders
+        return describe_output(path) if video is None else describe_video(path, video)
     if not Path(path).exists() and path_or_journal_exists(path):
         if video is not None:
             raise InfoError(f"{path}: not written yet, so no video can be shown")

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from ..cli import json_option, plot_option, seed_option
+from ..clikit import LocationParam
 from ..plots import plot_svm_pca, require_matplotlib
 from ..train.svm import parse_number_list, pca_rows, summary_lines, svm_evaluate
 from .common import out_console
@@ -30,7 +31,7 @@ def _numbers(kind: type) -> click.ParamType:
 
 
 @click.command("svm")
-@click.argument("feats", type=click.Path(exists=True, path_type=Path))
+@click.argument("feats", type=LocationParam(exists=True, path_type=Path))
 @click.option("--labels", "-l", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV video,label[,split]; split is train or test (val/"
@@ -52,12 +53,13 @@ def _numbers(kind: type) -> click.ParamType:
 @plot_option("With --pca: draw accuracy against PCA dimensions (Tran et al.'s Fig. 3) into "
              "FILE.png (needs matplotlib).")  # fmt: skip
 def svm_command(
-    feats: Path, labels: Path, folds: int, pca_dims: tuple[int, ...],
+    feats: Path | str, labels: Path, folds: int, pca_dims: tuple[int, ...],
     c_grid: tuple[float, ...], seed: int, json_path: Path | None, plot_path: Path | None,
 ) -> None:  # fmt: skip
-    """Linear-SVM accuracy of extracted features FEATS (h5, json or npy output of extract):
-    per-video mean of clip features, L2-normalized, LinearSVC with C chosen on the training
-    part (the C3D/Res3D protocol); mean ± std over splits, and over PCA sizes with --pca.
+    """Linear-SVM accuracy of extracted features FEATS (h5, json, npy or parquet output of
+    extract; a Parquet folder may be at a URL): per-video mean of clip features, L2-normalized,
+    LinearSVC with C chosen on the training part (the C3D/Res3D protocol); mean ± std over
+    splits, and over PCA sizes with --pca.
 
     \b
     Examples:
@@ -65,6 +67,7 @@ def svm_command(
       feat3d svm feats.h5 -l ucf101_split1.csv --pca 10,50,100,200,300
       feat3d svm feats/ -l labels.csv --folds 5 --c 0.1,1,10 --json svm.json
       feat3d svm feats.h5 -l labels.csv --pca 10,50,100,200,300 --plot svm_pca.png
+      feat3d svm s3://bucket/feats.parquet -l labels.csv
     """
     if plot_path is not None:
         if not pca_dims:

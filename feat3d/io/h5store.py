@@ -106,7 +106,7 @@ def h5_value(value: Any) -> Any:
 
 
 def check_same_options(
-    path: Path,
+    path: Path | str,
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     checked: Sequence[str] = RESUME_CHECKED,

@@ -1,10 +1,12 @@
-"""Sharding a run over machines and merging the HDF5 outputs of the shards into one.
+"""Sharding a run over machines and merging the outputs of the shards into one.
 
 ``shard_of`` assigns every video key to one of ``N`` shards the same way on every machine
-and Python version; each shard writes its own HDF5 file; ``merge_outputs`` checks the shards
-were made with the same options and copies their complete groups into one file, written to
-a temporary file and renamed into place like every HDF5 output (a kill never leaves a
-half-merged file).
+and Python version; each shard writes its own output; ``merge_outputs`` checks the shards
+were made with the same options and combines them: HDF5 shards by copying their complete
+groups into one file, written to a temporary file and renamed into place like every HDF5
+output (a kill never leaves a half-merged file); Parquet shards by copying their committed
+parts into one Parquet folder (a kill leaves what a killed extract leaves: committed parts,
+and the merge resumes), or into one HDF5 file.
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
+import numpy as np
 
+from .. import urls
+from . import leases, parquet
 from .h5store import (
     ADDED_DEFAULTS,
     MIN_FREE_BYTES,
     RESUME_CHECKED,
+    H5Store,
     OutputError,
     arrays_equal,
     check_free_space,
@@ -35,7 +42,16 @@ from .h5store import (
     remove_temporaries,
     write_error_record,
 )
-from .reader import H5Reader, ReadError, VideoFailure, open_output
+from .parquet import CLIPS, SUFFIX, VIDEOS
+from .reader import (
+    H5Reader,
+    OutputReader,
+    ParquetReader,
+    ReadError,
+    VideoArrays,
+    VideoFailure,
+    open_output,
+)
 
 
 def shard_of(key: str, count: int) -> int:
@@ -95,18 +111,7 @@ class MergeReport:
     parts: list[PartCounts] = field(default_factory=list)
 
 
-def _open_part(path: Path) -> H5Reader:
-    try:
-        output = open_output(path)
-    except ReadError as error:
-        raise OutputError(str(error)) from None
-    if not isinstance(output, H5Reader):
-        output.close()
-        raise OutputError(f"{path}: not an HDF5 output; only HDF5 outputs can be merged")
-    return output
-
-
-def _check_parts_agree(parts: Sequence[H5Reader]) -> None:
+def _check_parts_agree(parts: Sequence[OutputReader]) -> None:
     first = parts[0]
     for other in parts[1:]:
         for name in RESUME_CHECKED:
@@ -114,8 +119,9 @@ def _check_parts_agree(parts: Sequence[H5Reader]) -> None:
             before, now = first.options.get(name, default), other.options.get(name, default)
             if before != now:
                 raise OutputError(
-                    f"{other.path}: made with {name}={now!r}, but {first.path} with "
-                    f"{name}={before!r}; only outputs of the same options can be merged"
+                    f"{urls.mask_url(other.path)}: made with {name}={now!r}, but "
+                    f"{urls.mask_url(first.path)} with {name}={before!r}; only outputs of the "
+                    "same options can be merged"
                 )
 
 
@@ -136,16 +142,22 @@ def merge_outputs(
     *,
     overwrite: bool = False,
 ) -> MergeReport:
-    """Merge HDF5 outputs of ``feat3d extract`` (e.g. the shards of one run) into ``output``.
+    """Merge outputs of ``feat3d extract`` (e.g. the shards of one run) into ``output``.
 
-    Journals left beside the inputs by killed runs are consolidated first. Every complete
-    group is copied (datasets, chunking, attributes as they are); a key in several inputs
-    is kept once when its datasets are identical and refused otherwise; an error record is
-    kept only for a key no input holds complete. File attributes are the first input's.
+    Into an HDF5 file from HDF5 files: journals left beside the inputs by killed runs are
+    consolidated first. Every complete group is copied (datasets, chunking, attributes as
+    they are); a key in several inputs is kept once when its datasets are identical and
+    refused otherwise; an error record is kept only for a key no input holds complete. File
+    attributes are the first input's. From other formats (Parquet folders, JSON Lines, npy
+    folders) the arrays are written as stored through a journal
+    (:func:`merge_into_h5_store`). Into a Parquet folder (``output`` named ``*.parquet``):
+    :func:`merge_into_parquet` copies the inputs' committed parts.
 
     Args:
-        output: The merged HDF5 file, written via a temporary file and an atomic rename.
-        parts: Input HDF5 files, made with the same options (``RESUME_CHECKED``).
+        output: The merged HDF5 file, written via a temporary file and an atomic rename, or
+            a Parquet folder (a path or a URL).
+        parts: Input outputs (paths; Parquet folders may be URLs), made with the same
+            options (``RESUME_CHECKED``).
         overwrite: Replace an existing ``output``.
 
     Returns:
@@ -161,9 +173,12 @@ def merge_outputs(
         >>> report.videos, report.duplicates
         (1200, 0)
     """
+    if is_parquet_target(output):
+        return merge_into_parquet(output, parts, overwrite=overwrite)
     output = Path(output)
-    part_paths = [Path(part) for part in parts]
-    if not part_paths:
+    locations = [urls.as_location(part) for part in parts]
+    part_paths = [part for part in locations if isinstance(part, Path)]
+    if not locations:
         raise OutputError(f"{output}: nothing to merge (no input files given)")
     for part in part_paths:
         if part.resolve() == output.resolve():
@@ -174,13 +189,16 @@ def merge_outputs(
         raise OutputError(f"{output}: exists; pass --overwrite to replace it")
     check_writable(output)
     for part in part_paths:
-        consolidate_journal(part)
+        if not part.is_dir():
+            consolidate_journal(part)
     with contextlib.ExitStack() as stack:
-        readers = [stack.enter_context(_open_part(part)) for part in part_paths]
+        readers = [stack.enter_context(_open_any(part)) for part in locations]
         _check_parts_agree(readers)
+        if not all(isinstance(reader, H5Reader) for reader in readers):
+            return merge_into_h5_store(output, readers, overwrite=overwrite)
         needed = sum(part.stat().st_size for part in part_paths) + MIN_FREE_BYTES
         check_free_space(output, needed)
-        return _merge_safely(output, readers)
+        return _merge_safely(output, readers)  # type: ignore[arg-type]
 
 
 def _merge_safely(output: Path, parts: Sequence[H5Reader]) -> MergeReport:
@@ -239,3 +257,220 @@ def _merge_into(temporary: Path, parts: Sequence[H5Reader], output: Path) -> Mer
             report.errors += 1
     report.videos = len(origin)
     return report
+
+
+# ------------------------------------------------------------------ other formats, Parquet
+
+#: Stored attributes that describe where a video sits in its output, not the video.
+_PLACE_ATTRS = ("part", "file", "video")
+
+
+def is_parquet_target(output: str | os.PathLike[str]) -> bool:
+    """Whether a merge into ``output`` writes a Parquet folder: its name ends in ``.parquet``
+    or it is an existing Parquet folder."""
+    if urls.is_url(output):
+        return str(output).rstrip("/").lower().endswith(SUFFIX)
+    path = Path(output)
+    return path.suffix.lower() == SUFFIX or (path / VIDEOS).is_dir()
+
+
+def _open_any(part: str | os.PathLike[str]) -> OutputReader:
+    try:
+        return open_output(part)
+    except ReadError as error:
+        raise OutputError(str(error)) from None
+
+
+def _same_video(a: VideoArrays, b: VideoArrays) -> bool:
+    pairs = [(a.features, b.features), (a.mean, b.mean), (a.segments, b.segments),
+             (a.timestamps, b.timestamps)]  # fmt: skip
+    return all(
+        (x is None) == (y is None) and (x is None or arrays_equal(np.asarray(x), np.asarray(y)))
+        for x, y in pairs
+    )
+
+
+def _same_part(a: OutputReader, b: OutputReader, key: str) -> bool:
+    """Both Parquet folders hold ``key`` in a part of the same (unique) name."""
+    if not isinstance(a, ParquetReader) or not isinstance(b, ParquetReader):
+        return False
+    return a.video(key).attrs.get("part") == b.video(key).attrs.get("part")
+
+
+def first_holders(readers: Sequence[OutputReader]) -> dict[str, OutputReader]:
+    """Per complete key, the first reader that holds it; a key in several readers must have
+    the same arrays in each (checked before anything is written).
+
+    Raises:
+        OutputError: A key with different content in two readers.
+    """
+    origin: dict[str, OutputReader] = {}
+    for reader in readers:
+        for key in reader.video_keys():
+            if key not in origin:
+                origin[key] = reader
+            elif _same_part(origin[key], reader, key):
+                continue  # a part copied before (a resumed Parquet merge)
+            elif not _same_video(origin[key].arrays(key), reader.arrays(key)):
+                raise OutputError(
+                    f"{urls.mask_url(reader.path)}: video {key} differs from the one in "
+                    f"{urls.mask_url(origin[key].path)}; these outputs can't be merged"
+                )
+    return origin
+
+
+def _stored_arrays(arrays: VideoArrays) -> dict[str, np.ndarray]:
+    stored = {"segments": arrays.segments, "timestamps": arrays.timestamps}
+    if arrays.features is not None:
+        stored["features"] = arrays.features
+    mean = arrays.mean
+    if mean is None and arrays.features is not None:  # npy folders store clips only
+        mean = arrays.features.astype(np.float64).mean(axis=0).astype(arrays.features.dtype)
+    if mean is not None:
+        stored["mean"] = mean
+    return stored
+
+
+def merge_into_h5_store(
+    output: Path, readers: Sequence[OutputReader], *, overwrite: bool
+) -> MergeReport:
+    """Merge outputs of any format (Parquet folders, JSON Lines, npy) into the HDF5 file
+    ``output`` through :class:`.h5store.H5Store` (journaled: a kill leaves the journal, which
+    the next open completes). Arrays and attributes are written as stored."""
+    origin = first_holders(readers)
+    report = MergeReport(output=output)
+    store = H5Store(output, readers[0].options, overwrite=overwrite)
+    failed: set[str] = set()
+    try:
+        done = store.completed()
+        for reader in readers:
+            counts = PartCounts(reader.path)  # type: ignore[arg-type]
+            report.parts.append(counts)
+            for key in reader.video_keys():
+                if origin[key] is not reader:
+                    counts.duplicates += 1
+                    continue
+                if key not in done:
+                    attrs = {k: v for k, v in reader.video(key).attrs.items()
+                             if k not in _PLACE_ATTRS}  # fmt: skip
+                    store.write_group(key, _stored_arrays(reader.arrays(key)), attrs)
+                counts.videos += 1
+            for failure in reader.failures():
+                if failure.key not in origin and failure.key not in failed:
+                    store.write_error(failure.key, failure.source, failure.message)
+                    failed.add(failure.key)
+                    counts.errors += 1
+    finally:
+        store.close()
+    return _totals(report)
+
+
+def _totals(report: MergeReport) -> MergeReport:
+    report.videos = sum(part.videos for part in report.parts)
+    report.duplicates = sum(part.duplicates for part in report.parts)
+    report.errors = sum(part.errors for part in report.parts)
+    return report
+
+
+def merge_into_parquet(
+    output: str | os.PathLike[str], parts: Sequence[str | os.PathLike[str]], *,
+    overwrite: bool = False,
+) -> MergeReport:  # fmt: skip
+    """Merge Parquet folders (e.g. the shards of one run, local or at URLs) into the Parquet
+    folder ``output`` by copying their committed parts, clip part then videos part, under
+    their own names. A merge adds to an existing ``output`` made with the same options, and a
+    killed merge resumes: parts already there are skipped. A part holding videos that are
+    already merged (the same arrays: checked first) is copied without them.
+
+    Raises:
+        OutputError: No inputs, an input that is not a Parquet folder, inputs made with
+            other options, a key with different content in two of them, or an unwritable
+            ``output``.
+    """
+    target = parquet.folder_fs(output)
+    if not parts:
+        raise OutputError(f"{target.shown}: nothing to merge (no input folders given)")
+    with contextlib.ExitStack() as stack:
+        readers = [stack.enter_context(_open_any(part)) for part in parts]
+        for reader in readers:
+            if not isinstance(reader, ParquetReader):
+                raise OutputError(
+                    f"{urls.mask_url(reader.path)}: not a Parquet folder; a Parquet merge "
+                    "copies Parquet parts (merge into OUT.h5 to combine other formats)"
+                )
+            if (reader.folder.fs.protocol, reader.folder.root) == (target.fs.protocol,
+                                                                   target.root):  # fmt: skip
+                raise OutputError(f"{target.shown}: is also an input; merge into another folder")
+        _check_parts_agree(readers)
+        if overwrite:
+            parquet.remove_parts(target)
+        index = parquet.check_resumable(target, readers[0].options)
+        for kind in (CLIPS, VIDEOS):
+            target.fs.makedirs(f"{target.root}/{kind}", exist_ok=True)
+        existing = [stack.enter_context(ParquetReader(output))] if index.videos else []
+        origin = first_holders([*existing, *readers])
+        return _copy_parts(target, readers, origin, set(index.parts))
+
+
+def _copy_parts(
+    target: parquet.Folder, readers: Sequence[OutputReader], origin: dict[str, OutputReader],
+    present: set[str],
+) -> MergeReport:  # fmt: skip
+    report = MergeReport(output=target.shown)  # type: ignore[arg-type]
+    held: set[str] = set()
+    try:
+        for reader in readers:
+            counts = PartCounts(reader.path)  # type: ignore[arg-type]
+            report.parts.append(counts)
+            folder = reader.folder  # type: ignore[attr-defined]
+            clip_parts = set(parquet.list_parts(folder, CLIPS))
+            for name in parquet.list_parts(folder, VIDEOS):
+                writer = leases.writer_of(name)
+                if writer not in held:  # this process now writes parts of that name
+                    target.run(lambda w=writer: leases.hold(target.fs, target.root, w), "lease")
+                    held.add(writer)
+                _copy_part(folder, target, name, reader, origin, counts, already=name in present,
+                           has_clips=name in clip_parts)  # fmt: skip
+    finally:
+        for writer in held:
+            with contextlib.suppress(Exception):
+                leases.release(target.fs, target.root, writer)
+    return _totals(report)
+
+
+def _copy_part(
+    source: parquet.Folder, target: parquet.Folder, name: str, reader: OutputReader,
+    origin: dict[str, OutputReader], counts: PartCounts, *, already: bool, has_clips: bool,
+) -> None:  # fmt: skip
+    """Copy one committed part, byte for byte (or only its rows of videos ``reader`` is first
+    to hold): clip part, then videos part."""
+    videos_data = parquet.part_bytes(source, VIDEOS, name)
+    videos = parquet.bytes_table(videos_data)
+    keys = videos.column("video").to_pylist()
+    errors = videos.column("error").to_pylist()
+    done = {k for k, e in zip(keys, errors, strict=True) if e is None}
+    ours = done if already else {k for k in done if origin.get(k) is reader}
+    counts.videos += len(ours)
+    counts.duplicates += len(done - ours)
+    counts.errors += sum(
+        e is not None and k not in origin for k, e in zip(keys, errors, strict=True)
+    )
+    if already:
+        return
+    clips_data = parquet.part_bytes(source, CLIPS, name) if has_clips else b""
+    if done - ours:
+        videos = _without(videos, done - ours)
+        if not videos.num_rows:
+            return
+        videos_data = parquet.table_bytes(videos)
+        if clips_data:
+            clips_data = parquet.table_bytes(_without(parquet.bytes_table(clips_data), done - ours))
+    if clips_data:
+        parquet.put_atomic(target, target.path(CLIPS, name), clips_data)
+    parquet.put_atomic(target, target.path(VIDEOS, name), videos_data)
+
+
+def _without(table: Any, keys: set[str]) -> Any:
+    """The rows of ``table`` whose ``video`` is not in ``keys``."""
+    pa = parquet.pyarrow_modules()[0]
+    return table.filter(pa.array([key not in keys for key in table.column("video").to_pylist()]))

@@ -18,33 +18,44 @@ key-value metadata key ``feat3d``; clip parts add ``feat3d.feature_shape``.
 Commit protocol: a part is written whole to a hidden temporary and renamed (locally; on object
 stores a single PUT), the clip part first, then its videos part, which is the commit record:
 a clip part without its videos part is an orphan (a run killed between the two) that readers
-ignore and the next run deletes. Resuming skips every video a committed videos part holds.
-Part names are unique per writer (time, random id, sequence), so several writers (the Ray
-engine's) never collide.
+ignore and the next writer opening the folder deletes, unless the writer that made it is still
+alive (its lease in ``OUT/_writers/``, :mod:`.leases`): several writers may share a folder
+and never delete each other's parts in flight. Resuming skips every video a committed videos
+part holds. Part names are unique per writer (time, random id, sequence), so writers never
+collide.
+
+The folder may be a URL (``s3://bucket/feats.parquet``): it is reached through
+:mod:`feat3d.urls` (its back-ends are ``feat3d[cloud]``), network operations are retried
+after transient errors and messages name the URL without credentials.
 
 pyarrow (and fsspec, for the folder) are optional: ``pip install 'feat3d[parquet]'``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from .. import urls
 from ..errors import UsageError
+from . import leases
 from .h5store import OutputError, check_same_options, commit_file, jsonable
 
 if TYPE_CHECKING:
     from .reader import VideoFailure
     from .writers import VideoFeatures
+
+T = TypeVar("T")
 
 CLIPS = "clips"
 VIDEOS = "videos"
@@ -83,34 +94,87 @@ def pyarrow_modules() -> tuple[Any, Any]:
 # ---------------------------------------------------------------------- the folder (fsspec)
 
 
-def folder_fs(path: str | os.PathLike[str]) -> tuple[Any, str]:
-    """The file system of an output folder (a local path or a URL) and the folder in it."""
+@dataclass(frozen=True)
+class Folder:
+    """An output folder (a local path or a URL) reached through :mod:`feat3d.urls`: its file
+    system, the folder in it, how to name it in messages, retries of network operations.
+
+    Attributes:
+        fs: The fsspec file system.
+        root: The folder in it (no trailing ``/``).
+        shown: The folder as messages name it (a URL without its credentials).
+        retries: Tries after a transient network error (``--retries``); local folders are
+            not retried.
+    """
+
+    fs: Any
+    root: str
+    shown: str
+    retries: int = urls.DEFAULT_RETRIES
+
+    @property
+    def local(self) -> bool:
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        return "file" in protocols or "local" in protocols
+
+    def run(self, action: Callable[[], T], what: str) -> T:
+        """``action()``, retried after transient network errors (``urls.with_retries``)."""
+        if self.local:
+            return action()
+        scheme = self.shown.partition(":")[0]
+        return urls.with_retries(action, retries=self.retries, what=what, scheme=scheme)
+
+    def path(self, kind: str, name: str) -> str:
+        return f"{self.root}/{kind}/{name}"
+
+    def remove(self, kind: str, name: str) -> None:
+        """Delete one part file (gone already is fine)."""
+
+        def delete() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self.path(kind, name))
+
+        self.run(delete, f"delete of {kind}/{name}")
+
+
+def folder_fs(path: str | os.PathLike[str], *, retries: int = urls.DEFAULT_RETRIES) -> Folder:
+    """The :class:`Folder` of an output (a local path, a ``file://`` or another URL).
+
+    Raises:
+        ParquetUnavailable: pyarrow or fsspec is missing.
+        UsageError: The URL's fsspec back-end is missing (the message names
+            ``feat3d[cloud]``).
+    """
     pyarrow_modules()
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(str(path))
-    return fs, root.rstrip("/") or root
-
-
-def _is_local(fs: Any) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    return "file" in protocols or "local" in protocols
+    location = urls.as_location(path)
+    fs, root = urls.filesystem(str(location))
+    return Folder(fs, root.rstrip("/") or root, urls.mask_url(str(location)), retries)
 
 
-def list_parts(fs: Any, root: str, kind: str) -> list[str]:
+def list_parts(folder: Folder, kind: str) -> list[str]:
     """The part files of ``root/kind`` (names, sorted), leaving out hidden temporaries."""
-    folder = f"{root}/{kind}"
-    if not fs.isdir(folder):
-        return []
-    names = (str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False))
-    return sorted(n for n in names if n.endswith(SUFFIX) and not n.startswith((".", "_")))
+    return sorted(
+        n for n in _names(folder, kind) if n.endswith(SUFFIX) and not n.startswith((".", "_"))
+    )
 
 
-def put_atomic(fs: Any, path: str, data: bytes) -> None:
+def _names(folder: Folder, kind: str) -> list[str]:
+    location = f"{folder.root}/{kind}"
+
+    def listing() -> list[str]:
+        folder.fs.invalidate_cache(location)  # another writer may have committed meanwhile
+        if not folder.fs.isdir(location):
+            return []
+        return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in folder.fs.ls(location, detail=False)]
+
+    return folder.run(listing, f"cannot list {kind}/")
+
+
+def put_atomic(folder: Folder, path: str, data: bytes) -> None:
     """Make ``path`` appear whole or not at all: a synced temporary renamed over it locally,
     one PUT on object stores."""
-    if not _is_local(fs):
-        fs.pipe_file(path, data)
+    if not folder.local:
+        folder.run(lambda: folder.fs.pipe_file(path, data), f"upload of {path.rsplit('/', 1)[-1]}")
         return
     target = Path(path)
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -122,25 +186,29 @@ def put_atomic(fs: Any, path: str, data: bytes) -> None:
         raise
 
 
-def remove_leftovers(fs: Any, root: str) -> int:
-    """Delete temporaries and orphan clip parts (no videos part) a killed run left; returns
-    how many orphans there were."""
-    committed = set(list_parts(fs, root, VIDEOS))
-    orphans = [name for name in list_parts(fs, root, CLIPS) if name not in committed]
+def remove_leftovers(folder: Folder, *, writer: str = "") -> int:
+    """Delete temporaries and orphan clip parts (no videos part) that no live writer
+    (:mod:`.leases`) has in flight; returns how many orphans were deleted. ``writer``: the
+    reopening writer's id (its lease, being renewed, stays)."""
+    live = leases.live_writers(folder.fs, folder.root) | ({writer} if writer else set())
+    committed = set(list_parts(folder, VIDEOS))
+    orphans = [name for name in list_parts(folder, CLIPS)
+               if name not in committed and leases.writer_of(name) not in live]  # fmt: skip
     for name in orphans:
-        fs.rm_file(f"{root}/{CLIPS}/{name}")
-    if _is_local(fs):
+        folder.remove(CLIPS, name)
+    if folder.local:
         for kind in (CLIPS, VIDEOS):
-            for leftover in Path(root, kind).glob(f".*{SUFFIX}.tmp-*"):
-                leftover.unlink(missing_ok=True)
+            for leftover in Path(folder.root, kind).glob(f".*{SUFFIX}.tmp-*"):
+                if leases.writer_of(leftover.name) not in live:
+                    leftover.unlink(missing_ok=True)
     return len(orphans)
 
 
-def remove_parts(fs: Any, root: str) -> None:
+def remove_parts(folder: Folder) -> None:
     """Delete every part (``--overwrite``): videos parts first, so nothing stays committed."""
     for kind in (VIDEOS, CLIPS):
-        for name in list_parts(fs, root, kind):
-            fs.rm_file(f"{root}/{kind}/{name}")
+        for name in list_parts(folder, kind):
+            folder.remove(kind, name)
 
 
 def new_writer_id() -> str:
@@ -233,32 +301,39 @@ def table_bytes(table: Any) -> bytes:
 
 
 def write_part(
-    folder: str | os.PathLike[str], name: str, videos: Sequence[VideoFeatures],
+    folder: str | os.PathLike[str] | Folder, name: str, videos: Sequence[VideoFeatures],
     failures: Sequence[VideoFailure], *, dtype: str, attrs: Mapping[str, Any],
 ) -> None:  # fmt: skip
-    """Commit one part to ``folder`` (a path or URL): its clip rows, then its videos table.
+    """Commit one part to ``folder`` (a path, a URL or a :class:`Folder`): its clip rows,
+    then its videos table; a clip part deleted in between (by a reopen that took its writer
+    for dead) is written again, so a committed videos part always has its clip rows.
 
     The local writer and the Ray engine's writer both call this; ``name`` must be unique
     (:func:`part_name`).
 
     Raises:
-        OutputError: The folder cannot be written (disk full, no permission).
+        OutputError: The folder cannot be written (disk full, no permission, the object
+            store failed after the retries).
     """
     if not videos and not failures:
         return
-    fs, root = folder_fs(folder)
+    if not isinstance(folder, Folder):
+        folder = folder_fs(folder)
     clips = [v for v in videos if len(v.segments)]
     try:
+        rows = table_bytes(clip_table(clips, dtype, attrs)) if clips else b""
         if clips:
-            put_atomic(fs, f"{root}/{CLIPS}/{name}", table_bytes(clip_table(clips, dtype, attrs)))
-        put_atomic(
-            fs, f"{root}/{VIDEOS}/{name}", table_bytes(video_table(videos, failures, dtype, attrs))
-        )
+            put_atomic(folder, folder.path(CLIPS, name), rows)
+        put_atomic(folder, folder.path(VIDEOS, name),
+                   table_bytes(video_table(videos, failures, dtype, attrs)))  # fmt: skip
+        if clips and not folder.run(lambda: folder.fs.exists(folder.path(CLIPS, name)), "check"):
+            put_atomic(folder, folder.path(CLIPS, name), rows)
     except OSError as error:
         reason = error.strerror or str(error)
         raise OutputError(
-            f"{folder}: write failed ({reason}) while committing part {name} of {len(videos)} "
-            "videos; the parts before it are safe, free space and run the same command again"
+            f"{folder.shown}: write failed ({reason}) while committing part {name} of "
+            f"{len(videos)} videos; the parts before it are safe, free space (or check the "
+            "connection) and run the same command again"
         ) from error
 
 
@@ -273,11 +348,13 @@ class ParquetIndex:
         options: The run's attributes (``feat3d`` metadata of the first part).
         videos: Per complete key, its attributes and ``part`` (the file holding its rows).
         failures: Per failed key (not complete), ``(source, message)``.
+        parts: The committed parts, in name order.
     """
 
     options: dict[str, Any] = field(default_factory=dict)
     videos: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)
 
 
 def read_metadata(schema: Any) -> tuple[dict[str, Any], tuple[int, ...] | None]:
@@ -288,11 +365,20 @@ def read_metadata(schema: Any) -> tuple[dict[str, Any], tuple[int, ...] | None]:
     return options, (tuple(shape) if shape is not None else None)
 
 
-def read_part(fs: Any, root: str, kind: str, name: str, columns: Iterable[str] | None = None):
+def part_bytes(folder: Folder, kind: str, name: str) -> bytes:
+    """One part file's bytes, fetched whole (retried after transient network errors)."""
+    return folder.run(lambda: folder.fs.cat_file(folder.path(kind, name)), f"read of {kind}/{name}")
+
+
+def bytes_table(data: bytes, columns: Iterable[str] | None = None) -> Any:
+    """The bytes of a Parquet file as a pyarrow table (``columns``: only those)."""
+    pa, pq = pyarrow_modules()
+    return pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
+
+
+def read_part(folder: Folder, kind: str, name: str, columns: Iterable[str] | None = None) -> Any:
     """One part file as a pyarrow table (``columns``: only those)."""
-    _, pq = pyarrow_modules()
-    with fs.open(f"{root}/{kind}/{name}", "rb") as handle:
-        return pq.read_table(handle, columns=list(columns) if columns else None)
+    return bytes_table(part_bytes(folder, kind, name), columns)
 
 
 def _record(row: Mapping[str, Any], part: str) -> dict[str, Any]:
@@ -303,11 +389,11 @@ def _record(row: Mapping[str, Any], part: str) -> dict[str, Any]:
     return record
 
 
-def read_index(fs: Any, root: str) -> ParquetIndex:
+def read_index(folder: Folder) -> ParquetIndex:
     """Index the committed parts, in name order: a key's last success wins over its errors."""
-    index = ParquetIndex()
-    for name in list_parts(fs, root, VIDEOS):
-        table = read_part(fs, root, VIDEOS, name, INDEX_COLUMNS)
+    index = ParquetIndex(parts=list_parts(folder, VIDEOS))
+    for name in index.parts:
+        table = read_part(folder, VIDEOS, name, INDEX_COLUMNS)
         if not index.options:
             index.options = read_metadata(table.schema)[0]
         for row in table.to_pylist():
@@ -320,13 +406,13 @@ def read_index(fs: Any, root: str) -> ParquetIndex:
     return index
 
 
-def check_resumable(fs: Any, root: str, path: Any, attrs: Mapping[str, Any]) -> ParquetIndex:
+def check_resumable(folder: Folder, attrs: Mapping[str, Any], *, writer: str = "") -> ParquetIndex:
     """The index of an existing output, refused (:class:`OutputError`) when it was made with
-    other options; leftovers of a killed run are removed first."""
-    remove_leftovers(fs, root)
-    index = read_index(fs, root)
+    other options; leftovers of killed runs are removed first (see :func:`remove_leftovers`)."""
+    remove_leftovers(folder, writer=writer)
+    index = read_index(folder)
     if index.options:
-        check_same_options(Path(str(path)), index.options, jsonable(dict(attrs)))
+        check_same_options(folder.shown, index.options, jsonable(dict(attrs)))
     return index
 
 
@@ -336,34 +422,55 @@ def check_resumable(fs: Any, root: str, path: Any, attrs: Mapping[str, Any]) -> 
 class ParquetWriter:
     """``--format parquet``: videos buffered into parts of bounded size (:data:`PART_ROWS`
     clips, :data:`PART_BYTES`, :data:`PART_SECONDS`), each committed by :func:`write_part`;
-    the last part is committed by :meth:`close` (also on Ctrl-C: the run's ``finally``)."""
+    the last part is committed by :meth:`close` (also on Ctrl-C: the run's ``finally``).
+    While open it holds a lease on the folder (:mod:`.leases`), so that another writer
+    opening the same folder leaves its part in flight alone."""
 
     def __init__(
         self, path: str | os.PathLike[str], attrs: Mapping[str, Any], *, overwrite: bool,
-        dtype: str, part_rows: int | None = None,
+        dtype: str, part_rows: int | None = None, retries: int = urls.DEFAULT_RETRIES,
     ):  # fmt: skip
         self.path = path
-        self.fs, self.root = folder_fs(path)
-        if self.fs.isfile(self.root):
-            raise OutputError(f"{path}: the parquet format writes a folder, but this is a file")
+        self.folder = folder_fs(path, retries=retries)
         self.attrs = {name: jsonable(value) for name, value in attrs.items()}
         self.dtype = str(np.dtype(dtype))
         self.part_rows = part_rows or PART_ROWS
-        try:
-            if overwrite:
-                remove_parts(self.fs, self.root)
-            index = check_resumable(self.fs, self.root, path, self.attrs)
-            for kind in (CLIPS, VIDEOS):
-                self.fs.makedirs(f"{self.root}/{kind}", exist_ok=True)
-        except PermissionError as error:
-            raise OutputError(f"{path}: cannot write there ({error.strerror})") from None
-        self.done = set(index.videos)
         self.writer_id = new_writer_id()
+        self.done = self._open(overwrite)
         self.sequence = 0
         self.videos: list[VideoFeatures] = []
         self.failures: list[VideoFailure] = []
         self.rows = self.bytes = 0
         self.since = time.monotonic()
+
+    def _open(self, overwrite: bool) -> set[str]:
+        """Take the lease, clear or check the folder; the keys already committed."""
+        fs, root, shown = self.folder.fs, self.folder.root, self.folder.shown
+        try:
+            if self.folder.run(lambda: fs.isfile(root), "check"):
+                raise OutputError(
+                    f"{shown}: the parquet format writes a folder, but this is a file"
+                )
+            self.folder.run(lambda: leases.hold(fs, root, self.writer_id), "lease")
+            if overwrite:
+                remove_parts(self.folder)
+            index = check_resumable(self.folder, self.attrs, writer=self.writer_id)
+            for kind in (CLIPS, VIDEOS):
+                fs.makedirs(f"{root}/{kind}", exist_ok=True)
+        except PermissionError as error:
+            self._release()
+            raise OutputError(f"{shown}: cannot write there ({error.strerror})") from None
+        except urls.FetchError as error:
+            self._release()
+            raise OutputError(f"{shown}: {error.strerror}") from None
+        except BaseException:
+            self._release()
+            raise
+        return set(index.videos)
+
+    def _release(self) -> None:
+        with contextlib.suppress(Exception):  # a lease left behind goes stale, no harm done
+            leases.release(self.folder.fs, self.folder.root, self.writer_id)
 
     def completed(self) -> set[str]:
         return set(self.done)
@@ -392,7 +499,15 @@ class ParquetWriter:
         if not self.videos and not self.failures:
             return
         name = part_name(self.writer_id, self.sequence)
-        write_part(self.path, name, self.videos, self.failures, dtype=self.dtype,
+        try:
+            self.folder.run(lambda: leases.hold(self.folder.fs, self.folder.root, self.writer_id),
+                            "lease renewal")  # fmt: skip
+        except OSError as error:
+            raise OutputError(
+                f"{self.folder.shown}: {error.strerror or error}; the parts "
+                "before it are safe, run the same command again"
+            ) from error
+        write_part(self.folder, name, self.videos, self.failures, dtype=self.dtype,
                    attrs=self.attrs)  # fmt: skip
         self.sequence += 1
         self.done.update(video.key for video in self.videos)
@@ -400,4 +515,7 @@ class ParquetWriter:
         self.rows = self.bytes = 0
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self._release()

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 import h5py
 import numpy as np
 
+from .. import urls
 from ..errors import RunError
 from .h5store import ERRORS_GROUP, journal_path, jsonable, scan_groups
 from .journal import JournalEntry, JournalError, read_entries
@@ -167,11 +168,14 @@ def _number(value: Any) -> float | None:
 
 def output_format(path: str | os.PathLike[str]) -> str:
     """``"h5"``, ``"json"``, ``"npy"`` or ``"parquet"`` for an existing output, told from its
-    content (or an ``.h5``/``.hdf5``/``.json``/``.jsonl`` name).
+    content (or an ``.h5``/``.hdf5``/``.json``/``.jsonl`` name). At a URL, outputs are read
+    when they are Parquet folders.
 
     Raises:
         ReadError: Missing, or not a feat3d output.
     """
+    if urls.is_url(path):
+        return _url_format(str(path))
     path = Path(path)
     if path.is_dir():
         if (path / VIDEOS).is_dir() or path.suffix.lower() == ".parquet":
@@ -192,6 +196,26 @@ def output_format(path: str | os.PathLike[str]) -> str:
     raise ReadError(f"{path}: not a feat3d output (HDF5, JSON Lines or npy folder)")
 
 
+def _url_format(url: str) -> str:
+    """``"parquet"`` for a Parquet folder at ``url``; other outputs are refused in one line."""
+    shown = urls.mask_url(url)
+    fs, root = urls.filesystem(url)
+    root = root.rstrip("/")
+    try:
+        fs.invalidate_cache(root)
+        if fs.isdir(f"{root}/{VIDEOS}"):
+            return "parquet"
+        found = fs.exists(root)
+    except Exception as error:  # each fsspec back-end has its own errors
+        raise ReadError(f"{shown}: cannot read ({urls.describe(error)})") from None
+    if not found:
+        raise ReadError(f"{shown}: no such object or folder")
+    raise ReadError(
+        f"{shown}: not a Parquet output; outputs at URLs are read as Parquet folders "
+        "(copy an HDF5, JSON Lines or npy output to a local path to read it)"
+    )
+
+
 def open_output(path: str | os.PathLike[str]) -> OutputReader:
     """Open an ``extract`` output for reading (close it, or use it in a ``with``).
 
@@ -203,14 +227,14 @@ def open_output(path: str | os.PathLike[str]) -> OutputReader:
         ...     for video in output.videos():
         ...         print(video.key, output.arrays(video.key).features.shape)
     """
-    path = Path(path)
     form = output_format(path)
+    if form == "parquet":
+        return ParquetReader(path)
+    path = Path(path)
     if form == "h5":
         return H5Reader(path)
     if form == "json":
         return JsonLinesReader(path)
-    if form == "parquet":
-        return ParquetReader(path)
     return NpyReader(path)
 
 
@@ -222,7 +246,7 @@ class OutputReader(ABC):
     per format).
 
     Attributes:
-        path: The file or folder.
+        path: The file or folder (a Parquet folder at a URL: the URL, as a ``str``).
         format: ``"h5"``, ``"json"``, ``"npy"`` or ``"parquet"``.
         options: The run options it was made with (JSON types; empty when not recorded).
         incomplete: HDF5 groups a killed run left unfinished (deleted by the next run).
@@ -230,7 +254,7 @@ class OutputReader(ABC):
 
     format = ""
 
-    def __init__(self, path: Path, options: dict[str, Any], videos: list[StoredVideo]):
+    def __init__(self, path: Path | str, options: dict[str, Any], videos: list[StoredVideo]):
         self.path = path
         self.options = options
         self.incomplete = 0
@@ -263,7 +287,7 @@ class OutputReader(ABC):
             ReadError: No complete video ``key``.
         """
         if key not in self._videos:
-            raise ReadError(f"{self.path}: no complete video {key!r}")
+            raise ReadError(f"{urls.mask_url(self.path)}: no complete video {key!r}")
         return self._videos[key]
 
     @abstractmethod
@@ -549,15 +573,18 @@ class ParquetReader(OutputReader):
 
     format = "parquet"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str | os.PathLike[str], *, retries: int = urls.DEFAULT_RETRIES):
+        location = urls.as_location(path)
+        shown = urls.mask_url(str(location))
         try:
-            self.fs, self.root = folder_fs(path)
-            index = read_index(self.fs, self.root)
+            self.folder = folder_fs(location, retries=retries)
+            index = read_index(self.folder)
         except (OSError, ValueError) as error:
-            raise ReadError(f"{path}: cannot read as a Parquet output ({error})") from None
+            reason = getattr(error, "strerror", None) or error
+            raise ReadError(f"{shown}: cannot read as a Parquet output ({reason})") from None
         self._failures = [VideoFailure(k, s, m) for k, (s, m) in index.failures.items()]
         videos = [StoredVideo.from_attrs(key, record) for key, record in index.videos.items()]
-        super().__init__(path, index.options, videos)
+        super().__init__(location, index.options, videos)
         self._cached: dict[tuple[str, str], Any] = {}
 
     def failures(self) -> list[VideoFailure]:
@@ -566,7 +593,13 @@ class ParquetReader(OutputReader):
     def _table(self, kind: str, part: str) -> Any:
         if (kind, part) not in self._cached:
             columns = ("video", "mean", "error") if kind == VIDEOS else None
-            table = read_part(self.fs, self.root, kind, part, columns)
+            try:
+                table = read_part(self.folder, kind, part, columns)
+            except OSError as error:
+                reason = getattr(error, "strerror", None) or error
+                raise ReadError(
+                    f"{self.folder.shown}: cannot read {kind}/{part} ({reason})"
+                ) from None
             self._cached = {k: v for k, v in self._cached.items() if k[0] != kind}
             self._cached[(kind, part)] = (table, _rows_of(table))
         return self._cached[(kind, part)]

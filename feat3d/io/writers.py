@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..urls import DEFAULT_RETRIES
 from .h5store import (
     ERRORS_GROUP,
     RESUME_CHECKED,
@@ -330,6 +331,7 @@ def open_writer(
     overwrite: bool = False,
     dtype: str = "float32",
     part_rows: int | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> FeatureWriter:
     """Open (or create, or resume) an output.
 
@@ -341,13 +343,15 @@ def open_writer(
         dtype: ``float32`` or ``float16`` for stored features.
         part_rows: ``parquet``: clips per part file (default
             :data:`.parquet.PART_ROWS`).
+        retries: ``parquet`` at a URL: tries after a transient network error.
 
     Raises:
         OutputError: Unwritable location, or an existing output made with other options.
     """
     writers = {"h5": H5Writer, "json": JsonWriter, "npy": NpyWriter}
     if format == "parquet":
-        return ParquetWriter(path, attrs, overwrite=overwrite, dtype=dtype, part_rows=part_rows)
+        return ParquetWriter(path, attrs, overwrite=overwrite, dtype=dtype, part_rows=part_rows,
+                             retries=retries)  # fmt: skip
     if format not in writers:
         raise OutputError(f"unknown output format {format!r}; choose one of {', '.join(FORMATS)}")
     return writers[format](Path(path), attrs, overwrite=overwrite, dtype=dtype)

@@ -271,7 +271,7 @@ def _open_output(
     options = {"format": out.format or guess_format(out.path), "attrs": attrs,
                "overwrite": out.overwrite, "dtype": out.dtype}  # fmt: skip
     if options["format"] == "parquet":  # parts are committed one by one, also to a URL
-        return open_writer(out.path, part_rows=out.part_rows, **options)
+        return open_writer(out.path, part_rows=out.part_rows, retries=out.retries, **options)
     if is_url(out.path):
         return open_staged_writer(str(out.path), retries=out.retries, **options)
     return open_writer(out.path, **options)

@@ -53,6 +53,7 @@ import numpy as np
 from ..errors import RunError
 from ..io.discover import safe_key
 from ..io.reader import ReadError, open_output
+from ..urls import mask_url
 
 DEFAULT_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 DEFAULT_PCA_DIMS = (10, 50, 100, 200, 300)
@@ -448,7 +449,8 @@ def svm_evaluate(
     both papers).
 
     Args:
-        features_path: Output of ``feat3d extract`` (HDF5, JSON Lines or npy folder).
+        features_path: Output of ``feat3d extract`` (HDF5, JSON Lines, npy or Parquet folder;
+            a Parquet folder may be at a URL).
         labels_path: ``video,label[,split]`` CSV (see the module docstring for how videos are
             matched to keys).
         folds: Stratified folds when the labels have no split column.
@@ -476,7 +478,7 @@ def svm_evaluate(
     labelled, missing, ambiguous = _match_labels(rows, KeyMatcher(keys, sources), labels_path)
     if not labelled:
         raise SvmError(
-            f"none of the {len(rows)} videos in {labels_path} is in {features_path} "
+            f"none of the {len(rows)} videos in {labels_path} is in {mask_url(features_path)} "
             f"(first label entry {rows[0].video!r}, first key {keys[0]!r}); see 'feat3d svm "
             "--help' for how entries are matched to keys"
         )
@@ -500,7 +502,7 @@ def svm_evaluate(
     results, predictions = scorer.splits(x, y, splits, chosen)
     limit = min(min(len(train) for _, train, _ in splits), x.shape[1])
     return SvmReport(
-        features_path=str(features_path),
+        features_path=mask_url(features_path),
         labels_path=str(labels_path),
         protocol="split" if given else "k-fold",
         folds=1 if given else folds,
