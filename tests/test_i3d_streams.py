@@ -1,9 +1,16 @@
-"""I3D's RGB and flow streams end to end: extract and classify on a generated video."""
+"""I3D's RGB and flow streams end to end: extract and classify on a generated video.
+
+Each checkpoint is built, loaded and folded once for the module (``load_model`` memoized):
+the runs here differ in their clips and streams, never in how a network is loaded, which
+tests/backbones/test_i3d.py covers.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -11,17 +18,37 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import feat3d.options
+import feat3d.run.i3d_streams
 from feat3d.backbones import get_backbone
 from feat3d.cli import cli
 from feat3d.flow import FlowFile
+from feat3d.model import VideoModel, load_model
 from tests.backbones.test_i3d import port_state_dict
 from tests.videos import write_video
 
 pytest.importorskip("cv2")
 
-# 8-frame windows 4 apart, frames 48×40 kept at short side 40, centre crop 32.
-COMMON = ["--clip-len", "8", "--stride", "4", "--size", "40", "--crop", "32", "-q",
+# 8-frame windows 4 apart, frames 48×40 kept at short side 40, centre crop 16.
+COMMON = ["--clip-len", "8", "--stride", "4", "--size", "40", "--crop", "16", "-q",
           "--flow-method", "dis"]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _load_each_network_once() -> Iterator[None]:
+    """``load_model`` memoized by weights file: every run here is on the CPU in fp32, and a
+    run changes nothing in a network (eval mode), so one network per file serves them all."""
+    loaded: dict[str, VideoModel] = {}
+
+    def cached(model: str | None = None, weights: Any = None, **kwargs: Any) -> VideoModel:
+        if str(weights) not in loaded:
+            loaded[str(weights)] = load_model(model, weights, **kwargs)
+        return loaded[str(weights)]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(feat3d.options, "load_model", cached)
+        patch.setattr(feat3d.run.i3d_streams, "load_model", cached)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +59,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.save(port_state_dict(in_channels=2, seed=1), root / "flow_imagenet.pt")
     return {"root": root, "videos": root / "videos", "rgb": root / "rgb_imagenet.pt",
             "flow": root / "flow_imagenet.pt"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def flow_h5(project: dict[str, Path]) -> Path:
+    """``feat3d flow`` of the video at the native rate, short side 40."""
+    path = project["root"] / "flow.h5"
+    _invoke("flow", project["videos"], "-o", path, "--method", "dis", "--short-side", "40",
+            "-q")  # fmt: skip
+    return path
 
 
 def _invoke(*args: str) -> str:
@@ -64,12 +100,11 @@ def test_both_streams_store_rgb_then_flow(project: dict[str, Path], tmp_path: Pa
     assert not np.allclose(features[:, :1024], features[:, 1024:], atol=1e-3)
 
 
-def test_flow_stream_input_is_stored_flow_over_20(project: dict[str, Path], tmp_path: Path) -> None:
+def test_flow_stream_input_is_stored_flow_over_20(
+    project: dict[str, Path], flow_h5: Path, tmp_path: Path
+) -> None:
     """A ``feat3d flow`` file at the native rate: each window's fields, centre-cropped and
     divided by 20, are the flow network's input; computing flow on the fly gives the same."""
-    flow_h5 = tmp_path / "flow.h5"
-    _invoke("flow", project["videos"], "-o", flow_h5, "--method", "dis", "--short-side", "40",
-            "-q")  # fmt: skip
     stored, computed = tmp_path / "stored.h5", tmp_path / "computed.h5"
     args = ["-w", project["flow"], "--fps", "0", "--layer", "pool5", *COMMON]
     _invoke("extract", project["videos"], "-o", stored, "--flow", flow_h5, *args)
@@ -79,8 +114,8 @@ def test_flow_stream_input_is_stored_flow_over_20(project: dict[str, Path], tmp_
 
     with FlowFile(flow_h5) as flows:
         fields = flows.read("a.mp4", 0, 8)  # window 0: fields 0..7, (8, 2, 40, 48) pixels
-    top, left = 4, 8  # centre 32×32 of 40×48
-    x = torch.from_numpy(fields[:, :, top : top + 32, left : left + 32] / 20.0)
+    top, left = 12, 16  # centre 16×16 of 40×48
+    x = torch.from_numpy(fields[:, :, top : top + 16, left : left + 16] / 20.0)
     x = x.permute(1, 0, 2, 3)[None].float()
     model = get_backbone("i3d-flow", weights=str(project["flow"])).eval()
     with torch.no_grad():
@@ -110,14 +145,35 @@ def test_stream_options_are_checked(project: dict[str, Path], tmp_path: Path) ->
 
 
 def test_a_flow_file_at_another_rate_fails_the_video(
-    project: dict[str, Path], tmp_path: Path
+    project: dict[str, Path], flow_h5: Path, tmp_path: Path
 ) -> None:
-    flow_h5 = tmp_path / "flow.h5"
-    _invoke("flow", project["videos"], "-o", flow_h5, "--method", "dis", "--short-side", "40",
-            "-q")  # fmt: skip
     result = CliRunner().invoke(cli, ["extract", str(project["videos"]), "-o",
                                       str(tmp_path / "x.h5"), "-w", str(project["flow"]),
                                       "--flow", str(flow_h5), *COMMON])  # fmt: skip
     assert result.exit_code == 1
     with h5py.File(tmp_path / "x.h5", "r") as f:
         assert "a.mp4" not in f
+
+
+def test_start_and_end_pick_the_same_windows(
+    project: dict[str, Path], flow_h5: Path, tmp_path: Path
+) -> None:
+    """``--start 0.16 --end 0.8`` (frames 4..19 at 25 fps) gives the windows of a whole-video
+    run that start at frame 4, with the same features: decoded and flow computed in worker
+    processes, in this one (``--workers 0``), or flow read from a ``feat3d flow`` file."""
+    window = ["--start", "0.16", "--end", "0.8"]
+    both = ["-w", project["rgb"], "--streams", "rgb,flow", "--flow-weights", project["flow"],
+            "--fps", "0", *COMMON]  # fmt: skip
+    outputs = {name: tmp_path / f"{name}.h5" for name in ("whole", "pool", "here", "stored")}
+    _invoke("extract", project["videos"], "-o", outputs["whole"], "--workers", "2", *both)
+    _invoke("extract", project["videos"], "-o", outputs["pool"], "--workers", "2", *window, *both)
+    _invoke("extract", project["videos"], "-o", outputs["here"], "--workers", "0", *window, *both)
+    _invoke("extract", project["videos"], "-o", outputs["stored"], "--flow", flow_h5, *window,
+            *both)  # fmt: skip
+    with h5py.File(outputs["pool"], "r") as f:
+        assert f["a.mp4"]["segments"][()].tolist() == [[4, 12], [8, 16], [12, 20]]
+        assert f.attrs["start"] == 0.16 and f.attrs["end"] == 0.8
+    whole = _features(outputs["whole"])
+    assert whole.shape == (4, 2048)
+    for name in ("pool", "here", "stored"):
+        np.testing.assert_allclose(_features(outputs[name]), whole[1:], rtol=1e-5, atol=1e-6)

@@ -143,6 +143,8 @@ def iter_frames_and_flow(
     threads: int = 0,
     info_out: list[VideoInfo] | None = None,
     fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
 ) -> Iterator[tuple[Frame, np.ndarray | None]]:
     """Each decoded frame with the flow field that ends at it.
 
@@ -162,6 +164,8 @@ def iter_frames_and_flow(
         info_out: Receives the video's :class:`VideoInfo` when the first frame is decoded.
         fps: Sample frames at this rate (``iter_frames``' ``fps``); flow then goes from one
             sampled frame to the next. ``None``: every frame.
+        start, end: Only the frames shown between these times (``iter_frames``' ``start``
+            and ``end``; ``start`` seeks). The first frame after ``start`` has no field.
 
     Raises:
         VideoDecodeError: The video cannot be decoded completely.
@@ -170,7 +174,14 @@ def iter_frames_and_flow(
     compute = make_flow_method(method)
     previous: np.ndarray | None = None
     for frame in iter_frames(
-        Path(path), size=short_side, crop=None, threads=threads, info_out=info_out, fps=fps
+        Path(path),
+        size=short_side,
+        crop=None,
+        threads=threads,
+        info_out=info_out,
+        fps=fps,
+        start=start,
+        end=end,
     ):
         i = frame.index
         field: np.ndarray | None = None
