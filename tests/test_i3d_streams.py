@@ -1,16 +1,16 @@
 """I3D's RGB and flow streams end to end: extract and classify on a generated video.
 
-Each checkpoint is built, loaded and folded once for the module (``load_model`` memoized):
-the runs here differ in their clips and streams, never in how a network is loaded, which
+Each network is built, loaded and folded once for the module (:mod:`tests.load_once`): the
+runs here differ in their clips and streams, never in how a network is loaded, which
 tests/backbones/test_i3d.py covers.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -18,13 +18,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import feat3d.options
-import feat3d.run.i3d_streams
 from feat3d.backbones import get_backbone
 from feat3d.cli import cli
 from feat3d.flow import FlowFile
-from feat3d.model import VideoModel, load_model
 from tests.backbones.test_i3d import port_state_dict
+from tests.load_once import networks_loaded_once
 from tests.videos import write_video
 
 pytest.importorskip("cv2")
@@ -36,19 +34,9 @@ COMMON = ["--clip-len", "8", "--stride", "4", "--size", "40", "--crop", "16", "-
 
 @pytest.fixture(scope="module", autouse=True)
 def _load_each_network_once() -> Iterator[None]:
-    """``load_model`` memoized by weights file: every run here is on the CPU in fp32, and a
-    run changes nothing in a network (eval mode), so one network per file serves them all."""
-    loaded: dict[str, VideoModel] = {}
-
-    def cached(model: str | None = None, weights: Any = None, **kwargs: Any) -> VideoModel:
-        if str(weights) not in loaded:
-            loaded[str(weights)] = load_model(model, weights, **kwargs)
-        return loaded[str(weights)]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(feat3d.options, "load_model", cached)
-        patch.setattr(feat3d.run.i3d_streams, "load_model", cached)
+    with networks_loaded_once() as loaded:
         yield
+    assert len(loaded) == 2  # the RGB and the flow network, once each
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +73,9 @@ def test_both_streams_store_rgb_then_flow(project: dict[str, Path], tmp_path: Pa
     both, rgb, flow = tmp_path / "both.h5", tmp_path / "rgb.h5", tmp_path / "flow.h5"
     _invoke("extract", project["videos"], "-o", both, "-m", "i3d", "-w", project["rgb"],
             "--streams", "rgb,flow", "--flow-weights", project["flow"], *COMMON)  # fmt: skip
-    _invoke("extract", project["videos"], "-o", rgb, "-w", project["rgb"], *COMMON)
-    _invoke("extract", project["videos"], "-o", flow, "-w", project["flow"], *COMMON)
+    _invoke("extract", project["videos"], "-o", rgb, "-m", "i3d", "-w", project["rgb"], *COMMON)
+    _invoke("extract", project["videos"], "-o", flow, "-m", "i3d-flow", "-w", project["flow"],
+            *COMMON)  # fmt: skip
     features = _features(both)
     assert features.shape == (4, 2048)  # windows at 0, 4, 8, 12 of 20 frames
     with h5py.File(both, "r") as f:
@@ -106,7 +95,7 @@ def test_flow_stream_input_is_stored_flow_over_20(
     """A ``feat3d flow`` file at the native rate: each window's fields, centre-cropped and
     divided by 20, are the flow network's input; computing flow on the fly gives the same."""
     stored, computed = tmp_path / "stored.h5", tmp_path / "computed.h5"
-    args = ["-w", project["flow"], "--fps", "0", "--layer", "pool5", *COMMON]
+    args = ["-m", "i3d-flow", "-w", project["flow"], "--fps", "0", "--layer", "pool5", *COMMON]
     _invoke("extract", project["videos"], "-o", stored, "--flow", flow_h5, *args)
     _invoke("extract", project["videos"], "-o", computed, *args)
     features = _features(stored)
@@ -125,8 +114,9 @@ def test_flow_stream_input_is_stored_flow_over_20(
 
 def test_classify_averages_both_streams(project: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "labels.json"
-    _invoke("classify", project["videos"], "-w", project["rgb"], "--streams", "rgb,flow",
-            "--flow-weights", project["flow"], "-k", "3", "--json", out, *COMMON)  # fmt: skip
+    _invoke("classify", project["videos"], "-m", "i3d", "-w", project["rgb"], "--streams",
+            "rgb,flow", "--flow-weights", project["flow"], "-k", "3", "--json", out,
+            *COMMON)  # fmt: skip
     report = json.loads(out.read_text())
     assert not report["failures"] and len(report["videos"]) == 1
     top = report["videos"][0]["top_k"]
@@ -135,7 +125,7 @@ def test_classify_averages_both_streams(project: dict[str, Path], tmp_path: Path
 
 def test_stream_options_are_checked(project: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
-    base = ["extract", str(project["videos"]), "-o", str(tmp_path / "x.h5")]
+    base = ["extract", str(project["videos"]), "-o", str(tmp_path / "x.h5"), "-m", "i3d"]
     result = runner.invoke(cli, [*base, "-w", str(project["rgb"]), "--streams", "rgb,flow"])
     assert result.exit_code == 2 and "--flow-weights" in result.output
     result = runner.invoke(cli, [*base, "-w", str(project["rgb"]), "--streams", "depth"])
@@ -148,7 +138,8 @@ def test_a_flow_file_at_another_rate_fails_the_video(
     project: dict[str, Path], flow_h5: Path, tmp_path: Path
 ) -> None:
     result = CliRunner().invoke(cli, ["extract", str(project["videos"]), "-o",
-                                      str(tmp_path / "x.h5"), "-w", str(project["flow"]),
+                                      str(tmp_path / "x.h5"), "-m", "i3d-flow", "-w",
+                                      str(project["flow"]),
                                       "--flow", str(flow_h5), *COMMON])  # fmt: skip
     assert result.exit_code == 1
     with h5py.File(tmp_path / "x.h5", "r") as f:
@@ -159,21 +150,28 @@ def test_start_and_end_pick_the_same_windows(
     project: dict[str, Path], flow_h5: Path, tmp_path: Path
 ) -> None:
     """``--start 0.16 --end 0.8`` (frames 4..19 at 25 fps) gives the windows of a whole-video
-    run that start at frame 4, with the same features: decoded and flow computed in worker
-    processes, in this one (``--workers 0``), or flow read from a ``feat3d flow`` file."""
+    run that start at frame 4, with the same features: decoded and flow computed in two
+    worker processes (one video each, windows of both in one batch), in this one
+    (``--workers 0``), or flow read from a ``feat3d flow`` file."""
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copyfile(project["videos"] / "a.mp4", two / name)
     window = ["--start", "0.16", "--end", "0.8"]
-    both = ["-w", project["rgb"], "--streams", "rgb,flow", "--flow-weights", project["flow"],
-            "--fps", "0", *COMMON]  # fmt: skip
+    both = ["-m", "i3d", "-w", project["rgb"], "--streams", "rgb,flow", "--flow-weights",
+            project["flow"], "--fps", "0", *COMMON]  # fmt: skip
     outputs = {name: tmp_path / f"{name}.h5" for name in ("whole", "pool", "here", "stored")}
-    _invoke("extract", project["videos"], "-o", outputs["whole"], "--workers", "2", *both)
-    _invoke("extract", project["videos"], "-o", outputs["pool"], "--workers", "2", *window, *both)
+    _invoke("extract", project["videos"], "-o", outputs["whole"], "--workers", "0", *both)
+    _invoke("extract", two, "-o", outputs["pool"], "--workers", "2", *window, *both)
     _invoke("extract", project["videos"], "-o", outputs["here"], "--workers", "0", *window, *both)
-    _invoke("extract", project["videos"], "-o", outputs["stored"], "--flow", flow_h5, *window,
-            *both)  # fmt: skip
+    _invoke("extract", project["videos"], "-o", outputs["stored"], "--flow", flow_h5,
+            "--workers", "0", *window, *both)  # fmt: skip
     with h5py.File(outputs["pool"], "r") as f:
-        assert f["a.mp4"]["segments"][()].tolist() == [[4, 12], [8, 16], [12, 20]]
+        for key in ("a.mp4", "b.mp4"):
+            assert f[key]["segments"][()].tolist() == [[4, 12], [8, 16], [12, 20]]
         assert f.attrs["start"] == 0.16 and f.attrs["end"] == 0.8
+        second = f["b.mp4"]["features"][()]
     whole = _features(outputs["whole"])
     assert whole.shape == (4, 2048)
-    for name in ("pool", "here", "stored"):
-        np.testing.assert_allclose(_features(outputs[name]), whole[1:], rtol=1e-5, atol=1e-6)
+    for features in (*(_features(outputs[n]) for n in ("pool", "here", "stored")), second):
+        np.testing.assert_allclose(features, whole[1:], rtol=1e-5, atol=1e-6)
