@@ -17,8 +17,8 @@ import h5py
 import numpy as np
 import pytest
 
+import feat3d.io.sources
 import feat3d.model
-import feat3d.run.stream
 import feat3d.run.workers
 from feat3d.model import load_model
 from feat3d.run.extract import extract
@@ -42,7 +42,7 @@ def folder(tmp_path: Path, video_factory) -> Path:
 
 
 def _hostile_decoder(monkeypatch: pytest.MonkeyPatch, *, slow_seconds: float = 0.0) -> None:
-    real = feat3d.run.stream.iter_frames
+    real = feat3d.io.sources.iter_frames
 
     def decoder(path, **kwargs):
         name = Path(path).name
@@ -56,7 +56,7 @@ def _hostile_decoder(monkeypatch: pytest.MonkeyPatch, *, slow_seconds: float = 0
                 time.sleep(slow_seconds)
             yield frame
 
-    monkeypatch.setattr(feat3d.run.stream, "iter_frames", decoder)
+    monkeypatch.setattr(feat3d.io.sources, "iter_frames", decoder)
 
 
 def _run(model, inputs, tmp_path: Path, **options):

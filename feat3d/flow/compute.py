@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ import numpy as np
 from ..errors import RunError
 from ..io.decode import Frame, VideoInfo
 from ..io.sources import iter_source_frames
+from ..urls import as_location
 
 __all__ = [
     "METHODS",
@@ -146,6 +146,8 @@ def iter_frames_and_flow(
     info_out: list[VideoInfo] | None = None,
     fps: float | None = None,
     frame_rate: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
 ) -> Iterator[tuple[Frame, np.ndarray | None]]:
     """Each decoded frame with the flow field that ends at it.
 
@@ -167,6 +169,8 @@ def iter_frames_and_flow(
             sampled frame to the next. ``None``: every frame.
         frame_rate: Frames per second of a frame folder (``--frame-rate``; ``None``: its
             ``fps`` file's, else 30).
+        start, end: Only the frames shown between these times (``iter_frames``' ``start``
+            and ``end``; ``start`` seeks). The first frame after ``start`` has no field.
 
     Raises:
         VideoDecodeError: The video cannot be decoded completely.
@@ -175,8 +179,8 @@ def iter_frames_and_flow(
     compute = make_flow_method(method)
     previous: np.ndarray | None = None
     for frame in iter_source_frames(
-        Path(path), frame_rate=frame_rate, size=short_side, crop=None, threads=threads,
-        info_out=info_out, fps=fps,
+        as_location(path), frame_rate=frame_rate, size=short_side, crop=None, threads=threads,
+        info_out=info_out, fps=fps, start=start, end=end,
     ):  # fmt: skip
         i = frame.index
         field: np.ndarray | None = None

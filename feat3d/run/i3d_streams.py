@@ -12,13 +12,17 @@ and size; flow is computed between consecutive sampled frames at that size, quan
 uint8 and back as ``feat3d flow`` stores it (so a computed and a stored field feed the same
 numbers), then both are centre-cropped. A ``feat3d flow`` file holds flow between
 consecutive source frames: it serves runs at the native rate (``--fps 0``) at its short
-side. Windows follow ``--clip-len``, ``--stride``, ``--frame-stride`` and ``--tail`` exactly
-as RGB-only extraction does (:func:`feat3d.io.clips.iter_clips`).
+side. Windows follow ``--clip-len``, ``--stride``, ``--frame-stride``, ``--tail``, ``--start``
+and ``--end`` exactly as RGB-only extraction does (:func:`feat3d.io.clips.iter_clips`).
+
+Frames are decoded and flow computed in the pipeline's decoding worker processes
+(:class:`I3DWindowStream` is a :class:`~.stream.ClipStream`), and windows are batched across
+videos for both networks (:class:`StreamNetworks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -28,19 +32,19 @@ from ..backbones import get_spec
 from ..backbones.i3d import FLOW_BOUND
 from ..flow.compute import FlowError, dequantize, iter_frames_and_flow, quantize
 from ..flow.store import FlowFile
-from ..io.clips import iter_clips
-from ..io.decode import Frame, VideoDecodeError, VideoInfo, iter_frames
+from ..io.decode import Frame, VideoInfo
 from ..io.discover import VideoSource
-from ..io.writers import VideoFailure
+from ..io.sources import iter_source_frames
 from ..model import VideoModel, load_model
-from ..options import ClipOptions, OptionsError, RunOptions, TwoStreamOptions
-from .messages import VideoOutputs
+from ..options import ClipOptions, OptionsError, Size, TwoStreamOptions
+from .stream import ClipStream
 
 __all__ = [
     "STREAM_LAYERS",
+    "I3DWindowStream",
+    "StreamNetworks",
     "check_stream_layer",
     "i3d_stream_attributes",
-    "i3d_stream_videos",
     "stream_networks",
 ]
 
@@ -141,15 +145,17 @@ def _centre(image: np.ndarray, crop: int | tuple[int, int] | None) -> np.ndarray
 
 
 def _pairs(
-    source: VideoSource, clips: ClipOptions, options: TwoStreamOptions, flows: FlowFile | None,
+    source: VideoSource, clips: ClipOptions, method: str, flows: FlowFile | None,
     infos: list[VideoInfo],
 ) -> Iterator[tuple[Frame, np.ndarray | None]]:  # fmt: skip
     """Each frame with the field ending at it, quantized to uint8 over ±20 px as ``feat3d
-    flow`` stores it (``None`` for the first frame)."""
+    flow`` stores it (``None`` for the first frame: the first of the video, or the first
+    after ``--start``)."""
     if flows is None:
         for frame, field in iter_frames_and_flow(
-            source.path, method=options.method, short_side=clips.size, bound=FLOW_BOUND,  # type: ignore[arg-type]
-            fps=clips.fps or None, threads=clips.threads, info_out=infos,
+            source.path, method=method, short_side=clips.size, bound=FLOW_BOUND,  # type: ignore[arg-type]
+            fps=clips.fps or None, threads=clips.threads, info_out=infos, start=clips.start,
+            end=clips.end, frame_rate=clips.frame_rate,
         ):  # fmt: skip
             yield frame, None if field is None else quantize(field, bound=FLOW_BOUND)
         return
@@ -160,11 +166,16 @@ def _pairs(
             "--flow out to compute flow at the clips' rate"
         )
     key = flows.key_for(source.path, source.key)
-    for frame in iter_frames(source.path, size=clips.size, crop=None, info_out=infos):
+    first = True
+    for frame in iter_source_frames(
+        source.path, frame_rate=clips.frame_rate, size=clips.size, crop=None, info_out=infos,
+        threads=clips.threads, **clips.decode_kwargs(),
+    ):  # fmt: skip
         field = None
-        if frame.index > 0:
+        if frame.index > 0 and not first:  # source indices: the same after a --start seek
             pixels = flows.read(key, frame.index - 1, frame.index)[0]
             field = quantize(pixels, bound=FLOW_BOUND)  # the same uint8 when stored at ±20
+        first = False
         yield frame, field
 
 
@@ -198,11 +209,10 @@ def _frames_with_flow(pairs: Iterator[tuple[Frame, np.ndarray | None]], crop) ->
 
 
 def _run_streams(
-    networks: dict[str, VideoModel], batch: list[np.ndarray], layers: tuple[str, ...],
-    pool: bool,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """The requested layers of a batch of ``(T, h, w, 5)`` uint8 windows."""
-    stack = np.stack(batch)
+    networks: dict[str, VideoModel], batch: torch.Tensor, layers: tuple[str, ...], pool: bool
+) -> dict[str, np.ndarray]:
+    """The requested layers of a batch of ``(N, T, h, w, 5)`` uint8 windows."""
+    stack = batch.numpy()
     inputs = {
         "rgb": torch.from_numpy(np.ascontiguousarray(stack[..., :3])),
         "flow": torch.from_numpy(dequantize(stack[..., 3:], bound=FLOW_BOUND)),  # pixels
@@ -226,104 +236,59 @@ def _run_streams(
     return {name: result[name] for name in layers}
 
 
-def _video(
-    networks: dict[str, VideoModel], source: VideoSource, clips: ClipOptions,
-    options: TwoStreamOptions, flows: FlowFile | None, layers: tuple[str, ...],
-    batch_size: int, pool: bool, on_clips: Callable[[int], None] | None,
-) -> VideoOutputs:  # fmt: skip
-    infos: list[VideoInfo] = []
-    frames = _frames_with_flow(_pairs(source, clips, options, flows, infos), clips.crop)
-    windows = iter_clips(
-        frames, clip_len=clips.clip_len or 64, stride=clips.stride, tail=clips.tail,
-        frame_stride=clips.frame_stride or 1,
-    )  # fmt: skip
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    segments, times, batch = [], [], []
-    padded = last_frame = 0
-    end_time = 0.0
-    for window in windows:
-        if clips.max_clips is not None and len(segments) >= clips.max_clips:
-            break
-        batch.append(window.frames)
-        segments.append(window.segment)
-        times.append(window.time)
-        padded += window.padded
-        last_frame, end_time = max(last_frame, window.segment[1]), max(end_time, window.time[1])
-        if len(batch) == batch_size:
-            for name, value in _run_streams(networks, batch, layers, pool).items():
-                parts[name].append(value)
-            if on_clips is not None:
-                on_clips(len(batch))
-            batch = []
-    if batch:
-        for name, value in _run_streams(networks, batch, layers, pool).items():
-            parts[name].append(value)
-        if on_clips is not None:
-            on_clips(len(batch))
-    if not segments or not infos:
-        raise VideoDecodeError("no frames could be decoded")
-    info = infos[0]
-    return VideoOutputs(
-        source=source,
-        outputs={name: np.concatenate(values) for name, values in parts.items()},
-        segments=np.asarray(segments, dtype=np.int64),
-        timestamps=np.asarray(times, dtype=np.float64),
-        info={
-            "fps": float(info.fps or 0.0), "n_frames": int(info.n_frames_declared or last_frame),
-            "duration": float(info.duration or end_time), "width": int(info.width),
-            "height": int(info.height), "padded_frames": padded, "n_clips": len(segments),
-        },
-    )  # fmt: skip
-
-
-def i3d_stream_videos(
-    networks: dict[str, VideoModel],
-    sources: Sequence[VideoSource],
-    *,
-    clips: ClipOptions,
-    options: TwoStreamOptions,
-    layers: tuple[str, ...],
-    run: RunOptions,
-    pool: bool = True,
-    on_clips: Callable[[int], None] | None = None,
-) -> Iterator[VideoOutputs | VideoFailure]:
-    """``run_videos`` for I3D's flow stream, alone or beside the RGB one: each video decoded
-    and its flow computed (or read) in this process, windows batched per video.
+class StreamNetworks:
+    """I3D's networks behind one ``run``, as the pipeline's batches call a model: a batch of
+    ``(N, T, h, w, 5)`` uint8 windows (RGB, then the quantized field) in, the layers out.
 
     Args:
         networks: From :func:`stream_networks`.
+    """
+
+    def __init__(self, networks: dict[str, VideoModel]):
+        self.networks = networks
+        self.device = next(iter(networks.values())).device
+
+    def run(
+        self, frames: torch.Tensor, layers: tuple[str, ...], *, pool: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Layers from :data:`STREAM_LAYERS` (two streams) or the flow network's layers;
+        ``pool=False`` keeps the flow network's ``mixed_5c`` unpooled (flow alone)."""
+        return _run_streams(self.networks, frames, layers, pool)
+
+
+class I3DWindowStream(ClipStream):
+    """The windows of many videos for I3D's streams: each clip is ``(T, h, w, 5)`` uint8,
+    RGB then the field starting at each frame, quantized as ``feat3d flow`` stores it.
+
+    Flow is computed (or read from ``options.flow``) where the frames are decoded: in the
+    decoding worker processes of the pipeline (``--workers``), or in this process with
+    ``--workers 0``. ``--start``/``--end``, ``--max-frames`` and ``--timeout`` apply as to
+    RGB clips. The flow file is opened per video, in the process that reads it (an open
+    HDF5 file is not shared across a fork).
+
+    Args:
         sources: Videos.
         clips: Filled clip options (the RGB weights' protocol).
         options: ``flow`` file, flow ``method``.
-        layers: Names from :data:`STREAM_LAYERS` (two streams) or the flow network's layers.
-        run: Batch size.
-        pool: ``False`` keeps the flow network's ``mixed_5c`` unpooled (flow alone).
-        on_clips: Called with the number of windows after each forward pass.
-
-    Yields:
-        ``VideoOutputs`` per video, ``VideoFailure`` for a video that cannot be read.
     """
-    flows = FlowFile(options.flow) if options.flow is not None else None
-    try:
-        for source in sources:
-            try:
-                yield _video(
-                    networks,
-                    source,
-                    clips,
-                    options,
-                    flows,
-                    layers,
-                    run.batch_size,
-                    pool,
-                    on_clips,
-                )
-            except Exception as error:  # one broken video must never stop a run of thousands
-                text = str(error).strip().splitlines()
-                message = text[0] if text else type(error).__name__
-                if not isinstance(error, VideoDecodeError | FlowError | KeyError | ValueError):
-                    message = f"{type(error).__name__}: {message}"
-                yield VideoFailure(source.key, str(source.path), message)
-    finally:
-        if flows is not None:
-            flows.close()
+
+    def __init__(
+        self, sources: Sequence[VideoSource], clips: ClipOptions, options: TwoStreamOptions
+    ):
+        super().__init__(sources, clips)
+        self.flow = options.flow
+        self.method = options.method
+
+    def clip_bytes(self) -> int:
+        return self.options.clip_bytes() * 5 // 3
+
+    def frames(
+        self, source: VideoSource, opts: ClipOptions, *, crop: Size | None,
+        infos: list[VideoInfo], warnings: list[str],
+    ) -> Iterator[Frame]:  # fmt: skip
+        flows = FlowFile(self.flow) if self.flow is not None else None
+        try:
+            yield from _frames_with_flow(_pairs(source, opts, self.method, flows, infos), crop)
+        finally:
+            if flows is not None:
+                flows.close()

@@ -29,7 +29,7 @@ from ..options import (
     fill_clip_defaults,
     parse_workers,
 )
-from .i3d_streams import i3d_stream_videos, stream_networks
+from .i3d_streams import I3DWindowStream, StreamNetworks, stream_networks
 from .messages import ClipItem, VideoOutputs
 from .stream import ClipStream
 from .two_stream import takes_flow, two_stream_videos
@@ -248,13 +248,26 @@ def run_videos(
     clips = fill_clip_defaults(clips, model.meta)
     workers = resolve_workers(workers, model.device)
     stream = ClipStream(sources, decode_options(clips, workers, model.device))
+    yield from _drive(
+        model, stream, workers=workers, layers=layers, pool=pool, batch_size=batch_size,
+        on_clips=on_clips, crop_reduce=crop_reduce,
+    )  # fmt: skip
+
+
+def _drive(
+    model: Any, stream: ClipStream, *, workers: int, layers: tuple[str, ...], pool: bool,
+    batch_size: int, on_clips: Callable[[int], None] | None, crop_reduce: str = "none",
+) -> Iterator[VideoOutputs | VideoFailure]:  # fmt: skip
+    """``stream``'s clips decoded by ``workers`` processes (0: here), batched across videos
+    through ``model`` (a :class:`VideoModel`, or anything with its ``run`` and ``device``)."""
+    clips = stream.options
     loader: Iterable[ClipItem] = stream
     if workers > 0:
         hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE
-        loader = DecodePool(stream, workers, slot_bytes=clips.clip_bytes(), hang_after=hang_after)
+        loader = DecodePool(stream, workers, slot_bytes=stream.clip_bytes(), hang_after=hang_after)
     batches = _Batches(
-        model, sources, layers=layers, pool=pool, batch_size=batch_size, on_clips=on_clips,
-        crops=clips.crops, crop_reduce=crop_reduce,
+        model, stream.sources, layers=layers, pool=pool, batch_size=batch_size,
+        on_clips=on_clips, crops=clips.crops, crop_reduce=crop_reduce,
     )  # fmt: skip
     for item in loader:
         yield from batches.add(item)
@@ -281,10 +294,14 @@ def run_network(
     networks = stream_networks(model, two_stream)
     if networks is not None:  # I3D's flow stream, alone or beside its RGB stream
         _refuse_views("I3D's flow stream reads consecutive windows", clips)
-        return i3d_stream_videos(
-            networks, sources, clips=fill_clip_defaults(clips, model.meta),
-            options=two_stream or TwoStreamOptions(), layers=layers, run=run, pool=pool,
-            on_clips=on_clips,
+        if not sources:
+            return iter(())
+        workers = resolve_workers(run.workers, model.device)
+        filled = decode_options(fill_clip_defaults(clips, model.meta), workers, model.device)
+        stream = I3DWindowStream(sources, filled, two_stream or TwoStreamOptions())
+        return _drive(
+            StreamNetworks(networks), stream, workers=workers, layers=layers, pool=pool,
+            batch_size=run.batch_size, on_clips=on_clips,
         )  # fmt: skip
     if takes_flow(model):
         _refuse_views(

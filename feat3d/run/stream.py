@@ -17,7 +17,7 @@ from ..io.decode import Frame, VideoDecodeError, VideoInfo
 from ..io.discover import VideoSource
 from ..io.sources import iter_source_frames, segment_window
 from ..io.views import ClipViews
-from ..options import ClipOptions
+from ..options import ClipOptions, Size
 from .messages import ClipItem
 from .views import sample_clips
 from .workers import Stopwatch
@@ -47,6 +47,24 @@ class ClipStream:
                     item = item._replace(frames=torch.from_numpy(item.frames))
                 yield item
 
+    def clip_bytes(self) -> int:
+        """Bytes of one clip as :meth:`video_items` yields it (a decode pool's slot size)."""
+        return self.options.clip_bytes()
+
+    def frames(
+        self, source: VideoSource, opts: ClipOptions, *, crop: Size | None,
+        infos: list[VideoInfo], warnings: list[str],
+    ) -> Iterator[Frame]:  # fmt: skip
+        """One video's decoded frames under ``opts`` (the run's options, narrowed to the
+        source's segment), resized and cut to ``crop``; ``infos`` and ``warnings`` get the
+        decoder's header and damage lines (a subclass may add channels:
+        :class:`~.i3d_streams.I3DWindowStream`)."""
+        return iter_source_frames(
+            source.path, frame_rate=opts.frame_rate, size=opts.size, crop=crop,
+            threads=opts.threads, info_out=infos, warnings_out=warnings, retries=opts.retries,
+            **opts.decode_kwargs(),
+        )  # fmt: skip
+
     def video_items(self, index: int, watch: Stopwatch) -> Iterator[ClipItem]:
         """The clips of video ``index`` then its ``end`` (or ``error``) item. ``watch`` times
         the decoding for ``--timeout``; the caller pauses it while a clip waits for room.
@@ -63,16 +81,12 @@ class ClipStream:
         # --crops: frames resized but uncropped; the views are cut from each clip below.
         views = ClipViews(opts.crops, opts.crop) if opts.crops > 1 else None
         decoded = _FrameCounter(
-            iter_source_frames(
-                source.path,
-                frame_rate=opts.frame_rate,
-                size=opts.size,
+            self.frames(
+                source,
+                opts,
                 crop=opts.crop if views is None else None,
-                threads=opts.threads,
-                info_out=infos,
-                warnings_out=damage,
-                retries=opts.retries,
-                **opts.decode_kwargs(),
+                infos=infos,
+                warnings=damage,
             ),
             max_frames=opts.max_frames,
             watch=watch,

@@ -228,8 +228,26 @@ def _setup_distributed(device: str) -> tuple[_Dist, torch.device]:
     return _Dist(rank=rank, world=world, local_rank=local_rank), chosen
 
 
+#: Block prefixes (``conv1`` .. ``conv5``, ``fc``) of the Inception layouts, keyed by the
+#: start of a parameter name only that layout has. I3D (piergiaj/pytorch-i3d): the stem's two
+#: stages, Mixed 3/4/5 and the ``logits`` conv. S3D (torchvision): ``features.0`` (Conv_1a),
+#: ``features.2`` (Conv_2b), Mixed_3b, 4b and 5b at ``features.5/8/14``, ``classifier.1``.
+_INCEPTION_BLOCKS: dict[str, tuple[str, ...]] = {
+    "logits.conv3d.": ("Conv3d_1a_7x7.", "Conv3d_2b_1x1.", "Mixed_3b.", "Mixed_4b.",
+                       "Mixed_5b.", "logits."),
+    "features.15.branch": ("features.0.", "features.2.", "features.5.", "features.8.",
+                           "features.14.", "classifier.1."),
+}  # fmt: skip
+
+
 def block_prefixes(model: nn.Module) -> dict[str, str]:
-    """Parameter-name prefix where each block (``conv1`` .. ``conv5``, ``fc``) starts."""
+    """Parameter-name prefix where each block (``conv1`` .. ``conv5``, ``fc``) starts.
+
+    ResNet layouts (Hara's, torchvision's, R(2+1)D-34: ``layer1`` .. ``layer4``), DenseNet,
+    C3D, I3D and S3D (:data:`_INCEPTION_BLOCKS`), and PyTorchVideo's hub layout (X3D,
+    Slow-R50, SlowFast-R50: stages ``blocks.0`` .. ``blocks.4``, the classifier the head's
+    ``proj``; X3D's head convolutions before it are trained from ``conv5``, not ``fc``).
+    """
     names = [name for name, _ in model.named_parameters()]
     first = names[0].split(".")[0]
     if hasattr(model, "layer4"):
@@ -243,6 +261,13 @@ def block_prefixes(model: nn.Module) -> dict[str, str]:
     if "conv3a.weight" in names:  # C3D
         return {"conv1": "conv1.", "conv2": "conv2.", "conv3": "conv3a.", "conv4": "conv4a.",
                 "conv5": "conv5a.", "fc": "fc6."}  # fmt: skip
+    for marker, prefixes in _INCEPTION_BLOCKS.items():
+        if any(n.startswith(marker) for n in names):
+            return dict(zip(BLOCKS, prefixes, strict=True))
+    proj = [n for n in names if n.startswith("blocks.") and n.endswith(".proj.weight")]
+    if proj and "blocks.4." in {n[: len("blocks.4.")] for n in names}:  # PyTorchVideo
+        stages = {f"conv{i + 1}": f"blocks.{i}." for i in range(5)}
+        return {**stages, "fc": proj[-1][: -len("weight")]}
     raise TrainError(f"{type(model).__name__}: no known block layout for --finetune-from")
 
 
@@ -288,13 +313,24 @@ def _write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(temporary, path)
 
 
+def _takes_rgb(arch: str) -> None:
+    """Refuse a network of flow alone (``i3d-flow``): :func:`fit` samples RGB clips."""
+    if get_spec(arch).streams == ("flow",):
+        raise TrainError(
+            f"{arch} takes optical flow, and training samples RGB clips: fine-tune I3D's RGB "
+            "network (model i3d, rgb_imagenet.pt)"
+        )
+
+
 def _build_model(options: TrainOptions, classes: Sequence[str]) -> tuple[nn.Module, WeightsMeta]:
     n_classes = len(classes)
     if options.pretrained is None:
+        _takes_rgb(options.model)
         model = get_backbone(options.model, num_classes=n_classes)
         base = default_meta(options.model, arch_kwargs=model.arch_kwargs)
         return model, base
     resolved = resolve_weights(options.pretrained)
+    _takes_rgb(resolved.arch)
     model = get_backbone(resolved.arch, weights=resolved)
     if model.num_classes != n_classes:
         model.reset_classifier(n_classes)
@@ -339,8 +375,9 @@ def _clip_defaults(options: TrainOptions, base: WeightsMeta) -> TrainOptions:
 
 def trains_in_stages(arch: str) -> bool:
     """Whether ``arch`` trains in stages (:mod:`.two_stream`) rather than with :func:`fit`:
-    a backbone whose spec takes optical flow beside RGB."""
-    return "flow" in get_spec(arch).streams
+    a backbone whose spec takes optical flow beside RGB (not I3D's flow network alone)."""
+    streams = get_spec(arch).streams
+    return "flow" in streams and "rgb" in streams
 
 
 def fit(

@@ -147,12 +147,26 @@ def test_layer_shapes_and_gmacs_at_the_default_input(name: str, channels: int) -
     assert model.feature_layers() == {"mixed_5c": 1024, "pool5": 1024, "logits": 400}
 
 
+@pytest.fixture(scope="module")
+def port_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The port's three files, written once: ``rgb`` (its state dict is ``port_state_dict()``),
+    ``flow`` (2 input channels) and ``charades`` (157 classes)."""
+    root = tmp_path_factory.mktemp("i3d_port")
+    files = {"rgb": root / "rgb_imagenet.pt", "flow": root / "flow_imagenet.pt",
+             "charades": root / "rgb_charades.pt"}  # fmt: skip
+    torch.save(port_state_dict(), files["rgb"])
+    torch.save(port_state_dict(in_channels=2), files["flow"])
+    torch.save(port_state_dict(num_classes=157), files["charades"])
+    return files
+
+
 def test_forward_matches_an_independent_reference() -> None:
     sd = port_state_dict()
     model = get_backbone("i3d")
     model.load_state_dict(sd, strict=True)
     model.eval()
-    x = torch.randn(1, 3, 9, 35, 33, generator=torch.Generator().manual_seed(1))  # odd sizes
+    # Odd sizes: TensorFlow's SAME pads unevenly, and every max-pool's ceil rounds up.
+    x = torch.randn(1, 3, 9, 19, 17, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = model.forward_layers(x, ("pool5", "logits"))
         pool5, logits = reference_forward(sd, x)
@@ -162,12 +176,16 @@ def test_forward_matches_an_independent_reference() -> None:
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-def test_port_files_load_strict_without_trust(tmp_path: Path, legacy: bool) -> None:
+def test_port_files_load_strict_without_trust(
+    port_files: dict[str, Path], tmp_path: Path, legacy: bool
+) -> None:
     """The port saved plain state dicts (``torch.save(model.state_dict())``); the older
     non-zip serialization is read with ``weights_only`` too."""
-    path = tmp_path / "rgb_imagenet.pt"
-    sd = port_state_dict()
-    torch.save(sd, path, _use_new_zipfile_serialization=not legacy)
+    path = port_files["rgb"]
+    sd = torch.load(path, weights_only=True)
+    if legacy:
+        path = tmp_path / "rgb_imagenet.pt"
+        torch.save(sd, path, _use_new_zipfile_serialization=False)
     loaded = load_checkpoint(path)
     assert (loaded.arch, loaded.format, loaded.meta.preset) == ("i3d", "i3d", "i3d-rgb")
     assert loaded.arch_kwargs == {"num_classes": 400, "in_channels": 3}
@@ -178,10 +196,8 @@ def test_port_files_load_strict_without_trust(tmp_path: Path, legacy: bool) -> N
         assert torch.equal(value, sd[key]), key
 
 
-def test_flow_and_charades_files(tmp_path: Path) -> None:
-    flow, charades = tmp_path / "flow_imagenet.pt", tmp_path / "rgb_charades.pt"
-    torch.save(port_state_dict(in_channels=2), flow)
-    torch.save(port_state_dict(num_classes=157), charades)
+def test_flow_and_charades_files(port_files: dict[str, Path]) -> None:
+    flow, charades = port_files["flow"], port_files["charades"]
     loaded = load_checkpoint(flow)
     assert (loaded.arch, loaded.meta.preset, loaded.meta.std) == ("i3d-flow", "i3d-flow",
                                                                    (20.0,) * 3)  # fmt: skip
@@ -195,22 +211,18 @@ def test_flow_and_charades_files(tmp_path: Path) -> None:
     assert len(loaded.meta.categories) == 157
 
 
-def test_a_flow_file_is_not_the_rgb_network(tmp_path: Path) -> None:
-    flow = tmp_path / "flow_imagenet.pt"
-    torch.save(port_state_dict(in_channels=2), flow)
+def test_a_flow_file_is_not_the_rgb_network(port_files: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="--model i3d-flow"):
-        get_backbone("i3d", weights=str(flow))
-    broken = port_state_dict()
+        get_backbone("i3d", weights=str(port_files["flow"]))
+    broken = torch.load(port_files["rgb"], weights_only=True)
     del broken["Mixed_4c.b2b.bn.running_var"]
     torch.save(broken, tmp_path / "broken.pt")
     with pytest.raises(WeightsError, match=r"Mixed_4c\.b2b\.bn\.running_var"):
         get_backbone("i3d", weights=str(tmp_path / "broken.pt"))
 
 
-def test_convert_to_safetensors_keeps_metadata(tmp_path: Path) -> None:
-    path = tmp_path / "flow_imagenet.pt"
-    torch.save(port_state_dict(in_channels=2), path)
-    model = get_backbone("i3d-flow", weights=str(path))
+def test_convert_to_safetensors_keeps_metadata(port_files: dict[str, Path], tmp_path: Path) -> None:
+    model = get_backbone("i3d-flow", weights=str(port_files["flow"]))
     out = save_checkpoint(model, tmp_path / "flow.safetensors")
     again = load_checkpoint(out)
     assert (again.arch, again.meta.preset, again.arch_kwargs["in_channels"]) == (

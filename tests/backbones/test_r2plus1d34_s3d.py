@@ -19,6 +19,7 @@ from feat3d.backbones import WeightsError, get_backbone, get_spec, load_checkpoi
 from feat3d.backbones.catalog import CATALOG
 from feat3d.backbones.s3d import S3DPool
 from feat3d.cli import cli
+from tests.load_once import networks_loaded_once
 
 # --------------------------------------------------------------------------------------------
 # The published layouts, written from the publishers' code (not from feat3d's modules)
@@ -431,13 +432,15 @@ def test_extract_and_classify_end_to_end(
     common = ["--model", model, "--weights", "none", "--clip-len", frames, "--size", "32",
               "--crop", "32", "-j", "0", "-q"]  # fmt: skip
     out = tmp_path / "f.h5"
-    result = CliRunner().invoke(cli, ["extract", str(clip), "-o", str(out), *common])
-    assert result.exit_code == 0, result.output
+    labels = tmp_path / "labels.json"
+    with networks_loaded_once() as loaded:  # one random network for both commands
+        result = CliRunner().invoke(cli, ["extract", str(clip), "-o", str(out), *common])
+        assert result.exit_code == 0, result.output
+        result = CliRunner().invoke(cli, ["classify", str(clip), *common, "--json", str(labels)])
+        assert result.exit_code == 0, result.output
+    assert list(loaded) == [(model, "none")]
     with h5py.File(out, "r") as f:
         assert f["clip.mp4/features"].shape == (16 // int(frames), width)
-    labels = tmp_path / "labels.json"
-    result = CliRunner().invoke(cli, ["classify", str(clip), *common, "--json", str(labels)])
-    assert result.exit_code == 0, result.output
     data = json.loads(labels.read_text())
     assert data["model"]["arch"] == model and data["model"]["random_weights"] is True
     assert len(data["videos"][0]["top_k"]) >= 1
