@@ -29,7 +29,10 @@ For every video (or generated video) it prints:
   Parquet by the local engine and by the Ray engine (a local Ray with every core, started
   once before the measures; each run's actor start and model load count, as a user sees
   them), taken in turn ``--repeat`` times, their clips/s and the Ray engine's share of the
-  local engine's.
+  local engine's, and the CPU time of the Ray engine's driver per clip (regrouping clip
+  rows, writing the output, Ray Data's executor: what one driver can keep up with). Start-up
+  (Ray's workers, the actors' imports and model load) is a fixed cost: use enough
+  ``--copies`` (48 of a 10 s video) that it is amortized.
 
 Videos made with ``--make-video WxH`` are 10 s at 25 fps of a textured scene panned by the
 camera, with moving objects and sensor-like grain, h264 (libx264, CRF 23): about 1 Mbit/s at
@@ -332,15 +335,21 @@ def bench_engines(videos: list[Path], args: argparse.Namespace, workdir: Path) -
                 os.symlink(video.absolute(), link)
             links.append(link)
         rates: dict[str, list[float]] = {"local": [], "ray": []}
+        driver: list[float] = []  # the Ray engine's driver: core-ms per clip
         for _ in range(args.repeat):
             for engine in rates:
                 out = workdir / f"{video.stem}_{engine}.parquet"
+                before = cpu_seconds()
                 report = extract(links, out, model=model, engine=engine, **options)
                 rates[engine].append(report.clips_per_second)
+                if engine == "ray":
+                    driver.append((cpu_seconds() - before) * 1000 / max(report.clips, 1))
         local, remote = (float(np.median(rates[e])) for e in ("local", "ray"))
         print(
-            f"{video.name}: local {local:7.1f} clips/s{spread(rates['local'])}  ray "
-            f"{remote:7.1f} clips/s{spread(rates['ray'])}  ray/local {remote / local:6.1%}",
+            f"{video.name}: {report.clips} clips | local {local:7.1f} clips/s"
+            f"{spread(rates['local'])}  ray {remote:7.1f} clips/s{spread(rates['ray'])}  "
+            f"ray/local {remote / local:6.1%} | Ray driver (regroup, write, Ray's executor) "
+            f"{float(np.median(driver)):.2f} core-ms/clip",
             flush=True,
         )
     ray.shutdown()

@@ -1,8 +1,14 @@
 """``--engine ray`` on a local Ray cluster (two CPUs, loopback only): the local engine's
-features, a hostile file failing alone, and a ``kill -9`` resumed without duplicates."""
+features (also with ``--crops``), a hostile file and a decoder that segfaults failing alone,
+a ``kill -9`` resumed without duplicates, the precision recorded, Ray's progress display.
+
+The cluster's workers get a decoder that segfaults on files named ``crash.mp4`` (Ray's worker
+set-up hook, :func:`crashing_decoder`), as FFmpeg might on a hostile file.
+"""
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import subprocess
@@ -18,7 +24,7 @@ from feat3d.backbones.checkpoints import save_checkpoint
 from feat3d.io.reader import open_output
 from feat3d.options import ModelOptions, OptionsError, RunOptions
 from feat3d.run.extract import extract
-from feat3d.run.ray_engine import RayResources, plan_resources
+from feat3d.run.ray_engine import RayResources, actor_precision, plan_resources
 
 ray = pytest.importorskip("ray")
 
@@ -26,9 +32,27 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = {"size": 32, "crop": 32, "batch_size": 1, "workers": 0}
 
 
+def crashing_decoder() -> None:
+    """Ray's worker set-up hook: the decoder segfaults on the 6th frame of ``crash.mp4`` (the
+    decoding task's child process inherits it when it forks)."""
+    import feat3d.run.stream
+
+    real = feat3d.run.stream.iter_source_frames
+
+    def decoder(path, **kwargs):  # type: ignore[no-untyped-def]
+        for count, frame in enumerate(real(path, **kwargs)):
+            if Path(str(path)).name == "crash.mp4" and count == 5:
+                faulthandler.disable()
+                os.kill(os.getpid(), signal.SIGSEGV)
+            yield frame
+
+    feat3d.run.stream.iter_source_frames = decoder
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": crashing_decoder})  # fmt: skip
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -95,9 +119,17 @@ def test_a_run_killed_mid_way_resumes_to_the_same_rows_without_duplicates(
     first = len(list(out.glob("videos/*.parquet")))
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert first >= 1, process.stderr.read().decode()[-2000:]
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    silenced = process.stderr.read().decode()
+    assert first >= 1, silenced[-2000:]
+    for line in ("Running Dataset", "MapBatches(ClipNetwork): ", "Progress bars"):
+        assert line not in silenced, silenced[-2000:]  # -q silences Ray Data's display
+    loud = [arg for arg in command if arg != "-q"]
+    finished = subprocess.run(loud, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 1, finished.stderr[-2000:]  # the hostile file
+    shown = finished.stderr
+    assert "MapBatches(ClipNetwork): " in shown, shown[-2000:]  # Ray Data's progress display
+    assert "skipped (already complete), 1 failed" in shown, shown[-2000:]  # the summary
+    assert "hostile.mp4" in shown
     clips = pd.read_parquet(out / "clips")
     assert not clips.duplicated(["video", "clip"]).any()
     assert clips.groupby("video").size().to_dict() == {"a.mp4": 3, "b.mp4": 2, "c.mp4": 2,
@@ -123,3 +155,45 @@ def test_resources_come_from_the_options_and_the_cluster():
         plan_resources(RunOptions(), ModelOptions(device="cuda"), {"CPU": 2})
     with pytest.raises(OptionsError, match="drop --devices"):
         RunOptions(engine="ray", devices=("cpu",))
+
+
+def test_a_decoder_that_segfaults_costs_only_its_video(cluster, videos, tmp_path):
+    folder, checkpoint = videos
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    for name in ("b.mp4", "crash.mp4", "d.mp4"):
+        os.symlink(folder / ("c.mp4" if name == "crash.mp4" else name), crash / name)
+    model = ModelOptions(weights=str(checkpoint), device="cpu", precision="auto")
+    report = extract([crash], tmp_path / "crash.parquet", model=model, engine="ray",
+                     address=cluster, **CLIPS)  # fmt: skip
+    assert sorted(report.written) == ["b.mp4", "d.mp4"] and report.clips == 2 + 1
+    assert [f.key for f in report.failures] == ["crash.mp4"]
+    assert "crashed (signal 11 (SIGSEGV))" in report.failures[0].message
+    with open_output(tmp_path / "crash.parquet") as output:
+        assert output.options["precision"] == "fp32"  # auto on a CPU actor
+
+
+def test_crops_under_ray_equal_the_local_engines(cluster, videos, tmp_path):
+    folder, checkpoint = videos
+    model = ModelOptions(weights=str(checkpoint), device="cpu")
+    inputs = [folder / "a.mp4", folder / "d.mp4"]
+    views = {**CLIPS, "crops": 3, "size": 40}
+    local = extract(inputs, tmp_path / "local.h5", model=model, **views)
+    remote = extract(inputs, tmp_path / "ray.parquet", model=model, engine="ray",
+                     address=cluster, **views)  # fmt: skip
+    mean = extract(inputs, tmp_path / "mean.parquet", model=model, engine="ray",
+                   address=cluster, crop_reduce="mean", **{**views, "batch_size": 2})  # fmt: skip
+    assert local.ok and remote.ok and mean.ok and remote.clips == local.clips == 3 + 1
+    expected, got, reduced = (_rows(tmp_path / name) for name in
+                              ("local.h5", "ray.parquet", "mean.parquet"))  # fmt: skip
+    for key in expected:
+        assert got[key].shape == (expected[key].shape[0], 3, 512)
+        np.testing.assert_array_equal(got[key], expected[key])  # fp32, -b 1: bit-identical
+        np.testing.assert_allclose(reduced[key], got[key].mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_precision_recorded_is_the_actors(cluster):
+    run = RunOptions(engine="ray", address=cluster)
+    assert actor_precision(ModelOptions(precision="auto"), run) == "fp32"  # no GPU here
+    assert actor_precision(ModelOptions(precision="auto", device="cuda"), run) == "fp16"
+    assert actor_precision(ModelOptions(precision="bf16", device="cpu"), run) == "bf16"

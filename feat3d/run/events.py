@@ -32,7 +32,14 @@ class VideosReport:
 
 
 class RunEvents:
-    """Progress hooks of a run; each does nothing unless overridden."""
+    """Progress hooks of a run; each does nothing unless overridden.
+
+    Attributes:
+        quiet: Whether the run keeps the displays of the engines it uses off the terminal
+            too (Ray Data's progress bars and log lines with ``engine="ray"``).
+    """
+
+    quiet: bool = False
 
     def on_start(self, *, total: int, skipped: int) -> None:
         """Called once, with the number of videos to process and those already done."""

@@ -34,7 +34,7 @@ from .i3d_streams import check_stream_layer, i3d_stream_attributes, uses_streams
 from .messages import VideoOutputs
 from .pipeline import run_network
 from .pool import pool_in_time
-from .ray_engine import ray_videos
+from .ray_engine import actor_precision, ray_videos
 from .two_stream import takes_flow, two_stream_attributes
 
 
@@ -215,7 +215,10 @@ def extract(
     if run.shard is not None:
         sources = select_shard(sources, *run.shard)
     report = ExtractReport(output=out.shown, shard=run.shard)
-    writer = _open_output(network, filled, out, layer, groups["two_stream"])
+    # Ray: the precision recorded is the actors', not this metadata copy's
+    precision = (actor_precision(groups["model"], run) if run.engine == "ray"
+                 else network.precision)  # fmt: skip
+    writer = _open_output(network, filled, out, layer, groups["two_stream"], precision)
     if writer is not None:
         done = writer.completed()
         report.skipped = [s.key for s in sources if s.key in done]
@@ -229,7 +232,8 @@ def extract(
 
     if run.engine == "ray":
         results = ray_videos(groups["model"], sources, clips=filled, layer=layer, pool=out.pool,
-                             run=run, on_clips=count_clips)  # fmt: skip
+                             run=run, on_clips=count_clips, crop_reduce=out.crop_reduce,
+                             progress=not events.quiet)  # fmt: skip
     else:
         results = run_network(
             network, sources, clips=filled, layers=(layer,), pool=out.pool, run=run,
@@ -242,22 +246,29 @@ def extract(
 
 def _driver_model(options: ModelOptions, run: RunOptions) -> VideoModel:
     """The model this process loads: the one that runs (local engine), or, with Ray, a CPU
-    copy for the weights' metadata (the actors load their own)."""
+    copy for the weights' metadata (the actors load their own; it never runs, so its batch
+    norms are not folded)."""
     if run.engine == "ray":
-        options = replace(options, device="cpu", precision="fp32", compile=False)
+        options = replace(options, device="cpu", precision="fp32", compile=False, fold_bn=False)
     return options.load()
 
 
 def _open_output(
     model: VideoModel, clips: ClipOptions, out: OutputOptions, layer: str,
-    two_stream: TwoStreamOptions,
+    two_stream: TwoStreamOptions, precision: str,
 ) -> FeatureWriter | None:  # fmt: skip
     """The writer of ``out`` (``None``: features stay in memory), its attributes recording
-    the run's options."""
+    the run's options (``precision``: the one the network runs in)."""
     if out.path is None:
         return None
     attrs = run_attributes(
-        model, clips, layer=layer, pool=out.pool, dtype=out.dtype, average_only=out.average_only
+        model,
+        clips,
+        layer=layer,
+        pool=out.pool,
+        dtype=out.dtype,
+        average_only=out.average_only,
+        precision=precision,
     )
     if clips.crops > 1:
         attrs["crop_reduce"] = out.crop_reduce

@@ -19,7 +19,9 @@ Ray is optional: ``pip install 'feat3d[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,8 +33,10 @@ import torch
 
 from ..errors import UsageError
 from ..io.discover import VideoSource
+from ..io.views import split_views
 from ..io.writers import VideoFailure
 from ..options import ClipOptions, ModelOptions, OptionsError, RunOptions
+from ..precision import Precision
 from ..urls import as_location, url_name
 from .messages import ClipItem, VideoOutputs
 from .stream import ClipStream
@@ -55,13 +59,15 @@ def ray_module() -> Any:
     return ray
 
 
-def connect(address: str | None) -> Any:
+def connect(address: str | None, *, quiet: bool = False) -> Any:
     """Join the cluster at ``address`` (``auto``: the one ``ray start`` or KubeRay made here;
-    ``HOST:PORT``; ``None``: the one already joined, else a new local one)."""
+    ``HOST:PORT``; ``None``: the one already joined, else a new local one). ``quiet`` keeps
+    Ray's start-up lines off the terminal."""
     ray = ray_module()
     if not ray.is_initialized():
         local = {"include_dashboard": False} if address is None else {}
-        ray.init(address=address, log_to_driver=False, **local)
+        level = {"logging_level": logging.WARNING} if quiet else {}
+        ray.init(address=address, log_to_driver=False, **local, **level)
     return ray
 
 
@@ -108,14 +114,24 @@ def decode_video(video: dict[str, Any], clips: ClipOptions) -> Iterator[dict[str
 class ClipNetwork:
     """The inference stage: a callable class Ray Data runs in each actor of the pool, the
     model loaded once per actor; clip rows get ``features`` (float32 bytes), other rows pass.
+
+    With ``crops`` above 1 a clip row holds ``(crops, T, H, W, 3)`` frames: its views share
+    the batch and come back as ``(crops, ...)`` features, or their mean
+    (``crop_reduce="mean"``), as in the local engine. A CPU actor runs the network on every
+    core of its node (``threads``: that many instead), as the local engine does beside its
+    decoding processes.
     """
 
-    def __init__(self, model: ModelOptions, layer: str, pool: bool, threads: int = 0):
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(
+        self, model: ModelOptions, layer: str, pool: bool, threads: int = 0, crops: int = 1,
+        crop_reduce: str = "none",
+    ):  # fmt: skip
         self.model = model.load()
+        if self.model.device.type == "cpu":
+            torch.set_num_threads(threads or _node_cores())
         self.layer = layer
         self.pool = pool
+        self.crops, self.crop_reduce = crops, crop_reduce
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [i for i, kind in enumerate(batch["kind"]) if kind == "clip"]
@@ -123,12 +139,25 @@ class ClipNetwork:
         shapes = np.full(len(batch["kind"]), "[]", dtype=object)
         if rows:
             frames = torch.stack([_frames(batch, i) for i in rows])
+            if self.crops > 1:  # clips × views in one batch, split back after the network
+                frames = frames.flatten(0, 1)
             out = self.model.run(frames, (self.layer,), pool=self.pool)[self.layer]
+            if self.crops > 1:
+                out = split_views(out, self.crops, self.crop_reduce)
             for row, i in enumerate(rows):
                 features[i] = np.ascontiguousarray(out[row], dtype=np.float32).tobytes()
                 shapes[i] = json.dumps(list(out[row].shape))
         kept = {name: column for name, column in batch.items() if name not in ("frames", "shape")}
         return {**kept, "features": features, "feature_shape": shapes}
+
+
+def _node_cores() -> int:
+    """The cores this process may run on (Ray sets ``OMP_NUM_THREADS=1`` in a one-CPU actor,
+    which would leave torch one thread)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _frames(batch: dict[str, np.ndarray], row: int) -> torch.Tensor:
@@ -168,39 +197,48 @@ def plan_resources(run: RunOptions, model: ModelOptions, cluster: dict[str, floa
 
 def clip_features(
     videos: Any, model: ModelOptions, *, clips: ClipOptions, layer: str, pool: bool = True,
-    resources: RayResources | None = None,
+    resources: RayResources | None = None, crop_reduce: str = "none",
 ) -> Any:  # fmt: skip
     """A Ray Dataset of videos → a Ray Dataset of clip features (lazy: nothing runs until it
     is consumed or written).
 
     Args:
-        videos: A Ray Dataset with a ``path`` column (local paths every node can read), and
-            optionally ``key`` (default: the file name) and ``video`` (a number).
+        videos: A Ray Dataset with a ``path`` column (local paths every node can read, or
+            URLs), and optionally ``key`` (default: the file name) and ``video`` (a number).
         model: The network; each actor loads it (with ``device="auto"``, on its GPU).
         clips: Filled clip options (:func:`feat3d.options.fill_clip_defaults`).
         layer: The layer kept (``pool5``, ``logits``, ...).
         pool: ``False`` keeps ``conv5`` unpooled.
         resources: Decoding CPUs, actors, GPUs per actor, batch size (default: one CPU
             actor, batches of 8).
+        crop_reduce: With ``clips.crops`` above 1: ``none`` gives ``(crops, ...)`` features
+            per clip, ``mean`` their mean over the views.
 
     Returns:
         Rows with ``key``, ``source``, ``kind`` (``clip``; once per video ``end``, whose
         ``info`` is its attributes as JSON, or ``error``, whose ``message`` says why),
         ``clip``, ``start_frame``, ``end_frame``, ``start_time``, ``end_time`` and
         ``features`` (float32 bytes of shape ``feature_shape``, JSON). Rows come in no fixed
-        order; a failed video's clip rows may come before its error row.
+        order; a failed video's clip rows may come before its error row. A decoding task
+        hands its clips on a batch at a time (the dataset's ``target_max_block_size`` is set
+        to a batch of clips), so inference starts before a video is decoded and no stage
+        holds a whole long video.
     """
+    ray = ray_module()
     resources = resources or RayResources(1.0, 1, 0.0, 8)
     threads = max(1, int(resources.decode_cpus))
     decode = clips if clips.threads else replace(clips, threads=threads)
     decoded = videos.flat_map(decode_video, fn_kwargs={"clips": decode},
                               num_cpus=resources.decode_cpus)  # fmt: skip
-    cpu_threads = 0 if resources.gpus_per_actor else (os.cpu_count() or 1)
+    # A block is cut once it passes this size: half a clip under a batch, so a batch of clips
+    decoded.context.target_max_block_size = max(1, (2 * resources.batch_size - 1)
+                                                * clips.clip_bytes() // 2)  # fmt: skip
+    on_gpu = bool(resources.gpus_per_actor)
     return decoded.map_batches(
         ClipNetwork, fn_constructor_kwargs={"model": model, "layer": layer, "pool": pool,
-                                            "threads": cpu_threads},
-        batch_size=resources.batch_size, concurrency=resources.actors,
-        num_gpus=resources.gpus_per_actor or None, num_cpus=None if resources.gpus_per_actor else 1,
+                                            "crops": clips.crops, "crop_reduce": crop_reduce},
+        batch_size=resources.batch_size, compute=ray.data.ActorPoolStrategy(size=resources.actors),
+        num_gpus=resources.gpus_per_actor if on_gpu else None, num_cpus=None if on_gpu else 1,
         batch_format="numpy",
     )  # fmt: skip
 
@@ -261,24 +299,58 @@ class Regroup:
 def ray_videos(
     model: ModelOptions, sources: Sequence[VideoSource], *, clips: ClipOptions, layer: str,
     pool: bool = True, run: RunOptions | None = None,
-    on_clips: Callable[[int], None] | None = None,
+    on_clips: Callable[[int], None] | None = None, crop_reduce: str = "none",
+    progress: bool = True,
 ) -> Iterator[VideoOutputs | VideoFailure]:  # fmt: skip
     """The Ray engine's counterpart of :func:`~.pipeline.run_network`: each video's outputs
-    (or its failure) as it completes, computed on the cluster ``run.address`` names."""
+    (or its failure) as it completes, computed on the cluster ``run.address`` names.
+    ``progress=False`` silences Ray Data's progress bars and its log lines on the terminal."""
     run = run or RunOptions()
     if not sources:
         return
-    ray = connect(run.address)
+    ray = connect(run.address, quiet=not progress)
     resources = plan_resources(run, model, ray.cluster_resources())
     items = [{"video": i, "key": s.key, "path": str(s.path)} for i, s in enumerate(sources)]
     videos = ray.data.from_items(items, override_num_blocks=len(items))
     features = clip_features(videos, model, clips=clips, layer=layer, pool=pool,
-                             resources=resources)  # fmt: skip
+                             resources=resources, crop_reduce=crop_reduce)  # fmt: skip
+    features.context.enable_progress_bars = progress
     regroup = Regroup(sources, layer)
-    for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
-        columns = list(batch)
-        for values in zip(*(batch[name] for name in columns), strict=True):
-            row = dict(zip(columns, values, strict=True))
-            if row["kind"] == "clip" and on_clips is not None:
-                on_clips(1)
-            yield from regroup.add(row)
+    with _ray_data_logs(progress):
+        for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
+            columns = list(batch)
+            for values in zip(*(batch[name] for name in columns), strict=True):
+                row = dict(zip(columns, values, strict=True))
+                if row["kind"] == "clip" and on_clips is not None:
+                    on_clips(1)
+                yield from regroup.add(row)
+
+
+@contextlib.contextmanager
+def _ray_data_logs(shown: bool) -> Iterator[None]:
+    """Ray Data's log lines (the dataset started, its stages, finished) on the terminal
+    unless ``shown`` is false."""
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    if not shown:
+        logger.setLevel(logging.ERROR)  # also "progress bars disabled"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def actor_precision(model: ModelOptions, run: RunOptions) -> str:
+    """The precision the actors run in, as outputs record it: ``auto`` resolved for the
+    device they get (fp16 on a GPU, fp32 on the CPU; this asks the cluster for its GPUs only
+    when both the device and the precision are ``auto``)."""
+    precision = Precision.parse(model.precision)
+    if precision is not Precision.AUTO:
+        return precision.value
+    device = model.device
+    if device == "auto":
+        ray = connect(run.address)
+        device = (
+            "cuda" if plan_resources(run, model, ray.cluster_resources()).gpus_per_actor else "cpu"
+        )
+    return precision.resolve(torch.device(device)).value
