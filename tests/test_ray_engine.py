@@ -51,8 +51,12 @@ def crashing_decoder() -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
+    # The workers unpickle the hook from this module: they need the repository on their path
+    # (pytest puts it on the driver's only).
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": crashing_decoder})  # fmt: skip
+             runtime_env={"worker_process_setup_hook": crashing_decoder,
+                          "env_vars": {"PYTHONPATH": path}})  # fmt: skip
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
