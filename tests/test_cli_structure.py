@@ -14,7 +14,11 @@ import feat3d
 from feat3d.cli import COMMANDS, cli
 
 PACKAGE = Path(feat3d.__file__).parent
-SOURCES = [PACKAGE / "cli.py", *sorted((PACKAGE / "commands").glob("*.py"))]
+SOURCES = [
+    PACKAGE / "cli.py",
+    PACKAGE / "cli_video.py",
+    *sorted((PACKAGE / "commands").glob("*.py")),
+]
 
 
 def declared_names(path: Path) -> list[str]:

@@ -9,13 +9,15 @@ from pathlib import Path
 import click
 
 from ..cli import (
-    clip_options,
     format_option,
     json_option,
     model_options,
     plot_option,
+)
+from ..cli_video import (
+    clip_options,
     two_stream_options,
-)  # fmt: skip
+)
 from ..options import ClipOptions, ModelOptions, RunOptions, TwoStreamOptions
 from ..plots import require_matplotlib
 from ..run.classify import classify, write_json

@@ -9,18 +9,20 @@ import click
 
 from ..cli import (
     batch_size_option,
-    clips_per_video_option,
     compile_option,
-    crops_option,
     dataset_options,
     device_option,
     output_option,
     plot_option,
     precision_option,
     trust_option,
-    two_stream_options,
     workers_option,
-)  # fmt: skip
+)
+from ..cli_video import (
+    clips_per_video_option,
+    crops_option,
+    two_stream_options,
+)
 from ..options import ClipOptions, ModelOptions, TwoStreamOptions, fill_clip_defaults
 from ..plots import plot_confusion, require_matplotlib
 from ..train import evaluate_videos, write_evaluation

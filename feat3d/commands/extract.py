@@ -8,17 +8,14 @@ from typing import Any
 
 import click
 
-from ..cli import (
+from ..cli import format_option, model_options, output_option, overwrite_option
+from ..cli_video import (
     clip_options,
     engine_options,
     feature_options,
-    format_option,
-    model_options,
-    output_option,
-    overwrite_option,
     time_pool_options,
     two_stream_options,
-)  # fmt: skip
+)
 from ..clikit import LocationParam
 from ..io.writers import FORMATS
 from ..options import (

@@ -8,14 +8,16 @@ from pathlib import Path
 import click
 
 from ..cli import (
-    flow_method_option,
     frame_rate_option,
     output_option,
     overwrite_option,
     quiet_option,
     verbose_option,
     workers_option,
-)  # fmt: skip
+)
+from ..cli_video import (
+    flow_method_option,
+)
 from ..flow import extract_flow
 from .progress import CliEvents
 

@@ -12,6 +12,8 @@ from ..cli import (
     output_option,
     overwrite_option,
     quiet_option,
+)
+from ..cli_video import (
     time_pool_options,
 )
 from ..io.writers import FORMATS

@@ -10,6 +10,8 @@ from ..cli import (
     Decorator,
     F,
     batch_size_option,
+)
+from ..cli_video import (
     crop_option,
     flow_file_option,
     sampling_options,
