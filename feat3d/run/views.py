@@ -8,8 +8,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 
-from ..io.clips import Clip, iter_centred_clips, iter_clips, iter_uniform_clips
+from ..io.clips import Clip, iter_clips
 from ..io.decode import Frame, VideoDecodeError, VideoInfo, tick_count
+from ..io.samplers import iter_centred_clips, iter_uniform_clips
 from ..options import ClipOptions
 
 
