@@ -194,13 +194,8 @@ class C3D(Backbone):
         Raises:
             ValueError: A layer C3D does not have, or a clip size that does not fit fc6.
         """
-        known = self.feature_layers()
-        unknown = [name for name in layers if name not in known]
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__} has no layer {unknown[0]!r}; choose from {', '.join(known)}"
-            )
-        order = list(known)
+        self.check_layers(layers)
+        order = list(self.feature_layers())
         deepest = max(order.index(name) for name in layers) if layers else -1
         out: dict[str, torch.Tensor] = {}
         if deepest < 0:

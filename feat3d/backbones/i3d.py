@@ -154,6 +154,8 @@ class I3D(Backbone):
         dropout: Dropout before the logits when training (the port's keep probability 0.5).
     """
 
+    stage_layer = "mixed_5c"
+
     default_feature_layer = "pool5"
 
     def __init__(self, *, num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5):
@@ -203,21 +205,9 @@ class I3D(Backbone):
         """``mixed_5c`` (pooled to 1024 unless ``pool=False``), ``pool5``, ``logits``."""
         return {"mixed_5c": FEATURE_DIM, "pool5": FEATURE_DIM, "logits": self.num_classes}
 
-    def forward_layers(
-        self, x: torch.Tensor, layers: tuple[str, ...], *, pool: bool = True
-    ) -> dict[str, torch.Tensor]:
-        """Several layers in one pass; ``mixed_5c`` unpooled with ``pool=False``."""
-        self.check_layers(layers)
-        trunk = self.forward_trunk(x)
-        pooled = torch.flatten(self.avgpool(trunk), 1)
-        out: dict[str, torch.Tensor] = {}
-        if "mixed_5c" in layers:
-            out["mixed_5c"] = pooled if pool else trunk
-        if "pool5" in layers:
-            out["pool5"] = pooled
-        if "logits" in layers:
-            out["logits"] = self._logits(trunk)
-        return out
+    def logits_of(self, trunk: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """The port's logits: from the map (its 2×7×7 pool), not from ``pool5``."""
+        return self._logits(trunk)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A new ``logits`` conv of ``num_classes`` rows (PyTorch's default initialization)."""

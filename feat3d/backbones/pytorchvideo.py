@@ -315,12 +315,7 @@ class PtvNet(Backbone):
         Raises:
             ValueError: A layer this network does not have.
         """
-        known = self.feature_layers()
-        unknown = [name for name in layers if name not in known]
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__} has no layer {unknown[0]!r}; choose from {', '.join(known)}"
-            )
+        self.check_layers(layers)
         stages = self._stages(x)
         out: dict[str, torch.Tensor] = {}
         if "conv5" in layers:

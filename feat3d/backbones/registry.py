@@ -63,6 +63,8 @@ class Backbone(nn.Module, abc.ABC):
     num_classes: int
     #: The layer the network's paper uses as its clip feature (``extract``'s default).
     default_feature_layer: str = "pool5"
+    #: The name of the last stage's layer (``conv5``; I3D keeps its paper's ``mixed_5c``).
+    stage_layer: str = "conv5"
     arch_kwargs: dict[str, Any]
     meta: WeightsMeta
     avgpool: nn.Module
@@ -138,7 +140,8 @@ class Backbone(nn.Module, abc.ABC):
         Args:
             x: Normalized clips, float ``(N, 3, T, H, W)``.
             layers: Names from :meth:`feature_layers`.
-            pool: With ``False``, ``conv5`` is returned unpooled, ``(N, D, t, h, w)``.
+            pool: With ``False``, ``conv5`` (:attr:`stage_layer`) is returned unpooled,
+                ``(N, D, t, h, w)``.
 
         Returns:
             One tensor per requested layer.
@@ -150,13 +153,18 @@ class Backbone(nn.Module, abc.ABC):
         trunk = self.forward_trunk(x)
         pooled = torch.flatten(self.avgpool(trunk), 1)
         out: dict[str, torch.Tensor] = {}
-        if "conv5" in layers:
-            out["conv5"] = pooled if pool else trunk
+        if self.stage_layer in layers:
+            out[self.stage_layer] = pooled if pool else trunk
         if "pool5" in layers:
             out["pool5"] = pooled
         if "logits" in layers:
-            out["logits"] = self.forward_head(pooled)
+            out["logits"] = self.logits_of(trunk, pooled)
         return out
+
+    def logits_of(self, trunk: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """The logits of a pass, from the last stage's map or its pooled features
+        (:meth:`forward_head` of ``pooled``; a network whose head pools otherwise overrides it)."""
+        return self.forward_head(pooled)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace ``fc`` by a freshly initialized ``Linear(feature_dim, num_classes)``.

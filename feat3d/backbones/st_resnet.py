@@ -392,12 +392,7 @@ class STResNet(Backbone):
         ``conv5`` pooled is ``pool5``; unpooled it is both conv5 maps concatenated,
         ``(N, 4096, T, h, w)``.
         """
-        unknown = [name for name in layers if name not in self.feature_layers()]
-        if unknown:
-            raise ValueError(
-                f"STResNet has no layer {unknown[0]!r}; "
-                f"choose from {', '.join(self.feature_layers())}"
-            )
+        self.check_layers(layers)
         conv5_a, conv5_m = self.conv5_maps(x)
         pool_a, pool_m = self.pool5(conv5_a), self.pool5(conv5_m)
         pooled = torch.cat([pool_a, pool_m], dim=1)
