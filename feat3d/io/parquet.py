@@ -9,8 +9,10 @@ Layout of an output folder ``OUT``:
   flattened; their shape is in the metadata; no ``features`` with ``--average-only``).
 - ``OUT/videos/part-<writer>-<n>.parquet``: one row per video of the same part — ``video``,
   ``source``, ``n_clips``, ``fps``, ``n_frames``, ``duration``, ``width``, ``height``,
-  ``padded_frames``, ``mean`` (the per-video mean), ``error`` (null, or why the video failed)
-  and ``extra`` (other attributes as JSON, e.g. decoder warnings).
+  ``padded_frames``, ``mean`` (the per-video mean), ``error`` (null, or why the video failed),
+  ``extra`` (other attributes as JSON, e.g. decoder warnings) and ``clip_parts`` (the clip
+  parts holding the video's rows; null in outputs of versions before it: the clip part of
+  the same name).
 
 Every file carries the run's attributes (the HDF5 root attributes) as JSON under the
 key-value metadata key ``feat3d``; clip parts add ``feat3d.feature_shape``.
@@ -24,6 +26,16 @@ and never delete each other's parts in flight. Resuming skips every video a comm
 part holds. Part names are unique per writer (time, random id, sequence), so writers never
 collide.
 
+Shared clip parts (the Ray engine, :mod:`feat3d.run.ray_engine`): its workers write clip
+parts that hold the clips of many videos, often only some clips of a video (a video's clips
+are spread over the actors), named ``part-<writer>-s<random>.parquet`` after the driver's
+writer. The driver commits a video by a videos row whose ``clip_parts`` lists them, once all
+its clips are in committed parts. Rows of a video that never got its videos row (it failed
+mid-way, or the run was killed) are dead: readers skip them, and :func:`sweep_clip_parts`
+drops them from the parts of writers that are no longer live (a part rewritten in one
+atomic step, or deleted when nothing in it is alive), when the driver closes and when a
+writer opens the folder. A finished run's folder thus reads with pandas without duplicates.
+
 The folder may be a URL (``s3://bucket/feats.parquet``): it is reached through
 :mod:`feat3d.urls` (its back-ends are ``feat3d[cloud]``), network operations are retried
 after transient errors and messages name the URL without credentials.
@@ -36,11 +48,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,17 +70,12 @@ CLIPS = "clips"
 VIDEOS = "videos"
 METADATA_KEY = b"feat3d"
 SHAPE_KEY = b"feat3d.feature_shape"
+VIDEOS_KEY = b"feat3d.videos"
 SUFFIX = ".parquet"
-#: A part is committed once it holds this many clip rows ...
-PART_ROWS = 10_000
-#: ... or this many bytes of features ...
-PART_BYTES = 128 * 2**20
-#: ... or its first video has waited this long (bounds what a killed run redoes).
-PART_SECONDS = 120.0
 PYARROW_MISSING = "the parquet format needs pyarrow and fsspec: pip install 'feat3d[parquet]'"
 #: Columns of the videos table read to index an output (not the means).
 INDEX_COLUMNS = ("video", "source", "n_clips", "fps", "n_frames", "duration", "width", "height",
-                 "padded_frames", "error", "extra")  # fmt: skip
+                 "padded_frames", "error", "extra", "clip_parts")  # fmt: skip
 _ATTRIBUTES = ("source", "fps", "n_frames", "duration", "width", "height", "n_clips",
                "padded_frames")  # fmt: skip
 
@@ -186,22 +190,75 @@ def put_atomic(folder: Folder, path: str, data: bytes) -> None:
         raise
 
 
-def remove_leftovers(folder: Folder, *, writer: str = "") -> int:
-    """Delete temporaries and orphan clip parts (no videos part) that no live writer
-    (:mod:`.leases`) has in flight; returns how many orphans were deleted. ``writer``: the
-    reopening writer's id (its lease, being renewed, stays)."""
+def remove_leftovers(folder: Folder, *, writer: str = "", index: ParquetIndex | None = None) -> int:
+    """Delete temporaries and dead clip rows (:func:`sweep_clip_parts`) that no live writer
+    (:mod:`.leases`) has in flight; returns how many clip parts were deleted or rewritten.
+    ``writer``: the reopening writer's id (its lease, being renewed, stays); ``index``: the
+    folder's, if already read."""
     live = leases.live_writers(folder.fs, folder.root) | ({writer} if writer else set())
-    committed = set(list_parts(folder, VIDEOS))
-    orphans = [name for name in list_parts(folder, CLIPS)
-               if name not in committed and leases.writer_of(name) not in live]  # fmt: skip
-    for name in orphans:
-        folder.remove(CLIPS, name)
+    changed = sweep_clip_parts(folder, read_index(folder) if index is None else index, live)
     if folder.local:
         for kind in (CLIPS, VIDEOS):
             for leftover in Path(folder.root, kind).glob(f".*{SUFFIX}.tmp-*"):
                 if leases.writer_of(leftover.name) not in live:
                     leftover.unlink(missing_ok=True)
-    return len(orphans)
+    return changed
+
+
+def sweep_clip_parts(
+    folder: Folder, index: ParquetIndex, live: set[str], *, only_writer: str = ""
+) -> int:
+    """Drop the dead rows of clip parts whose writers are not in ``live`` (only those of
+    ``only_writer`` when given): a part no committed videos row refers to is deleted (an
+    orphan: its run was killed before committing it, or a retried Ray task's first try); a
+    shared part that also holds videos that never got their videos row is rewritten with
+    the live rows only. A clip part with a videos part of its own name is whole and left
+    alone. Returns how many parts were deleted or rewritten."""
+    refs: dict[str, set[str]] = {}
+    for key, record in index.videos.items():
+        for part in record.get("clip_parts", ()):
+            refs.setdefault(part, set()).add(key)
+    own = set(index.parts)
+    changed = 0
+    for name in list_parts(folder, CLIPS):
+        writer = leases.writer_of(name)
+        if name in own or writer in live or (only_writer and writer != only_writer):
+            continue
+        alive = refs.get(name, set())
+        if alive and clip_part_keys(folder, name) <= alive:
+            continue
+        if alive:
+            table = bytes_table(part_bytes(folder, CLIPS, name))
+            put_atomic(folder, folder.path(CLIPS, name), table_bytes(keep_videos(table, alive)))
+        else:
+            folder.remove(CLIPS, name)
+        changed += 1
+    return changed
+
+
+def keep_videos(table: Any, keys: set[str]) -> Any:
+    """The rows of a clip table whose ``video`` is in ``keys``, its metadata listing them."""
+    pa, _ = pyarrow_modules()
+    kept = table.filter(pa.array([key in keys for key in table.column("video").to_pylist()]))
+    metadata = dict(table.schema.metadata or {})
+    metadata[VIDEOS_KEY] = json.dumps(sorted(set(kept.column("video").to_pylist()))).encode()
+    return kept.replace_schema_metadata(metadata)
+
+
+def clip_part_keys(folder: Folder, name: str) -> set[str]:
+    """The videos a clip part holds rows of, from its footer (``feat3d.videos``) where it
+    lists them, else from its ``video`` column."""
+    _, pq = pyarrow_modules()
+
+    def read() -> set[str]:
+        with folder.fs.open(folder.path(CLIPS, name), "rb") as handle:
+            parquet_file = pq.ParquetFile(handle)
+            metadata = parquet_file.schema_arrow.metadata or {}
+            if VIDEOS_KEY in metadata:
+                return set(json.loads(metadata[VIDEOS_KEY]))
+            return set(parquet_file.read(columns=["video"]).column("video").to_pylist())
+
+    return folder.run(read, f"read of {CLIPS}/{name}")
 
 
 def remove_parts(folder: Folder) -> None:
@@ -209,15 +266,6 @@ def remove_parts(folder: Folder) -> None:
     for kind in (VIDEOS, CLIPS):
         for name in list_parts(folder, kind):
             folder.remove(kind, name)
-
-
-def new_writer_id() -> str:
-    """A name prefix unique to one writer: UTC time and a random id."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
-
-
-def part_name(writer: str, sequence: int) -> str:
-    return f"part-{writer}-{sequence:05d}{SUFFIX}"
 
 
 # ------------------------------------------------------------------------------ the tables
@@ -230,59 +278,108 @@ def _metadata(attrs: Mapping[str, Any], **more: Any) -> dict[bytes, bytes]:
     return metadata
 
 
-def clip_table(videos: Sequence[VideoFeatures], dtype: str, attrs: Mapping[str, Any]) -> Any:
-    """The clip rows of ``videos`` (at least one clip in all) as a pyarrow table; with
-    ``average_only`` in ``attrs`` the rows keep their frames and times but no features."""
+def clip_rows_table(
+    keys: Sequence[str], clips: np.ndarray, segments: np.ndarray, times: np.ndarray,
+    features: np.ndarray | None, row_shape: Sequence[int], dtype: str, attrs: Mapping[str, Any],
+) -> Any:  # fmt: skip
+    """Clip rows as a pyarrow table: a key, clip index, segment and times per row, and
+    ``features`` (``(rows, *row_shape)``, stored flat as ``dtype``; ``None``, or
+    ``average_only`` in ``attrs``: no features column)."""
     pa, _ = pyarrow_modules()
-    segments = np.concatenate([np.asarray(v.segments).reshape(-1, 2) for v in videos])
-    times = np.concatenate([np.asarray(v.timestamps).reshape(-1, 2) for v in videos])
+    segments, times = np.asarray(segments).reshape(-1, 2), np.asarray(times).reshape(-1, 2)
     columns = {
-        "video": pa.array([v.key for v in videos for _ in range(len(v.segments))], pa.string()),
-        "clip": pa.array(np.concatenate([np.arange(len(v.segments)) for v in videos]), pa.int32()),
+        "video": pa.array(list(keys), pa.string()),
+        "clip": pa.array(np.asarray(clips, dtype=np.int32), pa.int32()),
         "start_frame": pa.array(segments[:, 0].astype(np.int64)),
         "end_frame": pa.array(segments[:, 1].astype(np.int64)),
         "start_time": pa.array(times[:, 0].astype(np.float64)),
         "end_time": pa.array(times[:, 1].astype(np.float64)),
     }
-    row_shape = tuple(videos[0].features.shape[1:])
-    if not attrs.get("average_only"):
-        flat = np.concatenate(
-            [np.asarray(v.features).reshape(v.n_clips, -1) for v in videos]
-        ).astype(dtype, copy=False)
+    if features is not None and not attrs.get("average_only"):
         width = int(np.prod(row_shape, dtype=np.int64))
+        flat = np.asarray(features).reshape(len(columns["video"]), -1).astype(dtype, copy=False)
         columns["features"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
     table = pa.table(columns)
-    return table.replace_schema_metadata(_metadata(attrs, feature_shape=list(row_shape)))
+    return table.replace_schema_metadata(
+        _metadata(attrs, feature_shape=list(row_shape), videos=sorted(set(keys)))
+    )
 
 
-def _video_row(video: VideoFeatures, dtype: str) -> dict[str, Any]:
+def clip_table(videos: Sequence[VideoFeatures], dtype: str, attrs: Mapping[str, Any]) -> Any:
+    """The clip rows of ``videos`` (at least one clip in all) as a pyarrow table; with
+    ``average_only`` in ``attrs`` the rows keep their frames and times but no features."""
+    return clip_rows_table(
+        [v.key for v in videos for _ in range(len(v.segments))],
+        np.concatenate([np.arange(len(v.segments)) for v in videos]),
+        np.concatenate([np.asarray(v.segments).reshape(-1, 2) for v in videos]),
+        np.concatenate([np.asarray(v.timestamps).reshape(-1, 2) for v in videos]),
+        np.concatenate([np.asarray(v.features).reshape(v.n_clips, -1) for v in videos]),
+        tuple(videos[0].features.shape[1:]), dtype, attrs,
+    )  # fmt: skip
+
+
+@dataclass
+class PartVideo:
+    """A video whose clip rows are already in committed clip parts (the Ray engine's workers
+    wrote them): what its videos row needs.
+
+    Attributes:
+        key, source: As in :class:`~.writers.VideoFeatures`.
+        info: The decoded video's properties (``fps``, ``n_frames``, ``duration``,
+            ``width``, ``height``, ``padded_frames``; ``warnings``, ``crop_boxes``).
+        n_clips: Its clips.
+        mean: The per-video mean (float32).
+        clip_parts: The clip parts holding its rows.
+    """
+
+    key: str
+    source: str
+    info: dict[str, Any]
+    n_clips: int
+    mean: np.ndarray
+    clip_parts: tuple[str, ...]
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {name: self.info[name] for name in ("warnings", "crop_boxes") if self.info.get(name)}
+
+    def attributes(self) -> dict[str, Any]:
+        names = ("fps", "n_frames", "duration", "width", "height", "padded_frames")
+        return {"source": self.source, **{n: self.info[n] for n in names}, "n_clips": self.n_clips}
+
+
+def _video_row(video: VideoFeatures | PartVideo, dtype: str, part: str) -> dict[str, Any]:
     attributes = video.attributes()
     row = {name: attributes[name] for name in _ATTRIBUTES}
     extra = {k: jsonable(v) for k, v in video.extra.items()}
     mean = np.asarray(video.mean, dtype=dtype).reshape(-1)
+    parts = list(video.clip_parts) if isinstance(video, PartVideo) else [part]
     return {"video": video.key, **row, "mean": mean, "error": None,
-            "extra": json.dumps(extra) if extra else None}  # fmt: skip
+            "extra": json.dumps(extra) if extra else None,
+            "clip_parts": parts if video.n_clips else None}  # fmt: skip
 
 
 def _failure_row(failure: VideoFailure) -> dict[str, Any]:
     row: dict[str, Any] = {name: None for name in _ATTRIBUTES}
     row.update(source=failure.source, n_clips=0)
-    return {"video": failure.key, **row, "mean": None, "error": failure.message, "extra": None}
+    return {"video": failure.key, **row, "mean": None, "error": failure.message, "extra": None,
+            "clip_parts": None}  # fmt: skip
 
 
 def video_table(
-    videos: Sequence[VideoFeatures], failures: Sequence[VideoFailure], dtype: str,
-    attrs: Mapping[str, Any],
+    videos: Sequence[VideoFeatures | PartVideo], failures: Sequence[VideoFailure], dtype: str,
+    attrs: Mapping[str, Any], part: str = "",
 ) -> Any:  # fmt: skip
-    """The videos table of a part: one row per video, then one per failure."""
+    """The videos table of part ``part``: one row per video, then one per failure."""
     pa, _ = pyarrow_modules()
-    rows = [_video_row(v, dtype) for v in videos] + [_failure_row(f) for f in failures]
+    rows = [_video_row(v, dtype, part) for v in videos] + [_failure_row(f) for f in failures]
     value = pa.float16() if dtype == "float16" else pa.float32()
     schema = pa.schema(
         [("video", pa.string()), ("source", pa.string()), ("n_clips", pa.int32()),
          ("fps", pa.float64()), ("n_frames", pa.int64()), ("duration", pa.float64()),
          ("width", pa.int32()), ("height", pa.int32()), ("padded_frames", pa.int64()),
-         ("mean", pa.list_(value)), ("error", pa.string()), ("extra", pa.string())],
+         ("mean", pa.list_(value)), ("error", pa.string()), ("extra", pa.string()),
+         ("clip_parts", pa.list_(pa.string()))],
         metadata=_metadata(attrs),
     )  # fmt: skip
     columns = {name: [row[name] for row in rows] for name in schema.names}
@@ -301,12 +398,14 @@ def table_bytes(table: Any) -> bytes:
 
 
 def write_part(
-    folder: str | os.PathLike[str] | Folder, name: str, videos: Sequence[VideoFeatures],
-    failures: Sequence[VideoFailure], *, dtype: str, attrs: Mapping[str, Any],
+    folder: str | os.PathLike[str] | Folder, name: str,
+    videos: Sequence[VideoFeatures | PartVideo], failures: Sequence[VideoFailure], *,
+    dtype: str, attrs: Mapping[str, Any],
 ) -> None:  # fmt: skip
     """Commit one part to ``folder`` (a path, a URL or a :class:`Folder`): its clip rows,
     then its videos table; a clip part deleted in between (by a reopen that took its writer
     for dead) is written again, so a committed videos part always has its clip rows.
+    :class:`PartVideo` rows only get their videos row (their clips are in shared parts).
 
     The local writer and the Ray engine's writer both call this; ``name`` must be unique
     (:func:`part_name`).
@@ -319,13 +418,13 @@ def write_part(
         return
     if not isinstance(folder, Folder):
         folder = folder_fs(folder)
-    clips = [v for v in videos if len(v.segments)]
+    clips = [v for v in videos if not isinstance(v, PartVideo) and len(v.segments)]
     try:
         rows = table_bytes(clip_table(clips, dtype, attrs)) if clips else b""
         if clips:
             put_atomic(folder, folder.path(CLIPS, name), rows)
         put_atomic(folder, folder.path(VIDEOS, name),
-                   table_bytes(video_table(videos, failures, dtype, attrs)))  # fmt: skip
+                   table_bytes(video_table(videos, failures, dtype, attrs, name)))  # fmt: skip
         if clips and not folder.run(lambda: folder.fs.exists(folder.path(CLIPS, name)), "check"):
             put_atomic(folder, folder.path(CLIPS, name), rows)
     except OSError as error:
@@ -371,9 +470,13 @@ def part_bytes(folder: Folder, kind: str, name: str) -> bytes:
 
 
 def bytes_table(data: bytes, columns: Iterable[str] | None = None) -> Any:
-    """The bytes of a Parquet file as a pyarrow table (``columns``: only those)."""
+    """The bytes of a Parquet file as a pyarrow table (``columns``: only those of them the
+    file has)."""
     pa, pq = pyarrow_modules()
-    return pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
+    if columns is not None:
+        present = set(pq.read_schema(pa.BufferReader(data)).names)
+        columns = [name for name in columns if name in present]
+    return pq.read_table(pa.BufferReader(data), columns=columns)
 
 
 def read_part(folder: Folder, kind: str, name: str, columns: Iterable[str] | None = None) -> Any:
@@ -386,6 +489,8 @@ def _record(row: Mapping[str, Any], part: str) -> dict[str, Any]:
     if row.get("extra"):
         record.update(json.loads(row["extra"]))
     record["part"] = part
+    parts = row.get("clip_parts")  # absent in outputs of earlier versions: the same name
+    record["clip_parts"] = list(parts) if parts else ([part] if row.get("n_clips") else [])
     return record
 
 
@@ -409,113 +514,8 @@ def read_index(folder: Folder) -> ParquetIndex:
 def check_resumable(folder: Folder, attrs: Mapping[str, Any], *, writer: str = "") -> ParquetIndex:
     """The index of an existing output, refused (:class:`OutputError`) when it was made with
     other options; leftovers of killed runs are removed first (see :func:`remove_leftovers`)."""
-    remove_leftovers(folder, writer=writer)
     index = read_index(folder)
+    remove_leftovers(folder, writer=writer, index=index)
     if index.options:
         check_same_options(folder.shown, index.options, jsonable(dict(attrs)))
     return index
-
-
-# ------------------------------------------------------------------------------ the writer
-
-
-class ParquetWriter:
-    """``--format parquet``: videos buffered into parts of bounded size (:data:`PART_ROWS`
-    clips, :data:`PART_BYTES`, :data:`PART_SECONDS`), each committed by :func:`write_part`;
-    the last part is committed by :meth:`close` (also on Ctrl-C: the run's ``finally``).
-    While open it holds a lease on the folder (:mod:`.leases`), so that another writer
-    opening the same folder leaves its part in flight alone."""
-
-    def __init__(
-        self, path: str | os.PathLike[str], attrs: Mapping[str, Any], *, overwrite: bool,
-        dtype: str, part_rows: int | None = None, retries: int = urls.DEFAULT_RETRIES,
-    ):  # fmt: skip
-        self.path = path
-        self.folder = folder_fs(path, retries=retries)
-        self.attrs = {name: jsonable(value) for name, value in attrs.items()}
-        self.dtype = str(np.dtype(dtype))
-        self.part_rows = part_rows or PART_ROWS
-        self.writer_id = new_writer_id()
-        self.done = self._open(overwrite)
-        self.sequence = 0
-        self.videos: list[VideoFeatures] = []
-        self.failures: list[VideoFailure] = []
-        self.rows = self.bytes = 0
-        self.since = time.monotonic()
-
-    def _open(self, overwrite: bool) -> set[str]:
-        """Take the lease, clear or check the folder; the keys already committed."""
-        fs, root, shown = self.folder.fs, self.folder.root, self.folder.shown
-        try:
-            if self.folder.run(lambda: fs.isfile(root), "check"):
-                raise OutputError(
-                    f"{shown}: the parquet format writes a folder, but this is a file"
-                )
-            self.folder.run(lambda: leases.hold(fs, root, self.writer_id), "lease")
-            if overwrite:
-                remove_parts(self.folder)
-            index = check_resumable(self.folder, self.attrs, writer=self.writer_id)
-            for kind in (CLIPS, VIDEOS):
-                fs.makedirs(f"{root}/{kind}", exist_ok=True)
-        except PermissionError as error:
-            self._release()
-            raise OutputError(f"{shown}: cannot write there ({error.strerror})") from None
-        except urls.FetchError as error:
-            self._release()
-            raise OutputError(f"{shown}: {error.strerror}") from None
-        except BaseException:
-            self._release()
-            raise
-        return set(index.videos)
-
-    def _release(self) -> None:
-        with contextlib.suppress(Exception):  # a lease left behind goes stale, no harm done
-            leases.release(self.folder.fs, self.folder.root, self.writer_id)
-
-    def completed(self) -> set[str]:
-        return set(self.done)
-
-    def write(self, video: VideoFeatures) -> None:
-        if not self.videos and not self.failures:
-            self.since = time.monotonic()
-        self.videos.append(video)
-        self.rows += video.n_clips
-        self.bytes += video.n_clips * int(np.prod(video.features.shape[1:], dtype=np.int64)) * 4
-        self._maybe_flush()
-
-    def write_error(self, failure: VideoFailure) -> None:
-        if not self.videos and not self.failures:
-            self.since = time.monotonic()
-        self.failures.append(failure)
-        self._maybe_flush()
-
-    def _maybe_flush(self) -> None:
-        full = self.rows >= self.part_rows or self.bytes >= PART_BYTES
-        if full or time.monotonic() - self.since >= PART_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Commit what is buffered as one part."""
-        if not self.videos and not self.failures:
-            return
-        name = part_name(self.writer_id, self.sequence)
-        try:
-            self.folder.run(lambda: leases.hold(self.folder.fs, self.folder.root, self.writer_id),
-                            "lease renewal")  # fmt: skip
-        except OSError as error:
-            raise OutputError(
-                f"{self.folder.shown}: {error.strerror or error}; the parts "
-                "before it are safe, run the same command again"
-            ) from error
-        write_part(self.folder, name, self.videos, self.failures, dtype=self.dtype,
-                   attrs=self.attrs)  # fmt: skip
-        self.sequence += 1
-        self.done.update(video.key for video in self.videos)
-        self.videos, self.failures = [], []
-        self.rows = self.bytes = 0
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._release()

@@ -48,7 +48,7 @@ from .h5store import (
     check_writable,
     jsonable,
 )
-from .parquet import ParquetWriter
+from .parquet_writer import ParquetWriter
 from .reader import INDEX_NAME, VideoFailure, read_h5_features, scan_json_lines
 
 FORMATS = ("h5", "json", "npy", "parquet")
@@ -342,7 +342,7 @@ def open_writer(
         overwrite: Start afresh instead of resuming.
         dtype: ``float32`` or ``float16`` for stored features.
         part_rows: ``parquet``: clips per part file (default
-            :data:`.parquet.PART_ROWS`).
+            :data:`.parquet_writer.PART_ROWS`).
         retries: ``parquet`` at a URL: tries after a transient network error.
 
     Raises:

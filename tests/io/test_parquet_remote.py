@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from feat3d import urls
 from feat3d.cli import cli
-from feat3d.io import leases, parquet
+from feat3d.io import leases, parquet, parquet_writer
 from feat3d.io.reader import ParquetReader, ReadError, open_output
 from feat3d.io.writers import open_writer
 from feat3d.run.extract import extract
@@ -172,7 +172,7 @@ def _dead_pid() -> int:
 
 def _in_flight(folder, writer: str) -> str:
     """A clip part of ``writer`` without its videos part (between its two PUTs)."""
-    name = parquet.part_name(writer, 0)
+    name = parquet_writer.part_name(writer, 0)
     rows = parquet.clip_table([video("x", n_clips=1)], "float32", ATTRS)
     parquet.put_atomic(folder, folder.path(parquet.CLIPS, name), parquet.table_bytes(rows))
     return name
