@@ -98,8 +98,9 @@ def engine_options(func: F) -> F:
                      help="--engine ray: GPUs per inference actor (fractions share a GPU). "
                      "Default: 1 when the model runs on CUDA, else 0."),
         click.option("--part-rows", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Parquet: clips per part file (default 10000); a killed run redoes "
-                     "at most the part it was filling."),
+                     help="Parquet: clips per part file (default 10000; 2048 for the clip parts "
+                     "the Ray engine's workers write); a killed run redoes at most the parts "
+                     "it was filling."),
     )(collect("engine", dict, ENGINE_FIELDS)(func))  # fmt: skip
 
 

@@ -46,6 +46,9 @@ PART_ROWS = 10_000
 PART_BYTES = 128 * 2**20
 #: ... or its first video has waited this long (bounds what a killed run redoes).
 PART_SECONDS = 120.0
+#: Clip rows per shared part of the Ray engine's write tasks: they have no clock to commit
+#: a part that has waited long, so what a killed run redoes is bounded by size alone.
+SHARED_PART_ROWS = 2048
 
 
 def new_writer_id() -> str:
@@ -78,6 +81,7 @@ class ParquetWriter:
         self.attrs = {name: jsonable(value) for name, value in attrs.items()}
         self.dtype = str(np.dtype(dtype))
         self.part_rows = part_rows or PART_ROWS
+        self.shared_part_rows = part_rows or SHARED_PART_ROWS
         self.writer_id = new_writer_id()
         self.done = self._open(overwrite)
         self.sequence = 0
@@ -90,8 +94,8 @@ class ParquetWriter:
     def part_target(self) -> PartTarget:
         """Where and how workers write shared clip parts for this writer (picklable)."""
         self.shared = True
-        return PartTarget(str(self.path), self.writer_id, self.dtype, self.attrs, self.part_rows,
-                          self.folder.retries)  # fmt: skip
+        return PartTarget(str(self.path), self.writer_id, self.dtype, self.attrs,
+                          self.shared_part_rows, self.folder.retries)  # fmt: skip
 
     def _open(self, overwrite: bool) -> set[str]:
         """Take the lease, clear or check the folder; the keys already committed."""

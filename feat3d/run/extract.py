@@ -14,6 +14,8 @@ from typing import Any
 from .. import __version__
 from ..io.discover import VideoSource, discover_videos
 from ..io.merge import shard_of
+from ..io.parquet import PartVideo
+from ..io.parquet_writer import ParquetWriter
 from ..io.remote import open_staged_writer, staged_file
 from ..io.writers import FeatureWriter, VideoFailure, VideoFeatures, guess_format, open_writer
 from ..model import VideoModel
@@ -231,9 +233,12 @@ def extract(
         events.on_clips(count)
 
     if run.engine == "ray":
+        # Parquet parts are written by the workers, unless whole videos are pooled here
+        parts = (writer.part_target() if isinstance(writer, ParquetWriter) and out.pooling is None
+                 else None)  # fmt: skip
         results = ray_videos(groups["model"], sources, clips=filled, layer=layer, pool=out.pool,
                              run=run, on_clips=count_clips, crop_reduce=out.crop_reduce,
-                             progress=not events.quiet)  # fmt: skip
+                             progress=not events.quiet, parts=parts)  # fmt: skip
     else:
         results = run_network(
             network, sources, clips=filled, layers=(layer,), pool=out.pool, run=run,
@@ -309,7 +314,7 @@ class _Storing:
 
 
 def _store(
-    results: Iterator[VideoOutputs | VideoFailure], storing: _Storing,
+    results: Iterator[VideoOutputs | PartVideo | VideoFailure], storing: _Storing,
     writer: FeatureWriter | None, error_log: ErrorLog | None, report: ExtractReport,
     events: RunEvents,
 ) -> None:  # fmt: skip
@@ -329,7 +334,7 @@ def _store(
                 events.on_failure(result)
                 continue
             if writer is not None:
-                writer.write(result)
+                writer.write(result)  # type: ignore[arg-type]  # a PartVideo: ParquetWriter
             else:
                 report.videos[result.key] = result
             report.written.append(result.key)

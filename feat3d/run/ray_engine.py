@@ -6,10 +6,17 @@ local engine's :class:`~.stream.ClipStream` run in a child process, as the local
 does, so a video that crashes or hangs the decoder fails alone, with its reason) → inference
 in an actor pool (:class:`ClipNetwork`: the model loaded once per actor with
 :meth:`ModelOptions.load`, one actor per GPU, batches of clips spanning videos, the same
-``VideoModel.run`` as the local engine) → back in this process, clip rows regrouped per video
-and handed to the run's writer, so the summary, the exit status, the errors table and the
-commit protocol are the local engine's. Only features travel back (a clip's feature is about
-a thousandth of its frames).
+``VideoModel.run`` as the local engine) → then one of two ends:
+
+- Parquet output (``parts``): write tasks on the workers (:func:`write_parts`) write the
+  clip rows straight to the output folder as shared clip parts of a few thousand clips
+  (:mod:`feat3d.io.parquet`), and send back only, per video and part, which clips it holds
+  and their sum; this process commits each video's videos row (:class:`PartVideo`) once all
+  its clips are in written parts (:class:`PartRegroup`). No feature passes through here.
+- Any other output, or features pooled in time (which needs a whole video): clip rows come
+  back here and are regrouped per video (:class:`Regroup`) for the run's writer.
+
+Either way the summary, the exit status and the errors table are the local engine's.
 
 :func:`clip_features` is the middle of that pipeline for people who build their own: a Ray
 Dataset of video paths in, a Ray Dataset of clip features out.
@@ -33,6 +40,8 @@ import torch
 
 from ..errors import UsageError
 from ..io.discover import VideoSource
+from ..io.parquet import PartVideo
+from ..io.parquet_writer import PartTarget, write_shared_part
 from ..io.views import split_views
 from ..io.writers import VideoFailure
 from ..options import ClipOptions, ModelOptions, OptionsError, RunOptions
@@ -43,6 +52,10 @@ from .stream import ClipStream
 from .workers import DEFAULT_HANG_AFTER, HANG_GRACE, DecodePool
 
 RAY_MISSING = "--engine ray needs Ray Data: pip install 'feat3d[ray]'"
+#: Tries of a task or an actor call whose worker process died (Ray's default is forever).
+TASK_RETRIES = 3
+#: CPUs a write task reserves: it mostly waits on the storage.
+WRITE_CPUS = 0.25
 
 
 class RayUnavailable(UsageError):
@@ -229,7 +242,7 @@ def clip_features(
     threads = max(1, int(resources.decode_cpus))
     decode = clips if clips.threads else replace(clips, threads=threads)
     decoded = videos.flat_map(decode_video, fn_kwargs={"clips": decode},
-                              num_cpus=resources.decode_cpus)  # fmt: skip
+                              num_cpus=resources.decode_cpus, max_retries=TASK_RETRIES)  # fmt: skip
     # A block is cut once it passes this size: half a clip under a batch, so a batch of clips
     decoded.context.target_max_block_size = max(1, (2 * resources.batch_size - 1)
                                                 * clips.clip_bytes() // 2)  # fmt: skip
@@ -239,7 +252,7 @@ def clip_features(
                                             "crops": clips.crops, "crop_reduce": crop_reduce},
         batch_size=resources.batch_size, compute=ray.data.ActorPoolStrategy(size=resources.actors),
         num_gpus=resources.gpus_per_actor if on_gpu else None, num_cpus=None if on_gpu else 1,
-        batch_format="numpy",
+        batch_format="numpy", max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
     )  # fmt: skip
 
 
@@ -296,15 +309,115 @@ class Regroup:
         )
 
 
+# ------------------------------------------------------------- Parquet parts on the workers
+
+
+def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, np.ndarray]:
+    """The write stage: the clip rows of ``batch`` (any videos, any clips of them) as one
+    shared clip part of ``target``; returns one ``part`` row per video in it (its clips as
+    JSON, the float64 sum of their features as bytes) and the ``end``/``error`` rows as
+    they came."""
+    kinds = list(batch["kind"])
+    clips = [i for i, kind in enumerate(kinds) if kind == "clip"]
+    out: dict[str, list[Any]] = {name: [] for name in _PART_COLUMNS}
+
+    def add(key: str, source: str, kind: str, **values: Any) -> None:
+        row = {"key": key, "source": source, "kind": kind, "part": "", "clips": "[]",
+               "sum": b"", "sum_shape": "[]", "info": "{}", "message": "", **values}  # fmt: skip
+        for name in _PART_COLUMNS:
+            out[name].append(row[name])
+
+    if clips:
+        shape = json.loads(batch["feature_shape"][clips[0]])
+        features = np.stack([np.frombuffer(batch["features"][i], np.float32).reshape(shape)
+                             for i in clips])  # fmt: skip
+        keys = [str(batch["key"][i]) for i in clips]
+        name = write_shared_part(
+            target, keys, np.asarray([batch["clip"][i] for i in clips]),
+            np.asarray([(batch["start_frame"][i], batch["end_frame"][i]) for i in clips]),
+            np.asarray([(batch["start_time"][i], batch["end_time"][i]) for i in clips]),
+            features,
+        )  # fmt: skip
+        for key in dict.fromkeys(keys):
+            mine = [row for row, k in enumerate(keys) if k == key]
+            total = features[mine].astype(np.float64).sum(axis=0)
+            source = str(batch["source"][clips[mine[0]]])
+            add(key, source, "part", part=name, sum=total.tobytes(),
+                clips=json.dumps([int(batch["clip"][clips[row]]) for row in mine]),
+                sum_shape=json.dumps(list(total.shape)))  # fmt: skip
+    for i, kind in enumerate(kinds):
+        if kind != "clip":
+            add(str(batch["key"][i]), str(batch["source"][i]), kind, info=batch["info"][i],
+                message=batch["message"][i])  # fmt: skip
+    return {name: np.asarray(values, dtype=object) for name, values in out.items()}
+
+
+_PART_COLUMNS = ("key", "source", "kind", "part", "clips", "sum", "sum_shape", "info", "message")
+
+
+@dataclass
+class _Parts:
+    clips: set[int] = field(default_factory=set)
+    total: np.ndarray | None = None
+    parts: set[str] = field(default_factory=set)
+    info: dict[str, Any] | None = None
+
+
+class PartRegroup:
+    """The driver's side of the write stage: ``part`` rows (in any order) summed per video,
+    until its ``end`` row has come and all its clips are in written parts."""
+
+    def __init__(self, sources: Sequence[VideoSource]):
+        self.sources = {source.key: source for source in sources}
+        self.pending: dict[str, _Parts] = {}
+        self.done: set[str] = set()
+
+    def add(self, row: dict[str, Any]) -> Iterator[PartVideo | VideoFailure]:
+        key = str(row["key"])
+        if key in self.done:
+            return  # the late parts of a failed video: dead rows, swept by the writer
+        state = self.pending.setdefault(key, _Parts())
+        if row["kind"] == "error":
+            self.done.add(key)
+            del self.pending[key]
+            yield VideoFailure(key, str(row["source"]), str(row["message"]))
+            return
+        if row["kind"] == "part":
+            total = np.frombuffer(row["sum"], np.float64).reshape(json.loads(row["sum_shape"]))
+            state.total = total if state.total is None else state.total + total
+            state.clips.update(json.loads(row["clips"]))
+            state.parts.add(str(row["part"]))
+        else:
+            state.info = json.loads(row["info"])
+        if state.info is not None and len(state.clips) == state.info["n_clips"]:
+            self.done.add(key)
+            del self.pending[key]
+            yield self._finished(key, state)
+
+    def _finished(self, key: str, state: _Parts) -> PartVideo:
+        source = self.sources.get(key) or VideoSource(Path(key), key)
+        n_clips = len(state.clips)
+        mean = (state.total if state.total is not None else np.zeros(0)) / max(n_clips, 1)
+        return PartVideo(key, source.display, state.info or {}, n_clips,
+                         mean.astype(np.float32), tuple(sorted(state.parts)))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
 def ray_videos(
     model: ModelOptions, sources: Sequence[VideoSource], *, clips: ClipOptions, layer: str,
     pool: bool = True, run: RunOptions | None = None,
     on_clips: Callable[[int], None] | None = None, crop_reduce: str = "none",
-    progress: bool = True,
-) -> Iterator[VideoOutputs | VideoFailure]:  # fmt: skip
+    progress: bool = True, parts: PartTarget | None = None,
+) -> Iterator[VideoOutputs | PartVideo | VideoFailure]:  # fmt: skip
     """The Ray engine's counterpart of :func:`~.pipeline.run_network`: each video's outputs
     (or its failure) as it completes, computed on the cluster ``run.address`` names.
-    ``progress=False`` silences Ray Data's progress bars and its log lines on the terminal."""
+
+    With ``parts`` the clip rows go to shared Parquet clip parts written on the workers, and
+    each video comes back as a :class:`PartVideo` (no features); otherwise as
+    :class:`VideoOutputs`. ``progress=False`` silences Ray Data's progress bars and its log
+    lines on the terminal."""
     run = run or RunOptions()
     if not sources:
         return
@@ -314,15 +427,21 @@ def ray_videos(
     videos = ray.data.from_items(items, override_num_blocks=len(items))
     features = clip_features(videos, model, clips=clips, layer=layer, pool=pool,
                              resources=resources, crop_reduce=crop_reduce)  # fmt: skip
+    regroup: Regroup | PartRegroup = Regroup(sources, layer)
+    if parts is not None:
+        features = features.map_batches(
+            write_parts, fn_kwargs={"target": parts}, batch_size=parts.part_rows,
+            num_cpus=WRITE_CPUS, max_retries=TASK_RETRIES, batch_format="numpy",
+        )  # fmt: skip
+        regroup = PartRegroup(sources)
     features.context.enable_progress_bars = progress
-    regroup = Regroup(sources, layer)
     with _ray_data_logs(progress):
         for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
             columns = list(batch)
             for values in zip(*(batch[name] for name in columns), strict=True):
                 row = dict(zip(columns, values, strict=True))
-                if row["kind"] == "clip" and on_clips is not None:
-                    on_clips(1)
+                if on_clips is not None and row["kind"] in ("clip", "part"):
+                    on_clips(1 if row["kind"] == "clip" else len(json.loads(row["clips"])))
                 yield from regroup.add(row)
 
 
