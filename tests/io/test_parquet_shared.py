@@ -253,6 +253,18 @@ def test_a_killed_merge_resumes_and_puts_back_the_rows_a_reopen_swept(tmp_path, 
     assert parquet.clip_part_keys(folder, names["s2"]) == {"A.mp4", "B.mp4"}
 
 
+def test_a_folder_with_shared_parts_merges_into_hdf5(tmp_path):
+    shared = tmp_path / "shared.parquet"
+    _shared_folder(shared)
+    report = merge_outputs(tmp_path / "all.h5", [shared])
+    assert (report.videos, report.errors) == (2, 1)
+    with open_output(tmp_path / "all.h5") as output:
+        assert [f.key for f in output.failures()] == ["C.mp4"]
+        for key in ("A.mp4", "B.mp4"):
+            _check_video(output, key)
+            assert "clip_parts" not in output.video(key).attrs
+
+
 # ------------------------------------------------------------------------------ sweeping
 
 
