@@ -409,54 +409,134 @@ def merge_into_parquet(
             target.fs.makedirs(f"{target.root}/{kind}", exist_ok=True)
         existing = [stack.enter_context(ParquetReader(output))] if index.videos else []
         origin = first_holders([*existing, *readers])
-        return _copy_parts(target, readers, origin, set(index.parts))
+        present: dict[str, set[str]] = {name: set() for name in index.parts}
+        for key, record in index.videos.items():
+            present[record["part"]].add(key)
+        return _copy_parts(target, readers, origin, present)  # type: ignore[arg-type]
+
+
+class _Target:
+    """The Parquet folder a merge writes: the writers' leases it holds, and the shared clip
+    parts (:mod:`.parquet`) in it with the videos their rows are of (read from a part's
+    footer when first needed)."""
+
+    def __init__(self, folder: parquet.Folder):
+        self.folder = folder
+        self.leases: set[str] = set()
+        self.shared: dict[str, set[str] | None] = dict.fromkeys(parquet.list_parts(folder, CLIPS))
+
+    def hold(self, name: str) -> None:
+        """Hold the lease of the writer of part ``name``: this process now writes its parts."""
+        writer = leases.writer_of(name)
+        if writer not in self.leases:
+            fs, root = self.folder.fs, self.folder.root
+            self.folder.run(lambda: leases.hold(fs, root, writer), "lease")
+            self.leases.add(writer)
+
+    def release(self) -> None:
+        for writer in self.leases:
+            with contextlib.suppress(Exception):  # a lease left behind goes stale, no harm done
+                leases.release(self.folder.fs, self.folder.root, writer)
+
+    def copy_shared(self, source: parquet.Folder, name: str, wanted: set[str]) -> None:
+        """Make the shared clip part ``name`` here hold the rows of ``wanted`` in
+        ``source``'s: copied whole when it holds just those, else only their rows, added to
+        the rows the part here holds (a killed merge's copy, swept since by a reopen)."""
+        have = self.shared.get(name, set())
+        if have is None:
+            have = self.shared[name] = parquet.clip_part_keys(self.folder, name)
+        if wanted <= have:
+            return
+        self.hold(name)
+        try:
+            data = parquet.part_bytes(source, CLIPS, name)
+        except FileNotFoundError:
+            raise OutputError(
+                f"{source.shown}: clip part {name}, named by committed videos rows, is missing; "
+                "this input is damaged and cannot be merged"
+            ) from None
+        table = parquet.bytes_table(data)
+        stored = set(table.column("video").to_pylist())
+        adding = (wanted - have) & stored
+        if not adding:
+            return
+        if have or adding != stored:
+            table = parquet.keep_videos(table, adding)
+            if have:
+                old = parquet.read_part(self.folder, CLIPS, name)
+                rows = table.replace_schema_metadata(old.schema.metadata)
+                table = parquet.keep_videos(_concat(old, rows), have | adding)
+            data = parquet.table_bytes(table)
+        parquet.put_atomic(self.folder, self.folder.path(CLIPS, name), data)
+        self.shared[name] = have | adding
+
+
+def _concat(first: Any, second: Any) -> Any:
+    return parquet.pyarrow_modules()[0].concat_tables([first, second])
+
+
+def _shared_wanted(reader: ParquetReader, origin: dict[str, OutputReader]) -> dict[str, set[str]]:
+    """Per shared clip part of ``reader``, the videos it is first to hold whose committed
+    videos rows refer to that part (its other rows are dead, or another input's)."""
+    wanted: dict[str, set[str]] = {}
+    for key in reader.video_keys():
+        if origin.get(key) is reader:
+            own = reader.video(key).attrs.get("part")
+            for name in reader.clip_parts(key):
+                if name != own:
+                    wanted.setdefault(name, set()).add(key)
+    return wanted
 
 
 def _copy_parts(
-    target: parquet.Folder, readers: Sequence[OutputReader], origin: dict[str, OutputReader],
-    present: set[str],
+    target: parquet.Folder, readers: Sequence[ParquetReader], origin: dict[str, OutputReader],
+    present: dict[str, set[str]],
 ) -> MergeReport:  # fmt: skip
+    """Copy every input's committed parts not in the target yet (``present``: the target's
+    videos parts, with the videos each holds)."""
     report = MergeReport(output=target.shown)  # type: ignore[arg-type]
-    held: set[str] = set()
+    merged = _Target(target)
     try:
         for reader in readers:
             counts = PartCounts(reader.path)  # type: ignore[arg-type]
             report.parts.append(counts)
-            folder = reader.folder  # type: ignore[attr-defined]
+            folder = reader.folder
             clip_parts = set(parquet.list_parts(folder, CLIPS))
+            wanted = _shared_wanted(reader, origin)
             for name in parquet.list_parts(folder, VIDEOS):
-                writer = leases.writer_of(name)
-                if writer not in held:  # this process now writes parts of that name
-                    target.run(lambda w=writer: leases.hold(target.fs, target.root, w), "lease")
-                    held.add(writer)
-                _copy_part(folder, target, name, reader, origin, counts, already=name in present,
-                           has_clips=name in clip_parts)  # fmt: skip
+                merged.hold(name)
+                _copy_part(folder, merged, name, reader, origin, counts, wanted,
+                           already=present.get(name), has_clips=name in clip_parts)  # fmt: skip
     finally:
-        for writer in held:
-            with contextlib.suppress(Exception):
-                leases.release(target.fs, target.root, writer)
+        merged.release()
     return _totals(report)
 
 
 def _copy_part(
-    source: parquet.Folder, target: parquet.Folder, name: str, reader: OutputReader,
-    origin: dict[str, OutputReader], counts: PartCounts, *, already: bool, has_clips: bool,
+    source: parquet.Folder, merged: _Target, name: str, reader: ParquetReader,
+    origin: dict[str, OutputReader], counts: PartCounts, wanted: dict[str, set[str]], *,
+    already: set[str] | None, has_clips: bool,
 ) -> None:  # fmt: skip
     """Copy one committed part, byte for byte (or only its rows of videos ``reader`` is first
-    to hold): clip part, then videos part."""
+    to hold): the shared clip parts its rows refer to (:meth:`_Target.copy_shared`), its
+    clip part, then its videos part. ``already``: the videos the target's part of that name
+    holds (``None``: not there)."""
+    target = merged.folder
     videos_data = parquet.part_bytes(source, VIDEOS, name)
     videos = parquet.bytes_table(videos_data)
     keys = videos.column("video").to_pylist()
     errors = videos.column("error").to_pylist()
     done = {k for k, e in zip(keys, errors, strict=True) if e is None}
-    ours = done if already else {k for k in done if origin.get(k) is reader}
+    ours = done & already if already is not None else {k for k in done if origin.get(k) is reader}
     counts.videos += len(ours)
     counts.duplicates += len(done - ours)
     counts.errors += sum(
         e is not None and k not in origin for k, e in zip(keys, errors, strict=True)
     )
-    if already:
+    if already is not None:
         return
+    for part in sorted({p for k in ours for p in reader.clip_parts(k) if p in wanted}):
+        merged.copy_shared(source, part, wanted[part])
     clips_data = parquet.part_bytes(source, CLIPS, name) if has_clips else b""
     if done - ours:
         videos = _without(videos, done - ours)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,15 @@ from .. import urls
 from ..errors import RunError
 from .h5store import ERRORS_GROUP, journal_path, jsonable, scan_groups
 from .journal import JournalEntry, JournalError, read_entries
-from .parquet import CLIPS, VIDEOS, folder_fs, read_index, read_metadata, read_part
+from .parquet import (
+    CLIPS,
+    VIDEOS,
+    folder_fs,
+    pyarrow_modules,
+    read_index,
+    read_metadata,
+    read_part,
+)
 
 INDEX_NAME = "index.jsonl"
 FORMAT_NAMES = {"h5": "HDF5", "json": "JSON Lines", "npy": "npy folder",
@@ -568,10 +577,15 @@ class NpyReader(JsonLinesReader):
 
 class ParquetReader(OutputReader):
     """A Parquet folder (:mod:`.parquet`): indexed from its committed videos tables; a
-    video's rows are read from its part, and the last part read is kept (videos are mostly
-    read in part order), so reading every video reads each part about once."""
+    video's mean is read from its videos part and its clip rows from the clip parts its
+    videos row names (``clip_parts``: its own part, or the shared parts of the Ray engine;
+    rows there of other videos, dead ones included, are left out). The last videos table and
+    the last few clip tables read are kept (videos are mostly read in part order), so reading
+    every video reads each part about once."""
 
     format = "parquet"
+    #: Clip tables kept (shared parts hold some clips of many videos).
+    CACHED_CLIP_PARTS = 4
 
     def __init__(self, path: str | os.PathLike[str], *, retries: int = urls.DEFAULT_RETRIES):
         location = urls.as_location(path)
@@ -583,37 +597,67 @@ class ParquetReader(OutputReader):
             reason = getattr(error, "strerror", None) or error
             raise ReadError(f"{shown}: cannot read as a Parquet output ({reason})") from None
         self._failures = [VideoFailure(k, s, m) for k, (s, m) in index.failures.items()]
-        videos = [StoredVideo.from_attrs(key, record) for key, record in index.videos.items()]
+        # Where a video's clip rows are is the reader's business, not a video attribute.
+        self._clip_parts = {k: list(r.get("clip_parts", ())) for k, r in index.videos.items()}
+        videos = [
+            StoredVideo.from_attrs(key, {n: v for n, v in record.items() if n != "clip_parts"})
+            for key, record in index.videos.items()
+        ]
         super().__init__(location, index.options, videos)
-        self._cached: dict[tuple[str, str], Any] = {}
+        self._cached: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     def failures(self) -> list[VideoFailure]:
         return list(self._failures)
 
+    def clip_parts(self, key: str) -> list[str]:
+        """The clip parts holding a complete video's rows (its videos part's name in
+        outputs written before ``clip_parts`` was stored)."""
+        self.video(key)
+        return list(self._clip_parts[key]) or [str(self.video(key).attrs["part"])]
+
     def _table(self, kind: str, part: str) -> Any:
-        if (kind, part) not in self._cached:
-            columns = ("video", "mean", "error") if kind == VIDEOS else None
-            try:
-                table = read_part(self.folder, kind, part, columns)
-            except OSError as error:
-                reason = getattr(error, "strerror", None) or error
-                raise ReadError(
-                    f"{self.folder.shown}: cannot read {kind}/{part} ({reason})"
-                ) from None
-            self._cached = {k: v for k, v in self._cached.items() if k[0] != kind}
-            self._cached[(kind, part)] = (table, _rows_of(table))
+        if (kind, part) in self._cached:
+            self._cached.move_to_end((kind, part))
+            return self._cached[(kind, part)]
+        columns = ("video", "mean", "error") if kind == VIDEOS else None
+        try:
+            table = read_part(self.folder, kind, part, columns)
+        except OSError as error:
+            reason = getattr(error, "strerror", None) or error
+            raise ReadError(f"{self.folder.shown}: cannot read {kind}/{part} ({reason})") from None
+        self._cached[(kind, part)] = (table, _rows_of(table))
+        kept = {VIDEOS: 1, CLIPS: self.CACHED_CLIP_PARTS}[kind]
+        for old in [k for k in self._cached if k[0] == kind][:-kept]:
+            del self._cached[old]
         return self._cached[(kind, part)]
 
     def _row_shape(self, table: Any) -> tuple[int, ...]:
         shape = read_metadata(table.schema)[1]
         return shape if shape is not None else (table.schema.field("features").type.list_size,)
 
+    def _clip_rows(self, key: str) -> tuple[Any, Any]:
+        """A video's clip rows from every part holding them, sorted by clip, and the first
+        of those parts' tables (for the features' row shape)."""
+        pa, _ = pyarrow_modules()
+        tables = []
+        for part in self.clip_parts(key):
+            table, rows = self._table(CLIPS, part)
+            tables.append((table, table.take(pa.array(rows.get(key, []), pa.int64()))))
+        first = tables[0][0]
+        chosen = tables[0][1] if len(tables) == 1 else _concat([t for _, t in tables])
+        expected = self.video(key).n_clips
+        if chosen.num_rows != expected:
+            raise ReadError(
+                f"{self.folder.shown}: video {key!r} has {chosen.num_rows} clip rows in its "
+                f"clip parts {', '.join(self.clip_parts(key))}, but {expected} clips"
+            )
+        return chosen.sort_by("clip"), first
+
     def arrays(self, key: str) -> VideoArrays:
         part = str(self.video(key).attrs["part"])
         videos, rows = self._table(VIDEOS, part)
         mean = videos.column("mean")[rows[key][-1]].values.to_numpy(zero_copy_only=False)
-        clips, clip_rows = self._table(CLIPS, part)
-        chosen = clips.take(clip_rows.get(key, [])).sort_by("clip")
+        chosen, clips = self._clip_rows(key)
         features = None
         if "features" in chosen.column_names:
             flat = chosen.column("features").combine_chunks().flatten()
@@ -629,10 +673,16 @@ class ParquetReader(OutputReader):
         part = str(self.video(key).attrs["part"])
         videos, rows = self._table(VIDEOS, part)
         dtype = str(np.dtype(videos.schema.field("mean").type.value_type.to_pandas_dtype()))
-        clips, _ = self._table(CLIPS, part)
+        clips, _ = self._table(CLIPS, self.clip_parts(key)[0])
         if "features" not in clips.column_names:
             return Layout((len(videos.column("mean")[rows[key][-1]]),), dtype, False)
         return Layout((self.video(key).n_clips, *self._row_shape(clips)), dtype, True)
+
+
+def _concat(tables: list[Any]) -> Any:
+    """Clip rows of several parts as one table (their footers differ)."""
+    pa, _ = pyarrow_modules()
+    return pa.concat_tables([table.replace_schema_metadata(None) for table in tables])
 
 
 def _pairs(table: Any, first: str, second: str, dtype: type) -> np.ndarray:
