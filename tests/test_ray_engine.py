@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from feat3d.backbones.checkpoints import save_checkpoint
+from feat3d.io import parquet
 from feat3d.io.reader import open_output
 from feat3d.options import ModelOptions, OptionsError, RunOptions
 from feat3d.run.extract import extract
@@ -32,16 +33,21 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = {"size": 32, "crop": 32, "batch_size": 1, "workers": 0}
 
 
+#: Files on which the decoder segfaults, and at which frame.
+CRASH_AT = {"crash.mp4": 5, "late-crash.mp4": 20}
+
+
 def crashing_decoder() -> None:
-    """Ray's worker set-up hook: the decoder segfaults on the 6th frame of ``crash.mp4`` (the
-    decoding task's child process inherits it when it forks)."""
+    """Ray's worker set-up hook: the decoder segfaults on the 6th frame of ``crash.mp4`` and
+    the 21st of ``late-crash.mp4`` (after its first clip), as the decoding task's child
+    process inherits it when it forks."""
     import feat3d.run.stream
 
     real = feat3d.run.stream.iter_source_frames
 
     def decoder(path, **kwargs):  # type: ignore[no-untyped-def]
         for count, frame in enumerate(real(path, **kwargs)):
-            if Path(str(path)).name == "crash.mp4" and count == 5:
+            if count == CRASH_AT.get(Path(str(path)).name):
                 faulthandler.disable()
                 os.kill(os.getpid(), signal.SIGSEGV)
             yield frame
@@ -201,3 +207,68 @@ def test_the_precision_recorded_is_the_actors(cluster):
     assert actor_precision(ModelOptions(precision="auto"), run) == "fp32"  # no GPU here
     assert actor_precision(ModelOptions(precision="auto", device="cuda"), run) == "fp16"
     assert actor_precision(ModelOptions(precision="bf16", device="cpu"), run) == "bf16"
+
+
+def test_the_workers_write_the_clip_parts_and_the_driver_only_commits_videos(
+    cluster, videos, tmp_path, monkeypatch
+):
+    folder, checkpoint = videos
+    model = ModelOptions(weights=str(checkpoint), device="cpu")
+    inputs = [folder / name for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4")]
+    local = extract(inputs, tmp_path / "local.parquet", model=model, **CLIPS)
+
+    def not_here(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the driver wrote a clip part")
+
+    # Only this process's copy: the workers import the module afresh.
+    monkeypatch.setattr("feat3d.run.ray_engine.write_shared_part", not_here)
+    out = tmp_path / "ray.parquet"
+    remote = extract(inputs, out, model=model, engine="ray", address=cluster, part_rows=2,
+                     **CLIPS)  # fmt: skip
+    assert remote.ok and sorted(remote.written) == sorted(local.written)
+    videos_table = pd.read_parquet(out / "videos").set_index("video")
+    assert all(len(parts) == 1 for parts in pd.read_parquet(
+        tmp_path / "local.parquet" / "videos").clip_parts)  # fmt: skip
+    assert len(videos_table.loc["a.mp4", "clip_parts"]) >= 2  # 3 clips, parts of 2 rows
+    named = {part for parts in videos_table.clip_parts for part in parts}
+    assert named == {p.name for p in (out / "clips").glob("*.parquet")}  # no orphan left
+    expected, got = _rows(tmp_path / "local.parquet"), _rows(out)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    with open_output(tmp_path / "local.parquet") as want, open_output(out) as have:
+        for key in expected:
+            np.testing.assert_allclose(have.arrays(key).mean, want.arrays(key).mean, rtol=1e-6)
+            np.testing.assert_array_equal(have.arrays(key).segments, want.arrays(key).segments)
+    clips = pd.read_parquet(out / "clips")  # pandas alone: every clip once
+    assert not clips.duplicated(["video", "clip"]).any() and len(clips) == remote.clips
+
+
+def test_a_video_failing_after_its_first_clip_leaves_no_rows_behind(
+    cluster, videos, tmp_path, monkeypatch
+):
+    from feat3d.io import parquet_writer
+    from tests.videos import write_video
+
+    swept: list[int] = []
+    sweep = parquet_writer.sweep_clip_parts
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        swept.append(sweep(*args, **kwargs))
+        return swept[-1]
+
+    monkeypatch.setattr(parquet_writer, "sweep_clip_parts", counted)
+    folder, checkpoint = videos
+    inputs = tmp_path / "inputs"
+    write_video(inputs / "late-crash.mp4", n_frames=40, fps=25, width=48, height=32)
+    os.symlink(folder / "b.mp4", inputs / "b.mp4")
+    out = tmp_path / "late.parquet"
+    report = extract([inputs], out, model=ModelOptions(weights=str(checkpoint), device="cpu"),
+                     engine="ray", address=cluster, part_rows=1, **CLIPS)  # fmt: skip
+    assert report.written == ["b.mp4"] and [f.key for f in report.failures] == ["late-crash.mp4"]
+    assert "crashed" in report.failures[0].message
+    clips = pd.read_parquet(out / "clips")
+    assert set(clips.video) == {"b.mp4"} and len(clips) == 2  # the crashed video's clip is gone
+    assert swept == [1]  # its part was written, then deleted when the driver closed
+    folder_fs = parquet.folder_fs(out)
+    for name in parquet.list_parts(folder_fs, parquet.CLIPS):
+        assert parquet.clip_part_keys(folder_fs, name) == {"b.mp4"}

@@ -52,8 +52,6 @@ from .stream import ClipStream
 from .workers import DEFAULT_HANG_AFTER, HANG_GRACE, DecodePool
 
 RAY_MISSING = "--engine ray needs Ray Data: pip install 'feat3d[ray]'"
-#: Tries of a task or an actor call whose worker process died (Ray's default is forever).
-TASK_RETRIES = 3
 #: CPUs a write task reserves: it mostly waits on the storage.
 WRITE_CPUS = 0.25
 
@@ -242,7 +240,7 @@ def clip_features(
     threads = max(1, int(resources.decode_cpus))
     decode = clips if clips.threads else replace(clips, threads=threads)
     decoded = videos.flat_map(decode_video, fn_kwargs={"clips": decode},
-                              num_cpus=resources.decode_cpus, max_retries=TASK_RETRIES)  # fmt: skip
+                              num_cpus=resources.decode_cpus)  # fmt: skip
     # A block is cut once it passes this size: half a clip under a batch, so a batch of clips
     decoded.context.target_max_block_size = max(1, (2 * resources.batch_size - 1)
                                                 * clips.clip_bytes() // 2)  # fmt: skip
@@ -252,7 +250,7 @@ def clip_features(
                                             "crops": clips.crops, "crop_reduce": crop_reduce},
         batch_size=resources.batch_size, compute=ray.data.ActorPoolStrategy(size=resources.actors),
         num_gpus=resources.gpus_per_actor if on_gpu else None, num_cpus=None if on_gpu else 1,
-        batch_format="numpy", max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
+        batch_format="numpy",
     )  # fmt: skip
 
 
@@ -431,7 +429,7 @@ def ray_videos(
     if parts is not None:
         features = features.map_batches(
             write_parts, fn_kwargs={"target": parts}, batch_size=parts.part_rows,
-            num_cpus=WRITE_CPUS, max_retries=TASK_RETRIES, batch_format="numpy",
+            num_cpus=WRITE_CPUS, batch_format="numpy",
         )  # fmt: skip
         regroup = PartRegroup(sources)
     features.context.enable_progress_bars = progress
