@@ -272,3 +272,19 @@ def test_a_video_failing_after_its_first_clip_leaves_no_rows_behind(
     folder_fs = parquet.folder_fs(out)
     for name in parquet.list_parts(folder_fs, parquet.CLIPS):
         assert parquet.clip_part_keys(folder_fs, name) == {"b.mp4"}
+
+
+def test_a_segment_of_a_video_is_decoded_alone_under_ray(cluster, videos, tmp_path):
+    from feat3d.io.discover import VideoSource
+
+    folder, checkpoint = videos
+    model = ModelOptions(weights=str(checkpoint), device="cpu")
+    segment = [VideoSource(folder / "a.mp4", "a.mp4#1", frames=(8, 40))]
+    local = extract(segment, tmp_path / "local.h5", model=model, **CLIPS)
+    remote = extract(segment, tmp_path / "ray.parquet", model=model, engine="ray",
+                     address=cluster, **CLIPS)  # fmt: skip
+    assert remote.written == local.written == ["a.mp4#1"] and remote.clips == local.clips == 2
+    with open_output(tmp_path / "ray.parquet") as output:
+        np.testing.assert_array_equal(output.arrays("a.mp4#1").segments, [[8, 24], [24, 40]])
+    np.testing.assert_array_equal(_rows(tmp_path / "ray.parquet")["a.mp4#1"],
+                                  _rows(tmp_path / "local.h5")["a.mp4#1"])  # fmt: skip

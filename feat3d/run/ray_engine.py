@@ -73,11 +73,11 @@ def ray_module() -> Any:
 def connect(address: str | None, *, quiet: bool = False) -> Any:
     """Join the cluster at ``address`` (``auto``: the one ``ray start`` or KubeRay made here;
     ``HOST:PORT``; ``None``: the one already joined, else a new local one). ``quiet`` keeps
-    Ray's start-up lines off the terminal."""
+    Ray's start-up lines and warnings off the terminal."""
     ray = ray_module()
     if not ray.is_initialized():
         local = {"include_dashboard": False} if address is None else {}
-        level = {"logging_level": logging.WARNING} if quiet else {}
+        level = {"logging_level": logging.ERROR} if quiet else {}
         ray.init(address=address, log_to_driver=False, **local, **level)
     return ray
 
@@ -103,14 +103,17 @@ def _item_row(video: dict[str, Any], item: ClipItem, clip: int) -> dict[str, Any
 def decode_video(video: dict[str, Any], clips: ClipOptions) -> Iterator[dict[str, Any]]:
     """One row per clip of one video (frames as bytes), then its ``end`` or ``error`` row.
 
-    ``video`` is a row with ``path`` (and ``key``, ``video``: its number). The decoding runs
+    ``video`` is a row with ``path`` (and ``key``; ``video``: its number; ``first``, ``end``:
+    the source frames of one segment, ``-1`` for the whole video). The decoding runs
     in a child process (:class:`~.workers.DecodePool` with one worker): a decoder that crashes
     or hangs is killed and the video fails with the reason, instead of taking the Ray worker
     (and its retries, then the whole dataset) with it.
     """
     location = as_location(str(video["path"]))  # a local path or a URL read through fsspec
     video = {"video": 0, "key": url_name(str(location)) or "video", **video}
-    stream = ClipStream([VideoSource(location, str(video["key"]))], clips)
+    first, end = int(video.get("first", -1)), int(video.get("end", -1))
+    frames = (first, end) if first >= 0 else None  # one segment of a longer video
+    stream = ClipStream([VideoSource(location, str(video["key"]), frames)], clips)
     hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE
     pool = DecodePool(stream, 1, slot_bytes=clips.clip_bytes(), hang_after=hang_after)
     count = 0
@@ -421,7 +424,8 @@ def ray_videos(
         return
     ray = connect(run.address, quiet=not progress)
     resources = plan_resources(run, model, ray.cluster_resources())
-    items = [{"video": i, "key": s.key, "path": str(s.path)} for i, s in enumerate(sources)]
+    items = [{"video": i, "key": s.key, "path": str(s.path), "first": (s.frames or (-1, -1))[0],
+              "end": (s.frames or (-1, -1))[1]} for i, s in enumerate(sources)]  # fmt: skip
     videos = ray.data.from_items(items, override_num_blocks=len(items))
     features = clip_features(videos, model, clips=clips, layer=layer, pool=pool,
                              resources=resources, crop_reduce=crop_reduce)  # fmt: skip
