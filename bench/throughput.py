@@ -29,8 +29,9 @@ For every video (or generated video) it prints:
   Parquet by the local engine and by the Ray engine (a local Ray with every core, started
   once before the measures; each run's actor start and model load count, as a user sees
   them), taken in turn ``--repeat`` times, their clips/s and the Ray engine's share of the
-  local engine's, and the CPU time of the Ray engine's driver per clip (regrouping clip
-  rows, writing the output, Ray Data's executor: what one driver can keep up with). Start-up
+  local engine's, and where the Ray runs' CPU went per clip (``bench/proc_cpu.py``: the
+  inference actor, the decoding and write tasks, the driver — what one driver can keep up
+  with — and Ray's own processes). Start-up
   (Ray's workers, the actors' imports and model load) is a fixed cost: use enough
   ``--copies`` (48 of a 10 s video) that it is amortized.
 
@@ -53,11 +54,13 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import proc_cpu  # beside this script (its folder is on the path when it runs)
 import torch
 
 from feat3d.io.clips import iter_clips
@@ -335,23 +338,27 @@ def bench_engines(videos: list[Path], args: argparse.Namespace, workdir: Path) -
                 os.symlink(video.absolute(), link)
             links.append(link)
         rates: dict[str, list[float]] = {"local": [], "ray": []}
-        driver: list[float] = []  # the Ray engine's driver: core-ms per clip
+        roles: Counter[str] = Counter()  # the Ray runs' CPU seconds, by role
+        clips = 0
         for _ in range(args.repeat):
             for engine in rates:
                 out = workdir / f"{video.stem}_{engine}.parquet"
-                before = cpu_seconds()
+                before = proc_cpu.snapshot()
                 report = extract(links, out, model=model, engine=engine, **options)
                 rates[engine].append(report.clips_per_second)
                 if engine == "ray":
-                    driver.append((cpu_seconds() - before) * 1000 / max(report.clips, 1))
+                    roles.update(proc_cpu.by_role(before, proc_cpu.snapshot(), os.getpid()))
+                    clips += report.clips
         local, remote = (float(np.median(rates[e])) for e in ("local", "ray"))
         print(
             f"{video.name}: {report.clips} clips | local {local:7.1f} clips/s"
             f"{spread(rates['local'])}  ray {remote:7.1f} clips/s{spread(rates['ray'])}  "
-            f"ray/local {remote / local:6.1%} | Ray driver (regroup, write, Ray's executor) "
-            f"{float(np.median(driver)):.2f} core-ms/clip",
+            f"ray/local {remote / local:6.1%}",
             flush=True,
         )
+        print("  where the Ray runs' CPU went (core-ms per clip; other processes: not feat3d's):")
+        for role, seconds in roles.most_common():
+            print(f"    {role:28s} {seconds * 1000 / max(clips, 1):7.1f}")
     ray.shutdown()
 
 
