@@ -12,7 +12,7 @@ in an actor pool (:class:`ClipNetwork`: the model loaded once per actor with
   clip rows straight to the output folder as shared clip parts of a few thousand clips
   (:mod:`feat3d.io.parquet`), and send back only, per video and part, which clips it holds
   and their sum; this process commits each video's videos row (:class:`PartVideo`) once all
-  its clips are in written parts (:class:`PartRegroup`). No feature passes through here.
+  its clips are in written parts (:class:`Regroup`). No feature passes through here.
 - Any other output, or features pooled in time (which needs a whole video): clip rows come
   back here and are regrouped per video (:class:`Regroup`) for the run's writer.
 
@@ -262,14 +262,19 @@ def clip_features(
 
 @dataclass
 class _Video:
-    clips: dict[int, tuple[np.ndarray, tuple[int, int], tuple[float, float]]] = field(
+    #: clip index → (features, segment, seconds); ``None`` for a clip already in a part
+    clips: dict[int, tuple[np.ndarray, tuple[int, int], tuple[float, float]] | None] = field(
         default_factory=dict
     )
     info: dict[str, Any] | None = None
+    total: np.ndarray | None = None  # the sum of the features of its clips in parts
+    parts: set[str] = field(default_factory=set)
 
 
 class Regroup:
-    """Clip rows (in any order) back into whole videos, as the local engine hands them on."""
+    """Rows (in any order) back into whole videos, as the local engine hands them on: from
+    ``clip`` rows a :class:`VideoOutputs`, from the write stage's ``part`` rows a
+    :class:`PartVideo`; a video is complete once its ``end`` row has come and all its clips."""
 
     def __init__(self, sources: Sequence[VideoSource], layer: str):
         self.sources = {source.key: source for source in sources}
@@ -277,10 +282,10 @@ class Regroup:
         self.pending: dict[str, _Video] = {}
         self.done: set[str] = set()
 
-    def add(self, row: dict[str, Any]) -> Iterator[VideoOutputs | VideoFailure]:
+    def add(self, row: dict[str, Any]) -> Iterator[VideoOutputs | PartVideo | VideoFailure]:
         key = str(row["key"])
         if key in self.done:
-            return  # the late clips of a failed video
+            return  # the late clips of a failed video (in parts: dead rows the writer sweeps)
         state = self.pending.setdefault(key, _Video())
         if row["kind"] == "error":
             self.done.add(key)
@@ -292,6 +297,11 @@ class Regroup:
             feature = np.frombuffer(row["features"], np.float32).reshape(shape)
             segment = (int(row["start_frame"]), int(row["end_frame"]))
             state.clips[int(row["clip"])] = (feature, segment, (row["start_time"], row["end_time"]))
+        elif row["kind"] == "part":
+            total = np.frombuffer(row["sum"], np.float64).reshape(json.loads(row["sum_shape"]))
+            state.total = total if state.total is None else state.total + total
+            state.clips.update(dict.fromkeys(json.loads(row["clips"])))
+            state.parts.add(str(row["part"]))
         else:
             state.info = json.loads(row["info"])
         if state.info is not None and len(state.clips) == state.info["n_clips"]:
@@ -299,10 +309,15 @@ class Regroup:
             del self.pending[key]
             yield self._finished(key, state)
 
-    def _finished(self, key: str, state: _Video) -> VideoOutputs:
-        ordered = [state.clips[i] for i in sorted(state.clips)]
+    def _finished(self, key: str, state: _Video) -> VideoOutputs | PartVideo:
+        source = self.sources.get(key) or VideoSource(Path(key), key)
+        if state.parts:
+            mean = np.zeros(0) if state.total is None else state.total / len(state.clips)
+            return PartVideo(key, source.display, state.info or {}, len(state.clips),
+                             mean.astype(np.float32), tuple(sorted(state.parts)))  # fmt: skip
+        ordered = [clip for _, clip in sorted(state.clips.items()) if clip is not None]
         return VideoOutputs(
-            source=self.sources.get(key) or VideoSource(Path(key), key),
+            source=source,
             outputs={self.layer: np.stack([clip[0] for clip in ordered])},
             segments=np.asarray([clip[1] for clip in ordered], dtype=np.int64).reshape(-1, 2),
             timestamps=np.asarray([clip[2] for clip in ordered], dtype=np.float64).reshape(-1, 2),
@@ -356,53 +371,6 @@ def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, n
 _PART_COLUMNS = ("key", "source", "kind", "part", "clips", "sum", "sum_shape", "info", "message")
 
 
-@dataclass
-class _Parts:
-    clips: set[int] = field(default_factory=set)
-    total: np.ndarray | None = None
-    parts: set[str] = field(default_factory=set)
-    info: dict[str, Any] | None = None
-
-
-class PartRegroup:
-    """The driver's side of the write stage: ``part`` rows (in any order) summed per video,
-    until its ``end`` row has come and all its clips are in written parts."""
-
-    def __init__(self, sources: Sequence[VideoSource]):
-        self.sources = {source.key: source for source in sources}
-        self.pending: dict[str, _Parts] = {}
-        self.done: set[str] = set()
-
-    def add(self, row: dict[str, Any]) -> Iterator[PartVideo | VideoFailure]:
-        key = str(row["key"])
-        if key in self.done:
-            return  # the late parts of a failed video: dead rows, swept by the writer
-        state = self.pending.setdefault(key, _Parts())
-        if row["kind"] == "error":
-            self.done.add(key)
-            del self.pending[key]
-            yield VideoFailure(key, str(row["source"]), str(row["message"]))
-            return
-        if row["kind"] == "part":
-            total = np.frombuffer(row["sum"], np.float64).reshape(json.loads(row["sum_shape"]))
-            state.total = total if state.total is None else state.total + total
-            state.clips.update(json.loads(row["clips"]))
-            state.parts.add(str(row["part"]))
-        else:
-            state.info = json.loads(row["info"])
-        if state.info is not None and len(state.clips) == state.info["n_clips"]:
-            self.done.add(key)
-            del self.pending[key]
-            yield self._finished(key, state)
-
-    def _finished(self, key: str, state: _Parts) -> PartVideo:
-        source = self.sources.get(key) or VideoSource(Path(key), key)
-        n_clips = len(state.clips)
-        mean = (state.total if state.total is not None else np.zeros(0)) / max(n_clips, 1)
-        return PartVideo(key, source.display, state.info or {}, n_clips,
-                         mean.astype(np.float32), tuple(sorted(state.parts)))  # fmt: skip
-
-
 # ---------------------------------------------------------------------------- the engine
 
 
@@ -429,13 +397,12 @@ def ray_videos(
     videos = ray.data.from_items(items, override_num_blocks=len(items))
     features = clip_features(videos, model, clips=clips, layer=layer, pool=pool,
                              resources=resources, crop_reduce=crop_reduce)  # fmt: skip
-    regroup: Regroup | PartRegroup = Regroup(sources, layer)
+    regroup = Regroup(sources, layer)
     if parts is not None:
         features = features.map_batches(
             write_parts, fn_kwargs={"target": parts}, batch_size=parts.part_rows,
             num_cpus=WRITE_CPUS, batch_format="numpy",
         )  # fmt: skip
-        regroup = PartRegroup(sources)
     features.context.enable_progress_bars = progress
     with _ray_data_logs(progress):
         for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
