@@ -288,3 +288,26 @@ def test_a_segment_of_a_video_is_decoded_alone_under_ray(cluster, videos, tmp_pa
         np.testing.assert_array_equal(output.arrays("a.mp4#1").segments, [[8, 24], [24, 40]])
     np.testing.assert_array_equal(_rows(tmp_path / "ray.parquet")["a.mp4#1"],
                                   _rows(tmp_path / "local.h5")["a.mp4#1"])  # fmt: skip
+
+
+def test_a_part_the_workers_cannot_write_stops_the_run_with_one_line(cluster, videos, tmp_path):
+    from feat3d.io.discover import VideoSource
+    from feat3d.io.h5store import OutputError
+    from feat3d.io.parquet_writer import PartTarget
+    from feat3d.options import ClipOptions, fill_clip_defaults
+    from feat3d.run.ray_engine import ray_videos
+
+    folder, checkpoint = videos
+    model = ModelOptions(weights=str(checkpoint), device="cpu")
+    clips = fill_clip_defaults(ClipOptions(size=32, crop=32), model.load().meta)
+    (tmp_path / "a-file").write_text("not a folder")
+    target = PartTarget(str(tmp_path / "a-file" / "out.parquet"), "20260101T000000-0000aaaa",
+                        "float32", {}, 2)  # fmt: skip
+    results = ray_videos(model, [VideoSource(folder / "a.mp4", "a.mp4")], clips=clips,
+                         layer="pool5", run=RunOptions(address=cluster), parts=target)  # fmt: skip
+    with pytest.raises(
+        OutputError,
+        match=r"a-file/out\.parquet: write failed \(.*\) while "
+        r"writing clip part part-20260101T000000-0000aaaa-s",
+    ):
+        list(results)

@@ -40,6 +40,7 @@ import torch
 
 from ..errors import UsageError
 from ..io.discover import VideoSource
+from ..io.h5store import OutputError
 from ..io.parquet import PartVideo
 from ..io.parquet_writer import PartTarget, write_shared_part
 from ..io.views import split_views
@@ -283,6 +284,8 @@ class Regroup:
         self.done: set[str] = set()
 
     def add(self, row: dict[str, Any]) -> Iterator[VideoOutputs | PartVideo | VideoFailure]:
+        if row["kind"] == "fatal":
+            raise OutputError(str(row["message"]))  # a worker could not write the output
         key = str(row["key"])
         if key in self.done:
             return  # the late clips of a failed video (in parts: dead rows the writer sweeps)
@@ -332,7 +335,8 @@ def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, n
     """The write stage: the clip rows of ``batch`` (any videos, any clips of them) as one
     shared clip part of ``target``; returns one ``part`` row per video in it (its clips as
     JSON, the float64 sum of their features as bytes) and the ``end``/``error`` rows as
-    they came."""
+    they came. A part that cannot be written becomes one ``fatal`` row saying why (the
+    command stops the run with it, as the local engine does on an unwritable output)."""
     kinds = list(batch["kind"])
     clips = [i for i, kind in enumerate(kinds) if kind == "clip"]
     out: dict[str, list[Any]] = {name: [] for name in _PART_COLUMNS}
@@ -348,12 +352,16 @@ def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, n
         features = np.stack([np.frombuffer(batch["features"][i], np.float32).reshape(shape)
                              for i in clips])  # fmt: skip
         keys = [str(batch["key"][i]) for i in clips]
-        name = write_shared_part(
-            target, keys, np.asarray([batch["clip"][i] for i in clips]),
-            np.asarray([(batch["start_frame"][i], batch["end_frame"][i]) for i in clips]),
-            np.asarray([(batch["start_time"][i], batch["end_time"][i]) for i in clips]),
-            features,
-        )  # fmt: skip
+        try:
+            name = write_shared_part(
+                target, keys, np.asarray([batch["clip"][i] for i in clips]),
+                np.asarray([(batch["start_frame"][i], batch["end_frame"][i]) for i in clips]),
+                np.asarray([(batch["start_time"][i], batch["end_time"][i]) for i in clips]),
+                features,
+            )  # fmt: skip
+        except OutputError as error:
+            add("", "", "fatal", message=str(error))
+            return {name: np.asarray(values, dtype=object) for name, values in out.items()}
         for key in dict.fromkeys(keys):
             mine = [row for row, k in enumerate(keys) if k == key]
             total = features[mine].astype(np.float64).sum(axis=0)
