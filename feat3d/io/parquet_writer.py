@@ -85,7 +85,7 @@ class ParquetWriter:
         self.writer_id = new_writer_id()
         self.done = self._open(overwrite)
         self.sequence = 0
-        self.videos: list[VideoFeatures] = []
+        self.videos: list[VideoFeatures | PartVideo] = []
         self.failures: list[VideoFailure] = []
         self.rows = self.bytes = 0
         self.since = time.monotonic()
