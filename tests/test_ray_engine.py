@@ -311,3 +311,18 @@ def test_a_part_the_workers_cannot_write_stops_the_run_with_one_line(cluster, vi
         r"writing clip part part-20260101T000000-0000aaaa-s",
     ):
         list(results)
+
+
+def test_other_formats_and_pooled_features_come_back_through_the_command(cluster, videos, tmp_path):
+    folder, checkpoint = videos
+    model = ModelOptions(weights=str(checkpoint), device="cpu")
+    inputs = [folder / "a.mp4", folder / "b.mp4"]
+    for name, options in (("h5", {}), ("parquet", {"segments": 2})):
+        local = extract(inputs, tmp_path / f"local.{name}", model=model, **options, **CLIPS)
+        remote = extract(inputs, tmp_path / f"ray.{name}", model=model, engine="ray",
+                         address=cluster, **options, **CLIPS)  # fmt: skip
+        assert remote.ok and sorted(remote.written) == sorted(local.written) == ["a.mp4", "b.mp4"]
+        expected, got = _rows(tmp_path / f"local.{name}"), _rows(tmp_path / f"ray.{name}")
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key])
+    assert _rows(tmp_path / "ray.parquet")["a.mp4"].shape == (2, 512)  # 3 clips → 2 segments
