@@ -326,3 +326,51 @@ def test_other_formats_and_pooled_features_come_back_through_the_command(cluster
         for key in expected:
             np.testing.assert_array_equal(got[key], expected[key])
     assert _rows(tmp_path / "ray.parquet")["a.mp4"].shape == (2, 512)  # 3 clips → 2 segments
+
+
+def test_a_decoding_task_takes_several_videos_and_a_crash_costs_only_its_own(
+    cluster, videos, tmp_path, monkeypatch
+):
+    from feat3d.run import ray_engine
+
+    assert ray_engine.videos_per_task(5, {"CPU": 2}, 1.0) == 1  # few videos: one per task
+    assert ray_engine.videos_per_task(48, {"CPU": 2}, 1.0) == 6  # ~4 tasks per decoding slot
+    assert ray_engine.videos_per_task(10**6, {"CPU": 64}, 1.0) == ray_engine.MAX_VIDEOS_PER_TASK
+    folder, checkpoint = videos
+    crash = tmp_path / "group"
+    crash.mkdir()
+    for name, source in (("a.mp4", "a.mp4"), ("crash.mp4", "c.mp4"), ("d.mp4", "d.mp4")):
+        os.symlink(folder / source, crash / name)
+    monkeypatch.setattr(ray_engine, "videos_per_task", lambda *args: 3)  # all in one task
+    model = ModelOptions(weights=str(checkpoint), device="cpu")
+    local = extract([folder / "a.mp4", folder / "d.mp4"], tmp_path / "local.h5", model=model,
+                    **CLIPS)  # fmt: skip
+    assert local.ok
+    report = extract([crash], tmp_path / "group.parquet", model=model, engine="ray",
+                     address=cluster, **CLIPS)  # fmt: skip
+    assert sorted(report.written) == ["a.mp4", "d.mp4"] and report.clips == 3 + 1
+    assert [f.key for f in report.failures] == ["crash.mp4"]
+    assert "crashed (signal 11 (SIGSEGV))" in report.failures[0].message
+    expected, got = _rows(tmp_path / "local.h5"), _rows(tmp_path / "group.parquet")
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_a_videos_end_rides_on_its_last_clip_row(videos):
+    import json
+
+    from feat3d.options import ClipOptions, fill_clip_defaults
+    from feat3d.run.ray_engine import decode_videos
+
+    folder, checkpoint = videos
+    meta = ModelOptions(weights=str(checkpoint), device="cpu").load().meta
+    clips = fill_clip_defaults(ClipOptions(size=32, crop=32), meta)
+    group = [{"path": str(folder / name), "video": number}
+             for number, name in enumerate(("a.mp4", "hostile.mp4", "b.mp4"))]  # fmt: skip
+    rows = list(decode_videos({"videos": json.dumps(group)}, clips))
+    assert [(r["key"], r["kind"], r["clip"], r["info"] != "{}") for r in rows] == [
+        ("a.mp4", "clip", 0, False), ("a.mp4", "clip", 1, False), ("a.mp4", "clip", 2, True),
+        ("hostile.mp4", "error", 0, False),
+        ("b.mp4", "clip", 0, False), ("b.mp4", "clip", 1, True),
+    ]  # fmt: skip
+    assert json.loads(rows[2]["info"])["n_clips"] == 3 and rows[3]["message"]

@@ -1,9 +1,9 @@
 """The Ray Data engine of ``extract`` (``--engine ray``): the same clips, network and outputs
 as the local engine, spread over a Ray cluster.
 
-The pipeline: the list of videos → one decoding task per video (:func:`decode_video`: the
-local engine's :class:`~.stream.ClipStream` run in a child process, as the local decode pool
-does, so a video that crashes or hangs the decoder fails alone, with its reason) → inference
+The pipeline: the list of videos → decoding tasks of a few videos each (:func:`decode_videos`:
+the local engine's :class:`~.stream.ClipStream` run in a child process, as the local decode
+pool does, so a video that crashes or hangs the decoder fails alone, with its reason) → inference
 in an actor pool (:class:`ClipNetwork`: the model loaded once per actor with
 :meth:`ModelOptions.load`, one actor per GPU, batches of clips spanning videos, the same
 ``VideoModel.run`` as the local engine) → then one of two ends:
@@ -53,6 +53,8 @@ from .stream import ClipStream
 from .workers import DEFAULT_HANG_AFTER, HANG_GRACE, DecodePool
 
 RAY_MISSING = "--engine ray needs Ray Data: pip install 'feat3d[ray]'"
+#: Videos one decoding task takes at most (:func:`videos_per_task`).
+MAX_VIDEOS_PER_TASK = 8
 #: CPUs a write task reserves: it mostly waits on the storage.
 WRITE_CPUS = 0.25
 
@@ -101,26 +103,70 @@ def _item_row(video: dict[str, Any], item: ClipItem, clip: int) -> dict[str, Any
     }  # fmt: skip
 
 
-def decode_video(video: dict[str, Any], clips: ClipOptions) -> Iterator[dict[str, Any]]:
-    """One row per clip of one video (frames as bytes), then its ``end`` or ``error`` row.
-
-    ``video`` is a row with ``path`` (and ``key``; ``video``: its number; ``first``, ``end``:
-    the source frames of one segment, ``-1`` for the whole video). The decoding runs
-    in a child process (:class:`~.workers.DecodePool` with one worker): a decoder that crashes
-    or hangs is killed and the video fails with the reason, instead of taking the Ray worker
-    (and its retries, then the whole dataset) with it.
-    """
+def _source(video: dict[str, Any]) -> VideoSource:
     location = as_location(str(video["path"]))  # a local path or a URL read through fsspec
-    video = {"video": 0, "key": url_name(str(location)) or "video", **video}
     first, end = int(video.get("first", -1)), int(video.get("end", -1))
     frames = (first, end) if first >= 0 else None  # one segment of a longer video
-    stream = ClipStream([VideoSource(location, str(video["key"]), frames)], clips)
+    return VideoSource(location, str(video.get("key") or url_name(str(location)) or "video"),
+                       frames)  # fmt: skip
+
+
+def group_videos(batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """Rows of videos → one row holding them all (``videos``, JSON): the input of one
+    decoding task (:func:`decode_videos`)."""
+    columns = {name: np.asarray(values).tolist() for name, values in batch.items()}
+    rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(),
+                                                                      strict=True)]  # fmt: skip
+    return {"videos": [json.dumps(rows)]}
+
+
+def decode_videos(group: dict[str, Any], clips: ClipOptions) -> Iterator[dict[str, Any]]:
+    """The decoding stage: the videos of ``group`` (:func:`group_videos`) one after
+    another, as one row per clip (frames as bytes). A video's last clip row carries its
+    attributes (``info``, JSON; ``{}`` on the others) in place of an ``end`` row, so that
+    every block of a batch's worth of bytes holds exactly a batch of clips and the actors'
+    batches stay full across videos; a video that fails ends with an ``error`` row.
+
+    Each video is a row with ``path`` (and ``key``; ``video``: a number; ``first``, ``end``:
+    the source frames of one segment, ``-1`` for the whole video). The decoding runs in one
+    child process for the group (:class:`~.workers.DecodePool` with one worker): a decoder
+    that crashes or hangs is killed, that video fails with the reason and a new child goes
+    on with the next, instead of taking the Ray worker (and its retries, then the whole
+    dataset) with it. Several videos per task spare a task and a child process per video,
+    which on short videos cost as much CPU as a good part of their decoding.
+    """
+    videos = json.loads(group["videos"])
+    sources = [_source(video) for video in videos]
+    for number, (video, source) in enumerate(zip(videos, sources, strict=True)):
+        video.setdefault("video", number)
+        video["key"] = source.key
+    stream = ClipStream(sources, clips)
     hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE
     pool = DecodePool(stream, 1, slot_bytes=clips.clip_bytes(), hang_after=hang_after)
-    count = 0
+    counts = [0] * len(videos)
+    held: dict[str, Any] | None = None  # a clip row, until it is known whether it is the last
     for item in pool:
-        yield _item_row(video, item, count)
-        count += item.kind == "clip"
+        if item.kind == "end" and held is not None and held["video"] == videos[item.video]["video"]:
+            held["info"] = json.dumps(item.info or {})  # the video's end rides on its last clip
+            yield held
+            held = None
+            continue
+        if held is not None:
+            yield held
+        held = _item_row(videos[item.video], item, counts[item.video])
+        counts[item.video] += item.kind == "clip"
+        if item.kind != "clip":
+            yield held
+            held = None
+    if held is not None:
+        yield held
+
+
+def videos_per_task(videos: int, cluster: dict[str, float], decode_cpus: float) -> int:
+    """How many videos one decoding task takes: enough that each decoding slot of the
+    cluster gets about four tasks (dynamic scheduling keeps working), at most 8."""
+    slots = max(1, int(float(cluster.get("CPU", 1)) // max(decode_cpus, 0.01)))
+    return max(1, min(MAX_VIDEOS_PER_TASK, videos // (4 * slots)))
 
 
 # ------------------------------------------------------------------------------- inference
@@ -212,7 +258,7 @@ def plan_resources(run: RunOptions, model: ModelOptions, cluster: dict[str, floa
 
 def clip_features(
     videos: Any, model: ModelOptions, *, clips: ClipOptions, layer: str, pool: bool = True,
-    resources: RayResources | None = None, crop_reduce: str = "none",
+    resources: RayResources | None = None, crop_reduce: str = "none", per_task: int = 1,
 ) -> Any:  # fmt: skip
     """A Ray Dataset of videos → a Ray Dataset of clip features (lazy: nothing runs until it
     is consumed or written).
@@ -228,13 +274,15 @@ def clip_features(
             actor, batches of 8).
         crop_reduce: With ``clips.crops`` above 1: ``none`` gives ``(crops, ...)`` features
             per clip, ``mean`` their mean over the views.
+        per_task: Videos per decoding task (:func:`videos_per_task` chooses it for a list).
 
     Returns:
-        Rows with ``key``, ``source``, ``kind`` (``clip``; once per video ``end``, whose
-        ``info`` is its attributes as JSON, or ``error``, whose ``message`` says why),
-        ``clip``, ``start_frame``, ``end_frame``, ``start_time``, ``end_time`` and
-        ``features`` (float32 bytes of shape ``feature_shape``, JSON). Rows come in no fixed
-        order; a failed video's clip rows may come before its error row. A decoding task
+        Rows with ``key``, ``source``, ``kind`` (``clip``, or ``error`` once for a video
+        that failed, whose ``message`` says why), ``clip``, ``start_frame``, ``end_frame``,
+        ``start_time``, ``end_time``, ``info`` (a video's attributes as JSON on its last
+        clip row, ``{}`` on the others) and ``features`` (float32 bytes of shape
+        ``feature_shape``, JSON). Rows come in no fixed order; a failed video's clip rows
+        may come before its error row. A decoding task
         hands its clips on a batch at a time (the dataset's ``target_max_block_size`` is set
         to a batch of clips), so inference starts before a video is decoded and no stage
         holds a whole long video.
@@ -243,7 +291,10 @@ def clip_features(
     resources = resources or RayResources(1.0, 1, 0.0, 8)
     threads = max(1, int(resources.decode_cpus))
     decode = clips if clips.threads else replace(clips, threads=threads)
-    decoded = videos.flat_map(decode_video, fn_kwargs={"clips": decode},
+    # (a flat_map, unlike a map_batches, is never fused into the inference actors)
+    groups = videos.map_batches(group_videos, batch_size=per_task, batch_format="numpy",
+                                num_cpus=resources.decode_cpus)  # fmt: skip
+    decoded = groups.flat_map(decode_videos, fn_kwargs={"clips": decode},
                               num_cpus=resources.decode_cpus)  # fmt: skip
     # A block is cut once it passes this size: half a clip under a batch, so a batch of clips
     decoded.context.target_max_block_size = max(1, (2 * resources.batch_size - 1)
@@ -305,7 +356,7 @@ class Regroup:
             state.total = total if state.total is None else state.total + total
             state.clips.update(dict.fromkeys(json.loads(row["clips"])))
             state.parts.add(str(row["part"]))
-        else:
+        if row["info"] != "{}":  # an end row, or the last clip of the video
             state.info = json.loads(row["info"])
         if state.info is not None and len(state.clips) == state.info["n_clips"]:
             self.done.add(key)
@@ -335,7 +386,8 @@ def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, n
     """The write stage: the clip rows of ``batch`` (any videos, any clips of them) as one
     shared clip part of ``target``; returns one ``part`` row per video in it (its clips as
     JSON, the float64 sum of their features as bytes) and the ``end``/``error`` rows as
-    they came. A part that cannot be written becomes one ``fatal`` row saying why (the
+    they came (a video's attributes, on its last clip row, go on to its part row). A part
+    that cannot be written becomes one ``fatal`` row saying why (the
     command stops the run with it, as the local engine does on an unwritable output)."""
     kinds = list(batch["kind"])
     clips = [i for i, kind in enumerate(kinds) if kind == "clip"]
@@ -366,9 +418,11 @@ def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, n
             mine = [row for row, k in enumerate(keys) if k == key]
             total = features[mine].astype(np.float64).sum(axis=0)
             source = str(batch["source"][clips[mine[0]]])
+            ends = [batch["info"][clips[row]] for row in mine if batch["info"][clips[row]] != "{}"]
             add(key, source, "part", part=name, sum=total.tobytes(),
                 clips=json.dumps([int(batch["clip"][clips[row]]) for row in mine]),
-                sum_shape=json.dumps(list(total.shape)))  # fmt: skip
+                sum_shape=json.dumps(list(total.shape)),
+                info=ends[0] if ends else "{}")  # fmt: skip
     for i, kind in enumerate(kinds):
         if kind != "clip":
             add(str(batch["key"][i]), str(batch["source"][i]), kind, info=batch["info"][i],
@@ -403,8 +457,10 @@ def ray_videos(
     items = [{"video": i, "key": s.key, "path": str(s.path), "first": (s.frames or (-1, -1))[0],
               "end": (s.frames or (-1, -1))[1]} for i, s in enumerate(sources)]  # fmt: skip
     videos = ray.data.from_items(items, override_num_blocks=len(items))
+    per_task = videos_per_task(len(items), ray.cluster_resources(), resources.decode_cpus)
     features = clip_features(videos, model, clips=clips, layer=layer, pool=pool,
-                             resources=resources, crop_reduce=crop_reduce)  # fmt: skip
+                             resources=resources, crop_reduce=crop_reduce,
+                             per_task=per_task)  # fmt: skip
     regroup = Regroup(sources, layer)
     if parts is not None:
         features = features.map_batches(
