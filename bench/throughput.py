@@ -33,7 +33,8 @@ For every video (or generated video) it prints:
   inference actor, the decoding and write tasks, the driver — what one driver can keep up
   with — and Ray's own processes). Start-up
   (Ray's workers, the actors' imports and model load) is a fixed cost: use enough
-  ``--copies`` (48 of a 10 s video) that it is amortized.
+  ``--copies`` (96 of a 10 s video: about 6 s of start-up against 100 s of work) that it is
+  amortized.
 
 Videos made with ``--make-video WxH`` are 10 s at 25 fps of a textured scene panned by the
 camera, with moving objects and sensor-like grain, h264 (libx264, CRF 23): about 1 Mbit/s at
