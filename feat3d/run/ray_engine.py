@@ -144,20 +144,20 @@ def decode_videos(group: dict[str, Any], clips: ClipOptions) -> Iterator[dict[st
     hang_after = DEFAULT_HANG_AFTER if clips.timeout is None else clips.timeout + HANG_GRACE
     pool = DecodePool(stream, 1, slot_bytes=clips.clip_bytes(), hang_after=hang_after)
     counts = [0] * len(videos)
-    held: dict[str, Any] | None = None  # a clip row, until it is known whether it is the last
-    for item in pool:
-        if item.kind == "end" and held is not None and held["video"] == videos[item.video]["video"]:
+    held: dict[str, Any] | None = None  # the latest clip row, until the next item shows
+    for item in pool:  # whether it was its video's last (a video's items end in end/error)
+        if item.kind == "end" and held is not None:
             held["info"] = json.dumps(item.info or {})  # the video's end rides on its last clip
             yield held
             held = None
             continue
         if held is not None:
             yield held
-        held = _item_row(videos[item.video], item, counts[item.video])
+        row = _item_row(videos[item.video], item, counts[item.video])
         counts[item.video] += item.kind == "clip"
-        if item.kind != "clip":
-            yield held
-            held = None
+        held = row if item.kind == "clip" else None
+        if held is None:
+            yield row
     if held is not None:
         yield held
 
@@ -282,10 +282,9 @@ def clip_features(
         ``start_time``, ``end_time``, ``info`` (a video's attributes as JSON on its last
         clip row, ``{}`` on the others) and ``features`` (float32 bytes of shape
         ``feature_shape``, JSON). Rows come in no fixed order; a failed video's clip rows
-        may come before its error row. A decoding task
-        hands its clips on a batch at a time (the dataset's ``target_max_block_size`` is set
-        to a batch of clips), so inference starts before a video is decoded and no stage
-        holds a whole long video.
+        may come before its error row. A decoding task hands its clips on a batch at a time
+        (the dataset's ``target_max_block_size`` is set to a batch of clips), so inference
+        starts before a video is decoded and no stage holds a whole long video.
     """
     ray = ray_module()
     resources = resources or RayResources(1.0, 1, 0.0, 8)
@@ -326,7 +325,8 @@ class _Video:
 class Regroup:
     """Rows (in any order) back into whole videos, as the local engine hands them on: from
     ``clip`` rows a :class:`VideoOutputs`, from the write stage's ``part`` rows a
-    :class:`PartVideo`; a video is complete once its ``end`` row has come and all its clips."""
+    :class:`PartVideo`; a video is complete once its attributes (on its last clip row, or an
+    ``end`` row) and all its clips have come."""
 
     def __init__(self, sources: Sequence[VideoSource], layer: str):
         self.sources = {source.key: source for source in sources}
@@ -387,8 +387,8 @@ def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, n
     shared clip part of ``target``; returns one ``part`` row per video in it (its clips as
     JSON, the float64 sum of their features as bytes) and the ``end``/``error`` rows as
     they came (a video's attributes, on its last clip row, go on to its part row). A part
-    that cannot be written becomes one ``fatal`` row saying why (the
-    command stops the run with it, as the local engine does on an unwritable output)."""
+    that cannot be written becomes one ``fatal`` row saying why (the command stops the run
+    with it, as the local engine does on an unwritable output)."""
     kinds = list(batch["kind"])
     clips = [i for i, kind in enumerate(kinds) if kind == "clip"]
     out: dict[str, list[Any]] = {name: [] for name in _PART_COLUMNS}
@@ -403,31 +403,42 @@ def write_parts(batch: dict[str, np.ndarray], target: PartTarget) -> dict[str, n
         shape = json.loads(batch["feature_shape"][clips[0]])
         features = np.stack([np.frombuffer(batch["features"][i], np.float32).reshape(shape)
                              for i in clips])  # fmt: skip
-        keys = [str(batch["key"][i]) for i in clips]
         try:
-            name = write_shared_part(
-                target, keys, np.asarray([batch["clip"][i] for i in clips]),
-                np.asarray([(batch["start_frame"][i], batch["end_frame"][i]) for i in clips]),
-                np.asarray([(batch["start_time"][i], batch["end_time"][i]) for i in clips]),
-                features,
-            )  # fmt: skip
+            name = _write_clip_rows(batch, clips, features, target)
         except OutputError as error:
             add("", "", "fatal", message=str(error))
-            return {name: np.asarray(values, dtype=object) for name, values in out.items()}
-        for key in dict.fromkeys(keys):
-            mine = [row for row, k in enumerate(keys) if k == key]
+            return _object_columns(out)
+        positions: dict[str, list[int]] = {}  # each video's clips, as positions in `clips`
+        for position, i in enumerate(clips):
+            positions.setdefault(str(batch["key"][i]), []).append(position)
+        for key, mine in positions.items():
             total = features[mine].astype(np.float64).sum(axis=0)
-            source = str(batch["source"][clips[mine[0]]])
-            ends = [batch["info"][clips[row]] for row in mine if batch["info"][clips[row]] != "{}"]
-            add(key, source, "part", part=name, sum=total.tobytes(),
-                clips=json.dumps([int(batch["clip"][clips[row]]) for row in mine]),
-                sum_shape=json.dumps(list(total.shape)),
+            ends = [batch["info"][clips[p]] for p in mine if batch["info"][clips[p]] != "{}"]
+            add(key, str(batch["source"][clips[mine[0]]]), "part", part=name,
+                sum=total.tobytes(), sum_shape=json.dumps(list(total.shape)),
+                clips=json.dumps([int(batch["clip"][clips[p]]) for p in mine]),
                 info=ends[0] if ends else "{}")  # fmt: skip
     for i, kind in enumerate(kinds):
         if kind != "clip":
             add(str(batch["key"][i]), str(batch["source"][i]), kind, info=batch["info"][i],
                 message=batch["message"][i])  # fmt: skip
-    return {name: np.asarray(values, dtype=object) for name, values in out.items()}
+    return _object_columns(out)
+
+
+def _write_clip_rows(
+    batch: dict[str, np.ndarray], rows: list[int], features: np.ndarray, target: PartTarget
+) -> str:
+    """The clip rows ``rows`` of ``batch`` (their ``features`` decoded) as one new shared
+    clip part; its name."""
+    return write_shared_part(
+        target, [str(batch["key"][i]) for i in rows], np.asarray([batch["clip"][i] for i in rows]),
+        np.asarray([(batch["start_frame"][i], batch["end_frame"][i]) for i in rows]),
+        np.asarray([(batch["start_time"][i], batch["end_time"][i]) for i in rows]), features,
+    )  # fmt: skip
+
+
+def _object_columns(columns: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(values, dtype=object) for name, values in columns.items()}
 
 
 _PART_COLUMNS = ("key", "source", "kind", "part", "clips", "sum", "sum_shape", "info", "message")
@@ -453,11 +464,12 @@ def ray_videos(
     if not sources:
         return
     ray = connect(run.address, quiet=not progress)
-    resources = plan_resources(run, model, ray.cluster_resources())
-    items = [{"video": i, "key": s.key, "path": str(s.path), "first": (s.frames or (-1, -1))[0],
-              "end": (s.frames or (-1, -1))[1]} for i, s in enumerate(sources)]  # fmt: skip
+    cluster = ray.cluster_resources()
+    resources = plan_resources(run, model, cluster)
+    items = [{"video": i, "key": s.key, "path": str(s.path), "first": first, "end": end}
+             for i, s in enumerate(sources) for first, end in [s.frames or (-1, -1)]]  # fmt: skip
     videos = ray.data.from_items(items, override_num_blocks=len(items))
-    per_task = videos_per_task(len(items), ray.cluster_resources(), resources.decode_cpus)
+    per_task = videos_per_task(len(items), cluster, resources.decode_cpus)
     features = clip_features(videos, model, clips=clips, layer=layer, pool=pool,
                              resources=resources, crop_reduce=crop_reduce,
                              per_task=per_task)  # fmt: skip
