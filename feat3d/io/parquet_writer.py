@@ -24,12 +24,12 @@ from .parquet import (
     CLIPS,
     SUFFIX,
     VIDEOS,
+    ParquetIndex,
     PartVideo,
     check_resumable,
     clip_rows_table,
     folder_fs,
     put_atomic,
-    read_index,
     remove_parts,
     sweep_clip_parts,
     table_bytes,
@@ -90,6 +90,9 @@ class ParquetWriter:
         self.rows = self.bytes = 0
         self.since = time.monotonic()
         self.shared = False
+        #: What this writer committed, for sweeping its own shared parts when it closes
+        #: (only its videos rows can refer to them).
+        self.committed = ParquetIndex()
 
     def part_target(self) -> PartTarget:
         """Where and how workers write shared clip parts for this writer (picklable)."""
@@ -166,6 +169,10 @@ class ParquetWriter:
             ) from error
         write_part(self.folder, name, self.videos, self.failures, dtype=self.dtype,
                    attrs=self.attrs)  # fmt: skip
+        self.committed.parts.append(name)
+        for video in self.videos:
+            if isinstance(video, PartVideo):
+                self.committed.videos[video.key] = {"clip_parts": list(video.clip_parts)}
         self.sequence += 1
         self.done.update(video.key for video in self.videos)
         self.videos, self.failures = [], []
@@ -175,8 +182,7 @@ class ParquetWriter:
         try:
             self.flush()
             if self.shared:
-                sweep_clip_parts(self.folder, read_index(self.folder), set(),
-                                 only_writer=self.writer_id)  # fmt: skip
+                sweep_clip_parts(self.folder, self.committed, set(), only_writer=self.writer_id)
         finally:
             self._release()
 
